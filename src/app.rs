@@ -1,0 +1,267 @@
+//! What each command does: glue between the CLI, the library and the reporters.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::catalog::{Catalog, Lab, find_labs_root};
+use crate::check::{self, Outcome};
+use crate::cli::{Cli, Command};
+use crate::host;
+use crate::report::{self, Style};
+use crate::setup;
+use crate::state::State;
+use crate::watch;
+use crate::workspace::Workspace;
+
+struct Ctx {
+    cli_json: bool,
+    style: Style,
+    labs: Option<PathBuf>,
+    ws: Workspace,
+}
+
+impl Ctx {
+    fn catalog(&self) -> anyhow::Result<Catalog> {
+        let root = find_labs_root(self.labs.as_deref())?;
+        Ok(Catalog::load(&root)?)
+    }
+
+    fn emit<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+        let text = if self.cli_json { serde_json::to_string_pretty(value)? + "\n" } else { text() };
+        let mut out = std::io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+            // A reader that went away (`vlab list | head`) is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        }
+    }
+}
+
+/// Runs a command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    crate::cleanup::install_interrupt_handler();
+    let ctx = Ctx {
+        cli_json: cli.json,
+        style: Style::detect(cli.no_color),
+        labs: cli.labs,
+        ws: Workspace::locate(cli.workspace.as_deref())?,
+    };
+    match cli.command {
+        Command::List => list(&ctx),
+        Command::Start { lab } => start(&ctx, &lab),
+        Command::Check { lab, step } => check(&ctx, lab.as_deref(), step.as_deref()),
+        Command::Watch { lab, step, max_runs } => watch_lab(&ctx, &lab, step.as_deref(), max_runs),
+        Command::Hint { lab, step } => hint(&ctx, &lab, step.as_deref()),
+        Command::Status => status(&ctx),
+        Command::Reset { lab } => reset(&ctx, &lab),
+        Command::Doctor => doctor(&ctx),
+        Command::Setup { dry_run } => setup_host(&ctx, dry_run),
+    }
+}
+
+#[derive(Serialize)]
+struct ListedLab<'a> {
+    #[serde(flatten)]
+    lab: &'a Lab,
+    started: bool,
+    workspace: PathBuf,
+}
+
+fn list(ctx: &Ctx) -> anyhow::Result<i32> {
+    let cat = ctx.catalog()?;
+    let listed: Vec<ListedLab> = cat
+        .labs
+        .iter()
+        .map(|l| ListedLab { lab: l, started: ctx.ws.is_started(l), workspace: ctx.ws.lab_dir(l) })
+        .collect();
+    ctx.emit(&listed, || report::lab_list(&cat, &ctx.ws, &ctx.style))?;
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct Started {
+    lab: String,
+    dir: PathBuf,
+    backup: Option<PathBuf>,
+}
+
+fn start(ctx: &Ctx, name: &str) -> anyhow::Result<i32> {
+    let cat = ctx.catalog()?;
+    let lab = cat.find(name)?;
+    let dir = ctx.ws.start(lab)?;
+    let mut files: Vec<&str> = lab.steps.iter().flat_map(|s| s.files.iter().map(String::as_str)).collect();
+    files.sort();
+    files.dedup();
+    ctx.emit(&Started { lab: lab.id.clone(), dir: dir.clone(), backup: None }, || {
+        format!(
+            "Started {} in {}\nEdit: {}\nThen: vlab check {}   (instructions: {}/README.md, or `vlab serve` for the book)\n",
+            lab.id,
+            dir.display(),
+            files.join(", "),
+            lab.id,
+            lab.dir.display()
+        )
+    })?;
+    Ok(0)
+}
+
+fn reset(ctx: &Ctx, name: &str) -> anyhow::Result<i32> {
+    let cat = ctx.catalog()?;
+    let lab = cat.find(name)?;
+    let backup = ctx.ws.reset(lab)?;
+    let mut state = State::load(&ctx.ws.meta_dir())?;
+    state.labs.remove(&lab.id);
+    state.save(&ctx.ws.meta_dir())?;
+    let dir = ctx.ws.lab_dir(lab);
+    ctx.emit(&Started { lab: lab.id.clone(), dir: dir.clone(), backup: backup.clone() }, || {
+        let kept = backup.map(|b| format!("your previous files were moved to {}\n", b.display())).unwrap_or_default();
+        format!("Reset {} in {}\n{kept}", lab.id, dir.display())
+    })?;
+    Ok(0)
+}
+
+/// The lab named, or the one whose workspace directory we are in, or the only started one.
+fn pick_lab<'a>(ctx: &Ctx, cat: &'a Catalog, name: Option<&str>) -> anyhow::Result<&'a Lab> {
+    if let Some(n) = name {
+        return cat.find(n);
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    if let Some(lab) = cat.labs.iter().find(|l| cwd.starts_with(ctx.ws.lab_dir(l))) {
+        return Ok(lab);
+    }
+    let started: Vec<&Lab> = cat.labs.iter().filter(|l| ctx.ws.is_started(l)).collect();
+    match started.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("no lab is started yet; `vlab list` shows them and `vlab start <lab>` starts one"),
+        many => bail!(
+            "several labs are started ({}); name one: `vlab check <lab>`",
+            many.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn run_checks(ctx: &Ctx, lab: &Lab, step: Option<&str>, caps: &host::Capabilities) -> anyhow::Result<check::LabReport> {
+    let dir = ctx.ws.require_started(lab)?;
+    let report = check::check_lab(lab, &dir, caps, step)?;
+    let mut state = State::load(&ctx.ws.meta_dir())?;
+    state.record(&report);
+    state.save(&ctx.ws.meta_dir())?;
+    Ok(report)
+}
+
+fn check(ctx: &Ctx, name: Option<&str>, step: Option<&str>) -> anyhow::Result<i32> {
+    let cat = ctx.catalog()?;
+    let lab = pick_lab(ctx, &cat, name)?;
+    ctx.ws.require_started(lab)?;
+    let caps = host::detect();
+    let report = run_checks(ctx, lab, step, &caps)?;
+    ctx.emit(&report, || report::lab_report(&report, &ctx.style))?;
+    Ok(if report.passed() { 0 } else { 1 })
+}
+
+fn watch_lab(ctx: &Ctx, name: &str, step: Option<&str>, max_runs: Option<u32>) -> anyhow::Result<i32> {
+    let cat = ctx.catalog()?;
+    let lab = cat.find(name)?;
+    let dir = ctx.ws.require_started(lab)?;
+    let caps = host::detect();
+    let mut failure = None;
+    let mut last_passed = false;
+    watch::watch(&dir, Duration::from_millis(300), max_runs, || match run_checks(ctx, lab, step, &caps) {
+        Ok(report) => {
+            last_passed = report.passed();
+            let _ = ctx.emit(&report, || {
+                format!(
+                    "{}{}\n",
+                    report::lab_report(&report, &ctx.style),
+                    ctx.style.dim("watching for changes; Ctrl-C to stop")
+                )
+            });
+        }
+        Err(e) => failure = Some(e),
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(if last_passed { 0 } else { 1 })
+}
+
+#[derive(Serialize)]
+struct Hint<'a> {
+    lab: &'a str,
+    step: &'a str,
+    shown: &'a [String],
+    remaining: usize,
+}
+
+fn hint(ctx: &Ctx, name: &str, step: Option<&str>) -> anyhow::Result<i32> {
+    let cat = ctx.catalog()?;
+    let lab = cat.find(name)?;
+    let mut state = State::load(&ctx.ws.meta_dir())?;
+    let step = match step {
+        Some(id) => lab.steps.iter().find(|s| s.id == id).with_context(|| {
+            format!(
+                "lab {} has no step `{id}`; its steps are: {}",
+                lab.id,
+                lab.steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })?,
+        None => {
+            let done = |id: &str| {
+                state.labs.get(&lab.id).and_then(|l| l.steps.get(id)).is_some_and(|s| s.outcome == Outcome::Pass)
+            };
+            lab.steps.iter().find(|s| !done(&s.id)).unwrap_or(&lab.steps[lab.steps.len() - 1])
+        }
+    };
+    let shown = state.reveal_hint(&lab.id, &step.id, step.hints.len());
+    state.save(&ctx.ws.meta_dir())?;
+    let hints = &step.hints[..shown];
+    ctx.emit(&Hint { lab: &lab.id, step: &step.id, shown: hints, remaining: step.hints.len() - shown }, || {
+        report::hint(lab, &step.id, &step.hints, shown, &ctx.style)
+    })?;
+    Ok(0)
+}
+
+fn status(ctx: &Ctx) -> anyhow::Result<i32> {
+    let cat = ctx.catalog()?;
+    let state = State::load(&ctx.ws.meta_dir())?;
+    ctx.emit(&state, || report::status(&cat, &state, &ctx.style))?;
+    Ok(0)
+}
+
+fn doctor(ctx: &Ctx) -> anyhow::Result<i32> {
+    let caps = host::detect();
+    ctx.emit(&caps, || report::doctor(&caps, &ctx.style))?;
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct SetupResult {
+    installed: Vec<String>,
+    command: Option<String>,
+    dry_run: bool,
+}
+
+fn setup_host(ctx: &Ctx, dry_run: bool) -> anyhow::Result<i32> {
+    let caps = host::detect();
+    let pkgs = match setup::plan(&caps) {
+        setup::Plan::Nothing => Vec::new(),
+        setup::Plan::Install(p) => p,
+    };
+    let command = (!pkgs.is_empty()).then(|| setup::apt_command(&pkgs));
+    if dry_run || pkgs.is_empty() {
+        ctx.emit(&SetupResult { installed: Vec::new(), command: command.clone(), dry_run }, || match &command {
+            Some(c) => format!("would run: {c}\n"),
+            None => "every host tool the labs need is installed\n".into(),
+        })?;
+        return Ok(0);
+    }
+    setup::install(&pkgs, caps.root)?;
+    ctx.emit(&SetupResult { installed: pkgs.clone(), command, dry_run }, || {
+        format!("installed: {}\n", pkgs.join(" "))
+    })?;
+    Ok(0)
+}

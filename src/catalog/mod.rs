@@ -1,0 +1,7 @@
+//! The lab catalog: lab.toml files under labs/, loaded and validated.
+
+mod load;
+mod model;
+
+pub use load::{Catalog, LoadError, find_labs_root, line_of};
+pub use model::*;

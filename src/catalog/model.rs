@@ -1,0 +1,193 @@
+//! The lab.toml model. Field-by-field documentation for lab authors lives in
+//! labs/README.md; keep the two in step.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lab {
+    /// Same as the lab's directory name, `NN-slug`.
+    pub id: String,
+    pub title: String,
+    pub tier: Tier,
+    /// The book chapter (file under book/src) this lab belongs to.
+    pub chapter: String,
+    /// One paragraph shown by `vlab list` and on the lab's book page.
+    pub summary: String,
+    /// Capabilities, named as `vlab doctor` names them.
+    #[serde(default)]
+    pub requires: Vec<Capability>,
+    pub estimate_minutes: u32,
+    pub steps: Vec<Step>,
+    /// Where lab.toml was loaded from (filled by the loader).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    BareMetal,
+    Partitioning,
+    Containers,
+    Uml,
+    Paravirtualization,
+    Emulation,
+    HardwareAssisted,
+}
+
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::BareMetal => "bare metal",
+            Tier::Partitioning => "hardware partitioning",
+            Tier::Containers => "containers",
+            Tier::Uml => "User-Mode-Linux",
+            Tier::Paravirtualization => "paravirtualization",
+            Tier::Emulation => "software emulation",
+            Tier::HardwareAssisted => "hardware-assisted",
+        }
+    }
+}
+
+/// What a machine can do, as `vlab doctor` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    Root,
+    Userns,
+    CgroupWritable,
+    Kvm,
+    KvmFast,
+    QemuSystem,
+    QemuUser,
+    Runc,
+    Uml,
+    Busybox,
+    Nsenter,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 11] = [
+        Capability::Root,
+        Capability::Userns,
+        Capability::CgroupWritable,
+        Capability::Kvm,
+        Capability::KvmFast,
+        Capability::QemuSystem,
+        Capability::QemuUser,
+        Capability::Runc,
+        Capability::Uml,
+        Capability::Busybox,
+        Capability::Nsenter,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Root => "root",
+            Capability::Userns => "userns",
+            Capability::CgroupWritable => "cgroup-writable",
+            Capability::Kvm => "kvm",
+            Capability::KvmFast => "kvm-fast",
+            Capability::QemuSystem => "qemu-system",
+            Capability::QemuUser => "qemu-user",
+            Capability::Runc => "runc",
+            Capability::Uml => "uml",
+            Capability::Busybox => "busybox",
+            Capability::Nsenter => "nsenter",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub id: String,
+    pub title: String,
+    pub points: u32,
+    /// Markdown shown to the student; or take it from a README section.
+    pub instructions: Option<String>,
+    /// Heading text of a section in the lab's README.md holding the instructions.
+    pub readme_section: Option<String>,
+    /// The hint ladder: `vlab hint` reveals one more each time.
+    pub hints: Vec<String>,
+    /// Files (relative to the workspace) the student edits in this step.
+    pub files: Vec<String>,
+    /// Extra capabilities this step needs beyond the lab's.
+    #[serde(default)]
+    pub requires: Vec<Capability>,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Short name shown in results; defaults to the command.
+    pub name: Option<String>,
+    pub kind: CheckKind,
+    /// argv, run in the student's workspace. `{probe}` and `{nonce}` expand.
+    pub command: Vec<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default)]
+    pub expect: Expect,
+    /// Facts stored in the workspace for `vlab compare`, e.g. "result.syscall_ns".
+    #[serde(default)]
+    pub record: Vec<String>,
+    /// Observe checks: workspace-relative directory where the runner places its probe.
+    pub probe_dir: Option<String>,
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// Run the command to completion; judge exit, output, files and measured facts.
+    Run,
+    /// Start the command and observe, from the host, the runner's probe process
+    /// that the student's setup started (namespaces, root, pid, hostname, network).
+    Observe,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub exit: Option<i32>,
+    /// Regexes that must each match stdout.
+    #[serde(default)]
+    pub stdout: Vec<String>,
+    /// Regexes that must not match stdout.
+    #[serde(default)]
+    pub stdout_not: Vec<String>,
+    #[serde(default)]
+    pub stderr: Vec<String>,
+    /// Workspace-relative files that must exist afterwards.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// The results file ($VLAB_RESULTS) must carry `nonce=<this run's nonce>`.
+    #[serde(default)]
+    pub nonce: bool,
+    #[serde(default)]
+    pub facts: Vec<FactRule>,
+}
+
+/// A rule about one fact the runner gathered (see labs/README.md for names).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FactRule {
+    pub fact: String,
+    pub equals: Option<String>,
+    pub matches: Option<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Name of another fact; this fact must be >= factor * that one.
+    pub at_least: Option<String>,
+    pub factor: Option<f64>,
+    /// What the student reads when the rule fails.
+    pub message: String,
+}

@@ -1,0 +1,318 @@
+//! The check engine: runs a step's checks in the student's workspace and
+//! returns structured results. Every run gets a fresh nonce; facts come from
+//! what the runner observes, and lab.toml's rules judge them.
+
+pub mod facts;
+pub mod observe;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Check, CheckKind, Lab, Step};
+use crate::cleanup::Scratch;
+use crate::host::Capabilities;
+use crate::proc::{Cmd, ProcError};
+use facts::{Facts, Vars};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// The runner could not run the check (a tool is missing, I/O failed).
+    Error,
+    /// Not runnable on this machine; the message says why. Never a pass.
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub outcome: Outcome,
+    pub message: String,
+    /// The facts the runner gathered (what it saw, not what it was told).
+    pub evidence: Facts,
+    /// Facts recorded for the cross-tier comparison (only on a pass).
+    pub recorded: Facts,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepResult {
+    pub step: String,
+    pub title: String,
+    pub outcome: Outcome,
+    pub points: u32,
+    pub max_points: u32,
+    pub message: String,
+    pub checks: Vec<CheckResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabReport {
+    pub lab: String,
+    pub title: String,
+    pub points: u32,
+    pub max_points: u32,
+    pub steps: Vec<StepResult>,
+    /// Seconds since the Unix epoch.
+    pub checked_at: u64,
+}
+
+impl LabReport {
+    pub fn passed(&self) -> bool {
+        self.steps.iter().all(|s| s.outcome == Outcome::Pass)
+    }
+}
+
+/// Checks `lab` in `workspace`, every step or only `only_step`.
+pub fn check_lab(
+    lab: &Lab,
+    workspace: &Path,
+    caps: &Capabilities,
+    only_step: Option<&str>,
+) -> anyhow::Result<LabReport> {
+    let steps: Vec<&Step> = match only_step {
+        Some(id) => vec![lab.steps.iter().find(|s| s.id == id).ok_or_else(|| {
+            let ids: Vec<&str> = lab.steps.iter().map(|s| s.id.as_str()).collect();
+            anyhow::anyhow!("lab {} has no step `{id}`; its steps are: {}", lab.id, ids.join(", "))
+        })?],
+        None => lab.steps.iter().collect(),
+    };
+    let steps: Vec<StepResult> = steps.into_iter().map(|s| check_step(lab, s, workspace, caps)).collect();
+    Ok(LabReport {
+        lab: lab.id.clone(),
+        title: lab.title.clone(),
+        points: steps.iter().map(|s| s.points).sum(),
+        max_points: steps.iter().map(|s| s.max_points).sum(),
+        steps,
+        checked_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    })
+}
+
+pub fn check_step(lab: &Lab, step: &Step, workspace: &Path, caps: &Capabilities) -> StepResult {
+    let mut result = StepResult {
+        step: step.id.clone(),
+        title: step.title.clone(),
+        outcome: Outcome::Pass,
+        points: 0,
+        max_points: step.points,
+        message: String::new(),
+        checks: Vec::new(),
+    };
+    let needs: Vec<_> = lab.requires.iter().chain(&step.requires).copied().collect();
+    let missing = caps.missing(&needs);
+    if !missing.is_empty() {
+        result.outcome = Outcome::Skipped;
+        result.message = format!("not runnable on this machine: {}", missing.join("; "));
+        return result;
+    }
+    for check in &step.checks {
+        let r = run_check(check, workspace);
+        if result.outcome == Outcome::Pass && r.outcome != Outcome::Pass {
+            result.outcome = r.outcome;
+            result.message = r.message.clone();
+        }
+        result.checks.push(r);
+    }
+    if result.outcome == Outcome::Pass {
+        result.points = step.points;
+        result.message = "passed".into();
+    }
+    result
+}
+
+pub fn fresh_nonce() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn check_name(check: &Check) -> String {
+    check.name.clone().unwrap_or_else(|| check.command.join(" "))
+}
+
+/// Runs one check with a fresh nonce and judges what the runner saw.
+pub fn run_check(check: &Check, workspace: &Path) -> CheckResult {
+    let started = Instant::now();
+    let nonce = fresh_nonce();
+    let (outcome, message, evidence) = match execute(check, workspace, &nonce) {
+        Ok(Judged { facts, verdict: Ok(()) }) => (Outcome::Pass, "ok".to_string(), facts),
+        Ok(Judged { facts, verdict: Err(msg) }) => (Outcome::Fail, msg, facts),
+        Err(e) => (Outcome::Error, e, Facts::new()),
+    };
+    let recorded = if outcome == Outcome::Pass {
+        check.record.iter().filter_map(|k| evidence.get(k).map(|v| (k.clone(), v.clone()))).collect()
+    } else {
+        Facts::new()
+    };
+    CheckResult {
+        name: check_name(check),
+        outcome,
+        message,
+        evidence,
+        recorded,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+struct Judged {
+    facts: Facts,
+    verdict: Result<(), String>,
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn with_output(msg: String, stdout: &str, stderr: &str) -> String {
+    let mut msg = msg;
+    for (name, text) in [("stderr", stderr), ("stdout", stdout)] {
+        if !text.trim().is_empty() {
+            msg.push_str(&format!("\n  last lines of {name}:\n    {}", tail(text, 6).replace('\n', "\n    ")));
+        }
+    }
+    msg
+}
+
+fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, String> {
+    let scratch = Scratch::new_in(&workspace.join(".vlab"), "check-")
+        .map_err(|e| format!("cannot create a scratch directory in {}: {e}", workspace.display()))?;
+    let results = scratch.path().join("results");
+    let probe = match check.kind {
+        CheckKind::Observe => {
+            let dir = workspace.join(check.probe_dir.as_deref().unwrap_or(".vlab"));
+            observe::place_probe(&dir).map_err(|e| format!("cannot place the probe in {}: {e}", dir.display()))?
+        }
+        CheckKind::Run => workspace.join(".vlab").join(observe::PROBE_NAME),
+    };
+    let argv: Vec<String> = check
+        .command
+        .iter()
+        .map(|a| a.replace("{nonce}", nonce).replace("{probe}", &probe.to_string_lossy()))
+        .collect();
+    let cmd = Cmd::from_argv(&argv)
+        .dir(workspace)
+        .env("VLAB_NONCE", nonce)
+        .env("VLAB_RESULTS", &results)
+        .env("VLAB_SCRATCH", scratch.path())
+        .env("VLAB_PROBE", &probe)
+        .env("VLAB_WORKSPACE", workspace)
+        .timeout(Duration::from_secs(check.timeout_secs));
+    let shown = check.command.join(" ");
+    let not_found = |e: ProcError| e.to_string();
+    let mut facts = Facts::new();
+    let (stdout, stderr) = match check.kind {
+        CheckKind::Run => {
+            let out = cmd.run().map_err(not_found)?;
+            facts.insert("exit".into(), out.code.map(|c| c.to_string()).unwrap_or_else(|| "killed".into()));
+            facts.insert("elapsed_ms".into(), ms(out.elapsed));
+            facts.insert("cpu.user_ms".into(), ms(out.usage.user));
+            facts.insert("cpu.sys_ms".into(), ms(out.usage.sys));
+            facts.insert("cpu.total_ms".into(), ms(out.usage.user + out.usage.sys));
+            facts.insert("io.write_bytes".into(), out.usage.block_write_bytes.to_string());
+            if out.timed_out {
+                let msg = format!(
+                    "`{shown}` did not finish within {}s and was killed (with everything it started)",
+                    check.timeout_secs
+                );
+                return Ok(Judged { facts, verdict: Err(with_output(msg, &out.stdout, &out.stderr)) });
+            }
+            if let Some(want) = check.expect.exit.filter(|w| out.code != Some(*w)) {
+                let msg = format!("`{shown}` {} (expected status {want})", out.describe_end());
+                return Ok(Judged { facts, verdict: Err(with_output(msg, &out.stdout, &out.stderr)) });
+            }
+            (out.stdout, out.stderr)
+        }
+        CheckKind::Observe => {
+            let obs = observe::observe(&cmd, nonce, workspace).map_err(not_found)?;
+            facts.extend(obs.facts);
+            if facts.get("probe.found").map(String::as_str) != Some("yes") {
+                let why = match (&obs.ended_early, obs.timed_out) {
+                    (Some(end), _) => format!(
+                        "`{shown}` {end} without starting the probe ($VLAB_PROBE) with VLAB_NONCE in its environment"
+                    ),
+                    (None, true) => {
+                        format!("the probe ($VLAB_PROBE) did not start within {}s of `{shown}`", check.timeout_secs)
+                    }
+                    (None, false) => format!("the probe was not found under `{shown}`"),
+                };
+                return Ok(Judged { facts, verdict: Err(with_output(why, &obs.stdout, &obs.stderr)) });
+            }
+            if facts.get("probe.intact").map(String::as_str) != Some("yes") {
+                let msg = "the probe that ran is not the one the runner placed; run $VLAB_PROBE unchanged".to_string();
+                return Ok(Judged { facts, verdict: Err(msg) });
+            }
+            (obs.stdout, obs.stderr)
+        }
+    };
+    let result_text = std::fs::read_to_string(&results).unwrap_or_default();
+    facts.extend(facts::parse_results(&result_text));
+    let nonce_state = match facts.get("result.nonce") {
+        Some(n) if n == nonce => "fresh",
+        Some(_) => "stale",
+        None => "missing",
+    };
+    facts.insert("nonce".into(), nonce_state.into());
+    let verdict =
+        expectations(check, workspace, nonce, &facts, &stdout, &stderr).map_err(|m| with_output(m, &stdout, &stderr));
+    Ok(Judged { facts, verdict })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+fn expectations(
+    check: &Check,
+    workspace: &Path,
+    nonce: &str,
+    facts: &Facts,
+    stdout: &str,
+    stderr: &str,
+) -> Result<(), String> {
+    let e = &check.expect;
+    for re in &e.stdout {
+        if !regex::Regex::new(re).map_err(|x| x.to_string())?.is_match(stdout) {
+            return Err(format!("the output does not match /{re}/"));
+        }
+    }
+    for re in &e.stdout_not {
+        if regex::Regex::new(re).map_err(|x| x.to_string())?.is_match(stdout) {
+            return Err(format!("the output should not match /{re}/"));
+        }
+    }
+    for re in &e.stderr {
+        if !regex::Regex::new(re).map_err(|x| x.to_string())?.is_match(stderr) {
+            return Err(format!("the error output does not match /{re}/"));
+        }
+    }
+    for file in &e.files {
+        if !workspace.join(file).exists() {
+            return Err(format!("expected the file {file} to exist afterwards"));
+        }
+    }
+    if e.nonce {
+        match facts.get("nonce").map(String::as_str) {
+            Some("fresh") => {}
+            Some("stale") => return Err("the results carry an old nonce: they were not measured in this run; write `nonce=$VLAB_NONCE` to $VLAB_RESULTS".into()),
+            _ => return Err("no `nonce=...` line in $VLAB_RESULTS; write `nonce=$VLAB_NONCE` there with your results".into()),
+        }
+    }
+    let ws = workspace.to_string_lossy();
+    let vars = Vars { nonce, workspace: &ws };
+    for rule in &e.facts {
+        facts::judge(rule, facts, &vars).map_err(|seen| format!("{} ({seen})", rule.message))?;
+    }
+    Ok(())
+}
+
+/// Per-step totals for progress displays.
+pub fn summary(report: &LabReport) -> BTreeMap<String, Outcome> {
+    report.steps.iter().map(|s| (s.step.clone(), s.outcome)).collect()
+}

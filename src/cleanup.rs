@@ -1,0 +1,88 @@
+//! What must die with vlab: process groups of running children and scratch
+//! paths. Owned values (`proc::Child`, `Scratch`) clean up in `Drop`; this
+//! registry exists only for the Ctrl-C path, where no destructor runs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
+
+#[derive(Default)]
+struct Registry {
+    groups: BTreeSet<i32>,
+    paths: BTreeSet<PathBuf>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { groups: BTreeSet::new(), paths: BTreeSet::new() });
+static HANDLER: Once = Once::new();
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Installs the SIGINT/SIGTERM handler once. It kills every registered group,
+/// removes every registered path and exits 130, so Ctrl-C leaves nothing.
+pub fn install_interrupt_handler() {
+    HANDLER.call_once(|| {
+        // Orphans of our children re-parent to us, so the sweep can find them.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let _ = ctrlc::set_handler(|| {
+            kill_everything();
+            eprintln!("vlab: interrupted; every child was stopped and scratch files removed");
+            std::process::exit(130);
+        });
+    });
+}
+
+/// Kills all registered groups and all our descendants, removes registered paths.
+pub fn kill_everything() {
+    let (groups, paths) = {
+        let reg = registry();
+        (reg.groups.clone(), reg.paths.clone())
+    };
+    for pgid in groups {
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    }
+    crate::proc::kill_orphans(false);
+    for path in paths {
+        let _ = std::fs::remove_dir_all(&path);
+    }
+}
+
+pub fn register_group(pgid: i32) {
+    registry().groups.insert(pgid);
+}
+
+pub fn unregister_group(pgid: i32) {
+    registry().groups.remove(&pgid);
+}
+
+pub fn live_groups() -> Vec<i32> {
+    registry().groups.iter().copied().collect()
+}
+
+/// A directory removed on drop and on Ctrl-C.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// Creates a scratch directory inside `parent` (which must be on a real
+    /// disk when the lab measures I/O: tmpfs would hide block writes).
+    pub fn new_in(parent: &Path, prefix: &str) -> std::io::Result<Self> {
+        std::fs::create_dir_all(parent)?;
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
+        registry().paths.insert(dir.path().to_path_buf());
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        registry().paths.remove(self.dir.path());
+    }
+}

@@ -1,0 +1,151 @@
+//! Host tools the labs drive: present or not, which version, which package.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::proc::Cmd;
+
+/// A tool vlab uses: doctor's name, the binary, how to ask its version, the Debian package.
+pub struct Tool {
+    pub name: &'static str,
+    pub binary: &'static str,
+    pub version_args: &'static [&'static str],
+    pub package: &'static str,
+    pub must_be_static: bool,
+}
+
+pub const TOOLS: &[Tool] = &[
+    Tool {
+        name: "qemu-system",
+        binary: "qemu-system-x86_64",
+        version_args: &["--version"],
+        package: "qemu-system-x86",
+        must_be_static: false,
+    },
+    Tool {
+        name: "qemu-user",
+        binary: "qemu-aarch64-static",
+        version_args: &["--version"],
+        package: "qemu-user-static",
+        must_be_static: false,
+    },
+    Tool { name: "runc", binary: "runc", version_args: &["--version"], package: "runc", must_be_static: false },
+    Tool {
+        name: "uml",
+        binary: "linux",
+        version_args: &["--version"],
+        package: "user-mode-linux",
+        must_be_static: false,
+    },
+    Tool { name: "busybox", binary: "busybox", version_args: &[], package: "busybox-static", must_be_static: true },
+    Tool {
+        name: "nsenter",
+        binary: "nsenter",
+        version_args: &["--version"],
+        package: "util-linux",
+        must_be_static: false,
+    },
+    Tool {
+        name: "unshare",
+        binary: "unshare",
+        version_args: &["--version"],
+        package: "util-linux",
+        must_be_static: false,
+    },
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolInfo {
+    pub present: bool,
+    pub path: Option<PathBuf>,
+    pub version: Option<String>,
+    pub package: String,
+    /// Why it is not usable, when it is not.
+    pub reason: Option<String>,
+}
+
+pub fn which(binary: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into());
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(binary))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// True if the ELF file has no PT_INTERP program header (no dynamic loader).
+pub fn is_static_elf(p: &Path) -> bool {
+    let Ok(data) = std::fs::read(p) else { return false };
+    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(data[0x20..0x28].try_into().unwrap_or_default()) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).all(|i| {
+        let at = phoff + i * size;
+        data.get(at..at + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap_or_default()) != 3)
+    })
+}
+
+fn inspect(tool: &Tool) -> ToolInfo {
+    let mut info = ToolInfo {
+        present: false,
+        path: which(tool.binary),
+        version: None,
+        package: tool.package.into(),
+        reason: None,
+    };
+    let Some(path) = info.path.clone() else {
+        info.reason = Some(format!("{} not found; install the Debian package {}", tool.binary, tool.package));
+        return info;
+    };
+    if tool.must_be_static && !is_static_elf(&path) {
+        info.reason = Some(format!(
+            "{} is dynamically linked; install {} for a static one that runs in any root",
+            path.display(),
+            tool.package
+        ));
+        return info;
+    }
+    let out = Cmd::new(&path).args(tool.version_args).timeout(Duration::from_secs(3)).run();
+    info.version = out.ok().and_then(|o| {
+        let text = if o.stdout.trim().is_empty() { o.stderr } else { o.stdout };
+        text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+    });
+    info.present = true;
+    info
+}
+
+/// Inspects every tool in parallel (doctor has a 200 ms budget).
+pub fn inspect_all() -> BTreeMap<String, ToolInfo> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = TOOLS.iter().map(|t| (t.name, s.spawn(move || inspect(t)))).collect();
+        handles.into_iter().map(|(n, h)| (n.to_string(), h.join().expect("tool inspection panicked"))).collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_detection_reads_program_headers() {
+        // /bin/sh on Debian is dynamically linked (dash).
+        assert!(!is_static_elf(Path::new("/bin/sh")));
+        assert!(!is_static_elf(Path::new("/etc/hostname")));
+    }
+
+    #[test]
+    fn which_finds_sh_and_not_nonsense() {
+        assert!(which("sh").is_some());
+        assert!(which("vlab-no-such-tool").is_none());
+    }
+}

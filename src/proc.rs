@@ -1,0 +1,499 @@
+//! The one way vlab runs a child process.
+//!
+//! Every child gets its own process group, a deadline, output captured to
+//! unlinked temp files (bounded when read back), and is killed with its whole
+//! group and every descendant on timeout, on drop and on Ctrl-C. vlab is a
+//! child subreaper, so even daemons that `setsid` away come back to us and are
+//! swept when the command that started them is done.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::cleanup;
+
+/// Serialises spawn+register against the orphan sweep, so a sweep never
+/// mistakes a just-spawned child of another thread for an orphan.
+static SPAWN_LOCK: Mutex<()> = Mutex::new(());
+
+/// Bytes of stdout/stderr kept when read back; the rest is counted, not kept.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    #[error(
+        "`{program}` is not installed (not found on PATH); run `vlab doctor` to see what is missing and `vlab setup` to install it"
+    )]
+    NotFound { program: String },
+    #[error("could not start `{program}`: {source}")]
+    Spawn { program: String, source: io::Error },
+    #[error("while running `{program}`: {source}")]
+    Io { program: String, source: io::Error },
+}
+
+/// CPU and I/O the child and all its waited-for descendants used.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub user: Duration,
+    pub sys: Duration,
+    /// Bytes the kernel wrote to block devices on the child's behalf.
+    pub block_write_bytes: u64,
+    pub max_rss_kib: u64,
+}
+
+/// How a child ended: its exit code, or the signal that killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl Ended {
+    pub fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(c), _) => format!("exited with status {c}"),
+            (_, Some(s)) => format!("was killed by signal {s}"),
+            _ => "ended".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code, `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Output beyond the limit was dropped.
+    pub truncated: bool,
+    pub elapsed: Duration,
+    pub timed_out: bool,
+    pub usage: Usage,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && !self.timed_out
+    }
+
+    /// One line describing how the child ended, for messages.
+    pub fn describe_end(&self) -> String {
+        if self.timed_out {
+            format!("timed out after {:.1}s and was killed", self.elapsed.as_secs_f64())
+        } else {
+            Ended { code: self.code, signal: self.signal }.describe()
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    program: OsString,
+    args: Vec<OsString>,
+    dir: Option<PathBuf>,
+    env: Vec<(OsString, OsString)>,
+    timeout: Duration,
+    stdin: Vec<u8>,
+    output_limit: usize,
+    inherit_output: bool,
+}
+
+impl Cmd {
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Self {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            dir: None,
+            env: Vec::new(),
+            timeout: Duration::from_secs(30),
+            stdin: Vec::new(),
+            output_limit: DEFAULT_OUTPUT_LIMIT,
+            inherit_output: false,
+        }
+    }
+
+    /// `argv[0]` is the program.
+    pub fn from_argv<S: AsRef<OsStr>>(argv: &[S]) -> Self {
+        let mut cmd = Self::new(argv.first().map(AsRef::as_ref).unwrap_or_default());
+        cmd.args = argv.iter().skip(1).map(|a| a.as_ref().to_owned()).collect();
+        cmd
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    pub fn dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.as_ref().to_owned(), val.as_ref().to_owned()));
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = bytes.into();
+        self
+    }
+
+    pub fn output_limit(mut self, bytes: usize) -> Self {
+        self.output_limit = bytes;
+        self
+    }
+
+    /// Let the child write straight to our terminal (for `vlab setup`).
+    pub fn inherit_output(mut self) -> Self {
+        self.inherit_output = true;
+        self
+    }
+
+    pub fn program_name(&self) -> String {
+        self.program.to_string_lossy().into_owned()
+    }
+
+    /// Runs to completion or to the deadline; the group is always killed after.
+    pub fn run(&self) -> Result<Output, ProcError> {
+        let before = children_usage();
+        let mut child = self.spawn()?;
+        let end = child.wait_until(Instant::now() + self.timeout)?;
+        let timed_out = end.is_none();
+        child.kill_tree();
+        let status = child.wait_final()?;
+        sweep();
+        let usage = children_usage().since(&before);
+        let (stdout, t1) = child.read_stdout(self.output_limit);
+        let (stderr, t2) = child.read_stderr(self.output_limit);
+        Ok(Output {
+            code: if timed_out { None } else { status.code },
+            signal: status.signal,
+            stdout,
+            stderr,
+            truncated: t1 || t2,
+            elapsed: child.started.elapsed(),
+            timed_out,
+            usage,
+        })
+    }
+
+    /// Starts a long-lived child. It dies with its group when the returned
+    /// value is dropped, or at the latest at its deadline via `Child::expired`.
+    pub fn spawn(&self) -> Result<Child, ProcError> {
+        cleanup::install_interrupt_handler();
+        let program = self.program_name();
+        let io_err = |source| ProcError::Io { program: program.clone(), source };
+        let stdout = tempfile::tempfile().map_err(io_err)?;
+        let stderr = tempfile::tempfile().map_err(io_err)?;
+        let mut expr =
+            duct::cmd(&self.program, &self.args).unchecked().stdin_bytes(self.stdin.clone()).before_spawn(|c| {
+                c.process_group(0);
+                Ok(())
+            });
+        if !self.inherit_output {
+            expr =
+                expr.stdout_file(stdout.try_clone().map_err(io_err)?).stderr_file(stderr.try_clone().map_err(io_err)?);
+        }
+        if let Some(dir) = &self.dir {
+            expr = expr.dir(dir);
+        }
+        for (k, v) in &self.env {
+            expr = expr.env(k, v);
+        }
+        let guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
+        let handle = expr.start().map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                ProcError::NotFound { program: program.clone() }
+            } else {
+                ProcError::Spawn { program: program.clone(), source }
+            }
+        })?;
+        let pid = handle.pids().first().copied().unwrap_or(0) as i32;
+        cleanup::register_group(pid);
+        drop(guard);
+        Ok(Child { handle, pid, program, started, deadline: started + self.timeout, stdout, stderr, finished: false })
+    }
+}
+
+/// A running child; killed with its whole tree on drop.
+pub struct Child {
+    handle: duct::Handle,
+    pid: i32,
+    program: String,
+    started: Instant,
+    deadline: Instant,
+    stdout: File,
+    stderr: File,
+    finished: bool,
+}
+
+impl Child {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Still running (not exited, not reaped)?
+    pub fn is_running(&self) -> bool {
+        matches!(self.handle.try_wait(), Ok(None))
+    }
+
+    /// Waits for exit until `until` (capped by the child's own deadline).
+    /// Returns `None` if it is still running then.
+    pub fn wait_until(&self, until: Instant) -> Result<Option<Ended>, ProcError> {
+        let until = until.min(self.deadline);
+        match self.handle.wait_deadline(until) {
+            Ok(Some(out)) => Ok(Some(exit_parts(&out.status))),
+            Ok(None) => Ok(None),
+            Err(source) => Err(ProcError::Io { program: self.program.clone(), source }),
+        }
+    }
+
+    /// Stdout written so far, up to `limit` bytes.
+    pub fn read_stdout(&self, limit: usize) -> (String, bool) {
+        read_capped(&self.stdout, limit)
+    }
+
+    pub fn read_stderr(&self, limit: usize) -> (String, bool) {
+        read_capped(&self.stderr, limit)
+    }
+
+    /// SIGKILL to the group and to every descendant, wherever it moved.
+    pub fn kill_tree(&self) {
+        let tree = descendants(self.pid);
+        unsafe { libc::killpg(self.pid, libc::SIGKILL) };
+        for pid in tree {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Kills what is left and reaps the child; returns (code, signal).
+    fn wait_final(&mut self) -> Result<Ended, ProcError> {
+        self.kill_tree();
+        let out = self.handle.wait().map_err(|source| ProcError::Io { program: self.program.clone(), source })?;
+        let parts = exit_parts(&out.status);
+        self.finished = true;
+        cleanup::unregister_group(self.pid);
+        Ok(parts)
+    }
+
+    /// Stops the child now and reaps it and every orphan it left.
+    pub fn stop(mut self) -> Result<Ended, ProcError> {
+        let parts = self.wait_final();
+        sweep();
+        parts
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.wait_final();
+            sweep();
+        }
+    }
+}
+
+fn exit_parts(status: &std::process::ExitStatus) -> Ended {
+    use std::os::unix::process::ExitStatusExt;
+    Ended { code: status.code(), signal: status.signal() }
+}
+
+fn read_capped(file: &File, limit: usize) -> (String, bool) {
+    let len = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
+    let mut buf = vec![0u8; len.min(limit)];
+    let n = file.read_at(&mut buf, 0).unwrap_or(0);
+    buf.truncate(n);
+    (String::from_utf8_lossy(&buf).into_owned(), len > limit)
+}
+
+fn sweep() {
+    kill_orphans(true);
+}
+
+/// Kills and reaps every direct child of ours that is not the leader of, or
+/// inside, a live registered group: these are orphans re-parented to us.
+/// With `spare_live` false (Ctrl-C), every child goes.
+pub fn kill_orphans(spare_live: bool) {
+    let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // Read the live set under the lock: a child spawned meanwhile is in it.
+    let live_groups = if spare_live { cleanup::live_groups() } else { Vec::new() };
+    let me = std::process::id() as i32;
+    for p in processes() {
+        if p.ppid != me || live_groups.contains(&p.pgid) || live_groups.contains(&p.pid) {
+            continue;
+        }
+        for d in descendants(p.pid) {
+            unsafe { libc::kill(d, libc::SIGKILL) };
+        }
+        unsafe {
+            libc::kill(p.pid, libc::SIGKILL);
+            libc::waitpid(p.pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ProcInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+}
+
+/// Every process on the host, from /proc/<pid>/stat.
+pub fn processes() -> Vec<ProcInfo> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name may hold spaces and parentheses: parse after the last ')'.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let mut fields = rest.split_whitespace();
+            let _state = fields.next()?;
+            let ppid = fields.next()?.parse().ok()?;
+            let pgid = fields.next()?.parse().ok()?;
+            Some(ProcInfo { pid, ppid, pgid })
+        })
+        .collect()
+}
+
+/// All descendants of `root` (not including it), parents before children.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let all = processes();
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for p in all.iter().filter(|p| p.ppid == parent) {
+            out.push(p.pid);
+            frontier.push(p.pid);
+        }
+    }
+    out
+}
+
+fn children_usage() -> Usage {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    Usage {
+        user: tv(ru.ru_utime),
+        sys: tv(ru.ru_stime),
+        block_write_bytes: ru.ru_oublock as u64 * 512,
+        max_rss_kib: ru.ru_maxrss as u64,
+    }
+}
+
+impl Usage {
+    fn since(&self, before: &Usage) -> Usage {
+        Usage {
+            user: self.user.saturating_sub(before.user),
+            sys: self.sys.saturating_sub(before.sys),
+            block_write_bytes: self.block_write_bytes.saturating_sub(before.block_write_bytes),
+            max_rss_kib: self.max_rss_kib,
+        }
+    }
+}
+
+/// True if `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with(|c| c != 'Z' && c != 'X')))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_output_and_status() {
+        let out = Cmd::new("sh").args(["-c", "echo hi; echo err >&2; exit 3"]).run().unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.stdout, "hi\n");
+        assert_eq!(out.stderr, "err\n");
+        assert!(!out.timed_out);
+    }
+
+    #[test]
+    fn missing_program_says_what_to_do() {
+        let err = Cmd::new("vlab-no-such-tool").run().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("vlab-no-such-tool") && msg.contains("vlab setup"), "{msg}");
+    }
+
+    #[test]
+    fn timeout_kills_child_and_grandchildren_even_setsid_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        let script =
+            format!("sleep 1000 & echo $! >> {p}; setsid sleep 1000 & echo $! >> {p}; sleep 1000", p = pids.display());
+        let out = Cmd::new("sh").args(["-c", &script]).timeout(Duration::from_millis(500)).run().unwrap();
+        assert!(out.timed_out);
+        assert_eq!(out.code, None);
+        let listed = std::fs::read_to_string(&pids).unwrap();
+        let listed: Vec<i32> = listed.lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(listed.len(), 2);
+        for pid in listed {
+            assert!(!alive(pid), "grandchild {pid} survived the timeout");
+        }
+    }
+
+    #[test]
+    fn background_leftovers_die_when_the_command_exits() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("setsid sleep 1000 & echo $! > {}; exit 0", pidfile.display());
+        let out = Cmd::new("sh").args(["-c", &script]).run().unwrap();
+        assert!(out.success());
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        assert!(!alive(pid), "daemonised leftover {pid} survived");
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let out = Cmd::new("sh").args(["-c", "yes | head -c 100000"]).output_limit(1000).run().unwrap();
+        assert_eq!(out.stdout.len(), 1000);
+        assert!(out.truncated);
+    }
+
+    #[test]
+    fn dropping_a_spawned_child_kills_it() {
+        let child = Cmd::new("sleep").arg("1000").spawn().unwrap();
+        let pid = child.pid();
+        assert!(alive(pid));
+        drop(child);
+        assert!(!alive(pid));
+    }
+
+    #[test]
+    fn usage_counts_cpu_time_of_the_child() {
+        let out = Cmd::new("sh").args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"]).run().unwrap();
+        assert!(out.usage.user + out.usage.sys > Duration::from_millis(20), "{:?}", out.usage);
+    }
+}

@@ -1,0 +1,167 @@
+//! Results rendered for people. Programs get the same models as JSON (`--json`).
+
+use std::fmt::Write;
+
+use crate::catalog::{Catalog, Lab};
+use crate::check::{LabReport, Outcome};
+use crate::host::Capabilities;
+use crate::state::State;
+use crate::workspace::Workspace;
+
+/// Colour on a terminal unless NO_COLOR is set (https://no-color.org).
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    pub fn detect(no_color_flag: bool) -> Self {
+        use std::io::IsTerminal;
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Style { color: !no_color_flag && !no_color && std::io::stdout().is_terminal() }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    }
+
+    pub fn green(&self, t: &str) -> String {
+        self.paint("32", t)
+    }
+    pub fn red(&self, t: &str) -> String {
+        self.paint("31", t)
+    }
+    pub fn yellow(&self, t: &str) -> String {
+        self.paint("33", t)
+    }
+    pub fn bold(&self, t: &str) -> String {
+        self.paint("1", t)
+    }
+    pub fn dim(&self, t: &str) -> String {
+        self.paint("2", t)
+    }
+
+    pub fn mark(&self, outcome: Outcome) -> String {
+        match outcome {
+            Outcome::Pass => self.green("✓"),
+            Outcome::Fail => self.red("✗"),
+            Outcome::Error => self.red("!"),
+            Outcome::Skipped => self.yellow("–"),
+        }
+    }
+}
+
+pub fn lab_report(r: &LabReport, s: &Style) -> String {
+    let mut out = format!("{} {}\n", s.bold(&r.lab), r.title);
+    for step in &r.steps {
+        let _ = writeln!(
+            out,
+            "  {} {:<12} {:>2}/{:<2} {}",
+            s.mark(step.outcome),
+            step.step,
+            step.points,
+            step.max_points,
+            step.title
+        );
+        if step.outcome != Outcome::Pass {
+            for line in step.message.lines() {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+    }
+    let verdict = if r.passed() { s.green("all steps pass") } else { "not done yet: `vlab hint` helps".to_string() };
+    let _ = writeln!(out, "  total {}/{} — {verdict}", r.points, r.max_points);
+    out
+}
+
+pub fn lab_list(cat: &Catalog, ws: &Workspace, s: &Style) -> String {
+    let mut out = String::new();
+    for lab in &cat.labs {
+        let started = if ws.is_started(lab) { s.green("started") } else { s.dim("not started") };
+        let _ = writeln!(
+            out,
+            "{}  {:<40} {:<22} ~{} min  {}",
+            s.bold(&lab.id),
+            lab.title,
+            lab.tier.name(),
+            lab.estimate_minutes,
+            started
+        );
+    }
+    let _ = writeln!(out, "\nStart one with `vlab start <lab>`; labs are copied into {}", ws.root.display());
+    out
+}
+
+pub fn status(cat: &Catalog, state: &State, s: &Style) -> String {
+    let mut out = String::new();
+    let (mut got, mut max) = (0, 0);
+    for lab in &cat.labs {
+        let ls = state.labs.get(&lab.id);
+        let marks: String = lab
+            .steps
+            .iter()
+            .map(|st| match ls.and_then(|l| l.steps.get(&st.id)) {
+                Some(x) => s.mark(x.outcome),
+                None => s.dim("·"),
+            })
+            .collect();
+        let points: u32 = ls.map(|l| l.steps.values().map(|x| x.points).sum()).unwrap_or(0);
+        let lab_max: u32 = lab.steps.iter().map(|st| st.points).sum();
+        got += points;
+        max += lab_max;
+        let _ = writeln!(out, "{:<22} {} {:>3}/{:<3} {}", lab.id, marks, points, lab_max, lab.title);
+    }
+    let _ = writeln!(out, "total {got}/{max}");
+    out
+}
+
+pub fn hint(lab: &Lab, step: &str, hints: &[String], shown: usize, s: &Style) -> String {
+    let mut out = format!("{} step {}\n", s.bold(&lab.id), step);
+    for (i, h) in hints.iter().take(shown).enumerate() {
+        let _ = writeln!(out, "  hint {}/{}: {h}", i + 1, hints.len());
+    }
+    if shown < hints.len() {
+        let _ = writeln!(out, "  (run `vlab hint {} {step}` again for the next hint)", lab.id);
+    } else {
+        let _ = writeln!(out, "  (that was the last hint; the lab's README and book chapter explain more)");
+    }
+    out
+}
+
+pub fn doctor(c: &Capabilities, s: &Style) -> String {
+    let yes = |ok: bool| if ok { s.green("yes") } else { s.red("no") };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", s.bold("vlab doctor — what this machine can do"));
+    let _ = writeln!(out, "  root             {}", yes(c.root));
+    let _ = writeln!(out, "  user namespaces  {}  {}", yes(c.userns.ok), s.dim(&c.userns.reason));
+    let _ = writeln!(
+        out,
+        "  cgroups          {:?}, writable: {}  {}",
+        c.cgroup.mode,
+        if c.cgroup.writable.is_empty() { "none".into() } else { c.cgroup.writable.join(" ") },
+        s.dim(&c.cgroup.reason)
+    );
+    let k = &c.kvm;
+    let rate = k.rate.map(|r| format!("{:.1} M instr/s", r / 1e6)).unwrap_or_else(|| "not measured".into());
+    let speed = if k.fast { s.green("fast") } else { s.yellow("slow") };
+    let _ = writeln!(
+        out,
+        "  /dev/kvm         present {}, usable {}, {rate}, {}",
+        yes(k.present),
+        yes(k.openable),
+        if k.openable { speed } else { "—".into() }
+    );
+    let _ = writeln!(out, "                   {}", s.dim(&k.reason));
+    for (name, t) in &c.tools {
+        let detail =
+            if t.present { t.version.clone().unwrap_or_default() } else { t.reason.clone().unwrap_or_default() };
+        let _ = writeln!(out, "  {:<16} {}  {}", name, yes(t.present), s.dim(&detail));
+    }
+    let pkgs = c.missing_packages();
+    if !pkgs.is_empty() {
+        let _ =
+            writeln!(out, "\n  missing tools: run `vlab setup` (as root) or `sudo apt-get install {}`", pkgs.join(" "));
+    }
+    let _ = writeln!(out, "  (measured in {:.0} ms)", c.elapsed_ms);
+    out
+}

@@ -1,0 +1,52 @@
+//! `vlab setup`: install the host packages the labs need, from the
+//! distribution's own repositories. Idempotent: nothing to do, nothing done.
+
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::host::Capabilities;
+use crate::proc::Cmd;
+
+pub enum Plan {
+    Nothing,
+    Install(Vec<String>),
+}
+
+pub fn plan(caps: &Capabilities) -> Plan {
+    let pkgs = caps.missing_packages();
+    if pkgs.is_empty() { Plan::Nothing } else { Plan::Install(pkgs) }
+}
+
+pub fn apt_command(pkgs: &[String]) -> String {
+    format!("apt-get install -y --no-install-recommends {}", pkgs.join(" "))
+}
+
+/// Installs `pkgs` with apt-get (root only); output goes to the terminal.
+pub fn install(pkgs: &[String], root: bool) -> anyhow::Result<()> {
+    if !root {
+        bail!(
+            "installing packages needs root; run `sudo vlab setup`, or yourself: sudo apt-get update && sudo {}",
+            apt_command(pkgs)
+        );
+    }
+    let apt = |args: &[&str]| {
+        Cmd::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .timeout(Duration::from_secs(1800))
+            .inherit_output()
+            .run()
+    };
+    let update = apt(&["update", "-q"])?;
+    if !update.success() {
+        bail!("`apt-get update` {}; check the package sources in /etc/apt and try again", update.describe_end());
+    }
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(pkgs.iter().map(String::as_str));
+    let out = apt(&args)?;
+    if !out.success() {
+        bail!("`{}` {}; see apt's messages above", apt_command(pkgs), out.describe_end());
+    }
+    Ok(())
+}
