@@ -93,7 +93,7 @@ fn probe_arg(pid: i32) -> Option<String> {
 
 fn find_probe(root: i32, nonce: &str) -> Option<i32> {
     let needle = format!("VLAB_NONCE={nonce}");
-    proc::descendants(root).into_iter().find(|&pid| {
+    std::iter::once(root).chain(proc::descendants(root)).find(|&pid| {
         probe_arg(pid).is_some()
             && std::fs::read(format!("/proc/{pid}/environ"))
                 .map(|env| env.split(|c| *c == 0).any(|kv| kv == needle.as_bytes()))
