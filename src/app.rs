@@ -146,6 +146,7 @@ fn pick_lab<'a>(ctx: &Ctx, cat: &'a Catalog, name: Option<&str>) -> anyhow::Resu
 
 fn run_checks(ctx: &Ctx, lab: &Lab, step: Option<&str>, caps: &host::Capabilities) -> anyhow::Result<check::LabReport> {
     let dir = ctx.ws.require_started(lab)?;
+    crate::prepare::prepare(lab, &dir)?;
     let report = check::check_lab(lab, &dir, caps, step)?;
     let mut state = State::load(&ctx.ws.meta_dir())?;
     state.record(&report);

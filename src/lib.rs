@@ -12,6 +12,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod host;
 pub mod kvm;
+pub mod prepare;
 pub mod proc;
 pub mod report;
 pub mod setup;

@@ -79,14 +79,15 @@ impl Workspace {
         Ok(backup)
     }
 
-    /// Copies `lab/<which>/` to `to` via a temporary sibling, so a failure
-    /// leaves no half-written lab directory.
+    /// Copies `lab/<which>/` to `to` and prepares what the lab needs, via a
+    /// temporary sibling, so a failure leaves no half-written lab directory.
     pub fn copy_from(&self, lab: &Lab, which: &str, to: &Path) -> anyhow::Result<()> {
         let from = lab.dir.join(which);
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create the workspace {}", self.root.display()))?;
         let tmp = tempfile::Builder::new().prefix(".starting-").tempdir_in(&self.root)?;
         copy_tree(&from, tmp.path()).with_context(|| format!("cannot copy {} into the workspace", from.display()))?;
+        crate::prepare::prepare(lab, tmp.path())?;
         std::fs::rename(tmp.keep(), to).with_context(|| format!("cannot create {}", to.display()))?;
         Ok(())
     }

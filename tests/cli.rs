@@ -32,7 +32,10 @@ fn start_copies_the_starter_once() {
     let ws = workspace();
     vlab(ws.path()).args(["start", "bare-metal"]).assert().success().stdout(predicate::str::contains("measure.sh"));
     let script = ws.path().join("01-bare-metal/measure.sh");
-    assert_eq!(std::fs::read(&script).unwrap(), std::fs::read(labs().join("01-bare-metal/starter/measure.sh")).unwrap());
+    assert_eq!(
+        std::fs::read(&script).unwrap(),
+        std::fs::read(labs().join("01-bare-metal/starter/measure.sh")).unwrap()
+    );
     vlab(ws.path())
         .args(["start", "1"])
         .assert()
@@ -53,7 +56,11 @@ fn unknown_lab_lists_the_real_ones() {
 #[test]
 fn check_before_start_says_to_start() {
     let ws = workspace();
-    vlab(ws.path()).args(["check", "01-bare-metal"]).assert().code(2).stderr(predicate::str::contains("vlab start 01-bare-metal"));
+    vlab(ws.path())
+        .args(["check", "01-bare-metal"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("vlab start 01-bare-metal"));
     vlab(ws.path()).arg("check").assert().code(2).stderr(predicate::str::contains("no lab is started"));
 }
 
@@ -61,11 +68,11 @@ fn check_before_start_says_to_start() {
 fn check_starter_fails_with_messages_then_solution_passes() {
     let ws = workspace();
     vlab(ws.path()).args(["start", "01-bare-metal"]).assert().success();
-    vlab(ws.path())
-        .args(["check", "01-bare-metal"])
-        .assert()
-        .code(1)
-        .stdout(predicate::str::contains("✗ cpu").and(predicate::str::contains("cpu is not written yet")).and(predicate::str::contains("total 0/8")));
+    vlab(ws.path()).args(["check", "01-bare-metal"]).assert().code(1).stdout(
+        predicate::str::contains("✗ cpu")
+            .and(predicate::str::contains("cpu is not written yet"))
+            .and(predicate::str::contains("total 0/8")),
+    );
     overlay(&labs().join("01-bare-metal/solution"), &ws.path().join("01-bare-metal"));
     // Without a lab name: the only started lab is checked.
     vlab(ws.path()).arg("check").assert().success().stdout(predicate::str::contains("total 8/8"));
@@ -192,11 +199,11 @@ command = ["true"]
 fn a_broken_lab_toml_names_file_line_and_choices() {
     let labs = fixture_labs("01-broken", BROKEN, &[], &[]);
     let ws = workspace();
-    vlab_with_labs(ws.path(), labs.path())
-        .arg("list")
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("01-broken/lab.toml:17").and(predicate::str::contains("`exe`")).and(predicate::str::contains("`run` or `observe`")));
+    vlab_with_labs(ws.path(), labs.path()).arg("list").assert().code(2).stderr(
+        predicate::str::contains("01-broken/lab.toml:17")
+            .and(predicate::str::contains("`exe`"))
+            .and(predicate::str::contains("`run` or `observe`")),
+    );
 }
 
 fn single_check_lab(id: &str, check: &str, requires: &str) -> String {
@@ -208,10 +215,21 @@ fn single_check_lab(id: &str, check: &str, requires: &str) -> String {
 
 #[test]
 fn a_missing_tool_is_an_error_that_says_what_to_do() {
-    let labs = fixture_labs("01-tool", &single_check_lab("01-tool", "kind = \"run\"\ncommand = [\"vlab-no-such-tool\"]", ""), &[], &[]);
+    let labs = fixture_labs(
+        "01-tool",
+        &single_check_lab("01-tool", "kind = \"run\"\ncommand = [\"vlab-no-such-tool\"]", ""),
+        &[],
+        &[],
+    );
     let ws = workspace();
     vlab_with_labs(ws.path(), labs.path()).args(["start", "01-tool"]).assert().success();
-    let out = vlab_with_labs(ws.path(), labs.path()).args(["--json", "check", "01-tool"]).assert().code(1).get_output().stdout.clone();
+    let out = vlab_with_labs(ws.path(), labs.path())
+        .args(["--json", "check", "01-tool"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let (_, outcome, message) = outcomes(&report).pop().unwrap();
     assert_eq!(outcome, "error");
@@ -232,7 +250,8 @@ fn a_step_this_machine_cannot_run_is_skipped_never_passed() {
         eprintln!("skipped: this machine has every capability; nothing to skip");
         return;
     };
-    let labs = fixture_labs("01-cap", &single_check_lab("01-cap", "kind = \"run\"\ncommand = [\"true\"]", lacking), &[], &[]);
+    let labs =
+        fixture_labs("01-cap", &single_check_lab("01-cap", "kind = \"run\"\ncommand = [\"true\"]", lacking), &[], &[]);
     vlab_with_labs(ws.path(), labs.path()).args(["start", "01-cap"]).assert().success();
     vlab_with_labs(ws.path(), labs.path())
         .args(["check", "01-cap"])

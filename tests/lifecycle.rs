@@ -23,7 +23,12 @@ fn pids(path: &std::path::Path) -> Vec<i32> {
 
 fn scratch_dirs(ws: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(ws.join(".vlab"))
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("check-")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("check-"))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -45,7 +50,11 @@ fn a_check_that_sleeps_forever_is_killed_at_its_limit_with_its_children() {
     for pid in bg {
         assert!(!alive(pid), "background child {pid} outlived the check");
     }
-    assert!(scratch_dirs(&ws.path().join("01-sleep")).is_empty(), "scratch left behind: {:?}", scratch_dirs(&ws.path().join("01-sleep")));
+    assert!(
+        scratch_dirs(&ws.path().join("01-sleep")).is_empty(),
+        "scratch left behind: {:?}",
+        scratch_dirs(&ws.path().join("01-sleep"))
+    );
 }
 
 #[test]
@@ -86,7 +95,11 @@ fn ctrl_c_stops_every_child_and_removes_scratch() {
     for pid in pids(&pidfile) {
         assert!(!alive(pid), "child {pid} outlived Ctrl-C");
     }
-    assert!(scratch_dirs(&ws.path().join("01-sleep")).is_empty(), "scratch left behind: {:?}", scratch_dirs(&ws.path().join("01-sleep")));
+    assert!(
+        scratch_dirs(&ws.path().join("01-sleep")).is_empty(),
+        "scratch left behind: {:?}",
+        scratch_dirs(&ws.path().join("01-sleep"))
+    );
 }
 
 const OBSERVE: &str = r#"kind = "observe"

@@ -20,6 +20,9 @@ pub struct Lab {
     #[serde(default)]
     pub requires: Vec<Capability>,
     pub estimate_minutes: u32,
+    /// What the runner builds into the workspace at `start` and refreshes before checks.
+    #[serde(default)]
+    pub prepare: Vec<Prepare>,
     pub steps: Vec<Step>,
     /// Where lab.toml was loaded from (filled by the loader).
     #[serde(skip)]
@@ -101,6 +104,14 @@ impl Capability {
     }
 }
 
+/// Things the runner makes for a lab (see src/prepare.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Prepare {
+    /// A busybox-static root filesystem at `rootfs/`, with `rootfs/.vlab/` for the probe.
+    BusyboxRootfs,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
@@ -152,6 +163,9 @@ pub enum CheckKind {
     /// Start the command and observe, from the host, the runner's probe process
     /// that the student's setup started (namespaces, root, pid, hostname, network).
     Observe,
+    /// Start the command (QEMU, UML, Xen...) and read the probe's report from the
+    /// console on its stdout; the runner also inspects the VMM process it started.
+    Boot,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 //! returns structured results. Every run gets a fresh nonce; facts come from
 //! what the runner observes, and lab.toml's rules judge them.
 
+pub mod boot;
 pub mod facts;
 pub mod observe;
 
@@ -189,7 +190,7 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
             let dir = workspace.join(check.probe_dir.as_deref().unwrap_or(".vlab"));
             observe::place_probe(&dir).map_err(|e| format!("cannot place the probe in {}: {e}", dir.display()))?
         }
-        CheckKind::Run => workspace.join(".vlab").join(observe::PROBE_NAME),
+        CheckKind::Run | CheckKind::Boot => workspace.join(".vlab").join(observe::PROBE_NAME),
     };
     let argv: Vec<String> = check
         .command
@@ -249,6 +250,26 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
                 return Ok(Judged { facts, verdict: Err(msg) });
             }
             (obs.stdout, obs.stderr)
+        }
+        CheckKind::Boot => {
+            let obs = boot::boot(&cmd, nonce).map_err(not_found)?;
+            facts.extend(obs.facts);
+            if let Some(panic) = &obs.panic {
+                let msg = format!("the guest kernel panicked: {panic}");
+                return Ok(Judged { facts, verdict: Err(with_output(msg, &obs.console, "")) });
+            }
+            if facts.get("boot.report").map(String::as_str) != Some("found") {
+                let why = match (&obs.ended_early, obs.timed_out) {
+                    (Some(end), _) => format!("`{shown}` {end} before the probe's report appeared on the console"),
+                    (None, _) => format!("no probe report on the console within {}s of `{shown}`", check.timeout_secs),
+                };
+                return Ok(Judged { facts, verdict: Err(with_output(why, &obs.console, "")) });
+            }
+            if facts.get("report.nonce").map(String::as_str) != Some("fresh") {
+                let msg = "the report does not carry this run's nonce: pass vlab.nonce=$VLAB_NONCE on the kernel command line";
+                return Ok(Judged { facts, verdict: Err(msg.to_string()) });
+            }
+            (obs.console, String::new())
         }
     };
     let result_text = std::fs::read_to_string(&results).unwrap_or_default();

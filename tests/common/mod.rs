@@ -38,7 +38,11 @@ pub fn json(ws: &Path, args: &[&str]) -> (i32, serde_json::Value) {
     let out = vlab(ws).arg("--json").args(args).output().unwrap();
     let code = out.status.code().unwrap_or(-1);
     let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("vlab {args:?} did not print JSON ({e}); stdout: {}; stderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "vlab {args:?} did not print JSON ({e}); stdout: {}; stderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     (code, value)
 }
@@ -59,7 +63,12 @@ pub fn overlay(from: &Path, to: &Path) {
 
 /// A one-lab labs/ directory built from a lab.toml body; starter and solution
 /// hold the given files.
-pub fn fixture_labs(id: &str, lab_toml: &str, starter: &[(&str, &str)], solution: &[(&str, &str)]) -> tempfile::TempDir {
+pub fn fixture_labs(
+    id: &str,
+    lab_toml: &str,
+    starter: &[(&str, &str)],
+    solution: &[(&str, &str)],
+) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("README.md"), "# fixture labs\n").unwrap();
     let dir = root.path().join(id);
@@ -87,6 +96,12 @@ pub fn outcomes(report: &serde_json::Value) -> Vec<(String, String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["step"].as_str().unwrap().to_string(), s["outcome"].as_str().unwrap().to_string(), s["message"].as_str().unwrap().to_string()))
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_string(),
+                s["outcome"].as_str().unwrap().to_string(),
+                s["message"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
