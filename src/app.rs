@@ -60,6 +60,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Reset { lab } => reset(&ctx, &lab),
         Command::Doctor => doctor(&ctx),
         Command::Setup { dry_run } => setup_host(&ctx, dry_run),
+        Command::Submit { labs, output, student } => submit(&ctx, &labs, &output, student),
+        Command::Grade { inputs, out, jobs, only, policy, gradescope, autograder_root } => {
+            let args = GradeArgs { inputs, out, jobs, only, policy, gradescope, autograder_root };
+            grade(&ctx, args)
+        }
+        Command::GradeOne { spec } => grade_one(&spec),
     }
 }
 
@@ -264,5 +270,98 @@ fn setup_host(ctx: &Ctx, dry_run: bool) -> anyhow::Result<i32> {
     ctx.emit(&SetupResult { installed: pkgs.clone(), command, dry_run }, || {
         format!("installed: {}\n", pkgs.join(" "))
     })?;
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct Submitted {
+    bundle: PathBuf,
+    student: String,
+    labs: Vec<String>,
+    files: usize,
+}
+
+fn submit(ctx: &Ctx, names: &[String], output: &std::path::Path, student: Option<String>) -> anyhow::Result<i32> {
+    let cat = ctx.catalog()?;
+    let labs: Vec<&Lab> = if names.is_empty() {
+        cat.labs.iter().filter(|l| ctx.ws.is_started(l)).collect()
+    } else {
+        names.iter().map(|n| cat.find(n)).collect::<anyhow::Result<_>>()?
+    };
+    if labs.is_empty() {
+        bail!("no lab is started, so there is nothing to submit; `vlab start <lab>` first");
+    }
+    for lab in &labs {
+        ctx.ws.require_started(lab)?;
+    }
+    let student = student
+        .or_else(|| std::env::var("USER").ok())
+        .context("who is submitting? pass --student NAME")?;
+    let state = State::load(&ctx.ws.meta_dir())?;
+    let reported = labs.iter().filter_map(|l| state.labs.get(&l.id).map(|s| (l.id.clone(), s.clone()))).collect();
+    let manifest = crate::grade::bundle::pack(&labs, |l| ctx.ws.lab_dir(l), &student, reported, output)?;
+    let files = manifest.labs.values().map(Vec::len).sum();
+    let done = Submitted { bundle: output.to_path_buf(), student, labs: manifest.labs.keys().cloned().collect(), files };
+    ctx.emit(&done, || {
+        format!("Wrote {} ({} files from {}); hand this file in.\n", done.bundle.display(), done.files, done.labs.join(", "))
+    })?;
+    Ok(0)
+}
+
+struct GradeArgs {
+    inputs: Vec<PathBuf>,
+    out: Option<PathBuf>,
+    jobs: Option<usize>,
+    only: Vec<String>,
+    policy: Option<PathBuf>,
+    gradescope: bool,
+    autograder_root: PathBuf,
+}
+
+fn grade(ctx: &Ctx, args: GradeArgs) -> anyhow::Result<i32> {
+    let cat = ctx.catalog()?;
+    let policy = args.policy.as_deref().map(crate::grade::policy::Policy::load).transpose()?.unwrap_or_default();
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let (inputs, out) = if args.gradescope {
+        let scratch = tempfile::tempdir()?;
+        (vec![args.autograder_root.join("submission")], scratch.keep())
+    } else {
+        (args.inputs, args.out.context("--out DIR is required")?)
+    };
+    let opts = crate::grade::Options {
+        inputs,
+        out: out.clone(),
+        jobs,
+        labs: args.only,
+        policy,
+        limits: crate::grade::limits::Limits::default(),
+        progress: !ctx.cli_json,
+    };
+    let summary = crate::grade::grade(&cat, &opts)?;
+    if args.gradescope {
+        let results = out.join("gradescope");
+        let one = std::fs::read_dir(&results)?.filter_map(|e| e.ok()).next().context("no submission was graded")?;
+        let target = args.autograder_root.join("results");
+        std::fs::create_dir_all(&target)?;
+        std::fs::copy(one.path().join("results.json"), target.join("results.json"))?;
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    ctx.emit(&summary, || {
+        format!(
+            "graded {} submission(s) in {:.1}s ({:.2}s each), {} resumed from earlier runs, {} rejected\nresults in {}: gradebook.csv, junit.xml, gradescope/, feedback/\n",
+            summary.graded,
+            summary.seconds,
+            summary.per_submission_seconds,
+            summary.resumed,
+            summary.rejected,
+            summary.out.display()
+        )
+    })?;
+    Ok(0)
+}
+
+fn grade_one(spec: &std::path::Path) -> anyhow::Result<i32> {
+    let graded = crate::grade::sandbox::grade_inside(spec)?;
+    println!("{}", serde_json::to_string(&graded)?);
     Ok(0)
 }

@@ -71,4 +71,47 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Pack your lab files into a bundle to hand in (only the files the labs ask for)
+    Submit {
+        /// Labs to include (default: every lab you started)
+        labs: Vec<String>,
+        /// The bundle to write
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+        /// Your name or student id (default: $USER)
+        #[arg(long)]
+        student: Option<String>,
+    },
+    /// Instructor: re-run the canonical checks on submissions, sandboxed, and export grades
+    #[command(after_help = "Writes DIR/results/<student>.json (one per bundle, atomically; a rerun resumes),
+                            DIR/gradebook.csv, DIR/junit.xml, DIR/gradescope/<student>/results.json and
+                            DIR/feedback/<student>.md. Each submission runs in its own namespaces with
+                            no network but loopback, a pids+memory cgroup, file-size limits and (as root)
+                            a private size-limited filesystem.")]
+    Grade {
+        /// Submission bundles, or directories of them
+        #[arg(required_unless_present = "gradescope")]
+        inputs: Vec<PathBuf>,
+        /// Where results and exports go
+        #[arg(long, value_name = "DIR", required_unless_present = "gradescope")]
+        out: Option<PathBuf>,
+        /// Submissions graded at once (default: number of cores)
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        /// Only these labs (comma-separated ids)
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Course policy: deadline, late penalty, hidden steps (TOML)
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Run as a Gradescope autograder: grade the bundle in <root>/submission, write <root>/results/results.json
+        #[arg(long)]
+        gradescope: bool,
+        /// The autograder root for --gradescope
+        #[arg(long, value_name = "DIR", default_value = "/autograder")]
+        autograder_root: PathBuf,
+    },
+    /// Internal: grade one submission inside the sandbox (run by `vlab grade`)
+    #[command(name = "__grade-one", hide = true)]
+    GradeOne { spec: PathBuf },
 }

@@ -11,6 +11,7 @@ pub mod check;
 pub mod cleanup;
 pub mod cli;
 pub mod host;
+pub mod grade;
 pub mod kvm;
 pub mod prepare;
 pub mod proc;

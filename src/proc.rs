@@ -205,6 +205,13 @@ impl Cmd {
         let mut expr =
             duct::cmd(&self.program, &self.args).unchecked().stdin_bytes(self.stdin.clone()).before_spawn(|c| {
                 c.process_group(0);
+                // If vlab itself is killed (even by SIGKILL), its children die too.
+                unsafe {
+                    c.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                        Ok(())
+                    })
+                };
                 Ok(())
             });
         if !self.inherit_output {

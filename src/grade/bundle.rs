@@ -1,0 +1,229 @@
+//! Submission bundles: a gzip'd tar holding `manifest.json` and
+//! `files/<lab>/<path>` for the files each lab declares. Packing is the
+//! student's side (`vlab submit`); unpacking is the grader's, and treats the
+//! bundle as hostile: only regular files, relative paths without `..`, under
+//! size and count limits, and only files the canonical lab declares.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Catalog, Lab};
+use crate::state::LabState;
+
+pub const FORMAT: u32 = 1;
+/// Largest file a student may submit.
+pub const MAX_FILE: u64 = 1024 * 1024;
+/// Largest bundle content, all files together.
+pub const MAX_TOTAL: u64 = 16 * 1024 * 1024;
+pub const MAX_ENTRIES: usize = 512;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub tool_version: String,
+    pub student: String,
+    /// Seconds since the Unix epoch, as the student's clock said (informational).
+    pub created_at: u64,
+    pub labs: BTreeMap<String, Vec<FileEntry>>,
+    /// The student's own last results: shown to the instructor, never used for grades.
+    pub self_reported: BTreeMap<String, LabState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The files a lab declares, across its steps, sorted and unique.
+pub fn declared_files(lab: &Lab) -> Vec<String> {
+    let mut files: Vec<String> = lab.steps.iter().flat_map(|s| s.files.iter().cloned()).collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Packs the declared files of `labs` from the workspace into a bundle at `out`
+/// (written to a temp file and renamed, so a failure leaves nothing behind).
+pub fn pack(
+    labs: &[&Lab],
+    workspace_dir: impl Fn(&Lab) -> PathBuf,
+    student: &str,
+    self_reported: BTreeMap<String, LabState>,
+    out: &Path,
+) -> anyhow::Result<Manifest> {
+    let mut manifest = Manifest {
+        format: FORMAT,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        student: student.into(),
+        created_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        labs: BTreeMap::new(),
+        self_reported,
+    };
+    let mut contents = Vec::new();
+    let mut total = 0;
+    for lab in labs {
+        let dir = workspace_dir(lab);
+        let mut entries = Vec::new();
+        for file in declared_files(lab) {
+            let path = dir.join(&file);
+            let data = std::fs::read(&path)
+                .with_context(|| format!("{} is missing from your workspace ({}); restore it or `vlab reset {}`", file, path.display(), lab.id))?;
+            if data.len() as u64 > MAX_FILE {
+                bail!("{} is {} bytes; submitted files are limited to {} bytes", path.display(), data.len(), MAX_FILE);
+            }
+            total += data.len() as u64;
+            entries.push(FileEntry { path: file.clone(), sha256: sha256_hex(&data), size: data.len() as u64 });
+            contents.push((format!("files/{}/{}", lab.id, file), data));
+        }
+        manifest.labs.insert(lab.id.clone(), entries);
+    }
+    if total > MAX_TOTAL {
+        bail!("the submission would be {total} bytes; the limit is {MAX_TOTAL}");
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(parent).with_context(|| format!("cannot write in {}", parent.display()))?;
+    {
+        let gz = flate2::write::GzEncoder::new(tmp.as_file(), flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        let json = serde_json::to_vec_pretty(&manifest)?;
+        append(&mut tar, "manifest.json", &json)?;
+        for (name, data) in &contents {
+            append(&mut tar, name, data)?;
+        }
+        tar.into_inner()?.finish()?;
+    }
+    tmp.persist(out).with_context(|| format!("cannot create {}", out.display()))?;
+    Ok(manifest)
+}
+
+fn append<W: std::io::Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, name, data)
+}
+
+/// A bundle, read safely: the manifest and the declared files' contents.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub manifest: Manifest,
+    /// lab id → (declared path → contents). Only files the canonical lab declares.
+    pub files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// sha256 of the whole bundle file: the key for resuming.
+    pub hash: String,
+    /// Entries that were ignored (not declared by a canonical lab), for the instructor.
+    pub ignored: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{bundle}: {reason}")]
+pub struct Rejected {
+    pub bundle: String,
+    pub reason: String,
+}
+
+/// Checks that a tar path is relative and never climbs out.
+fn safe_path(path: &Path) -> Result<Vec<String>, String> {
+    let mut parts = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(format!("entry `{}` climbs out with `..`", path.display())),
+            Component::RootDir | Component::Prefix(_) => return Err(format!("entry `{}` is an absolute path", path.display())),
+        }
+    }
+    Ok(parts)
+}
+
+/// Reads a bundle as hostile input. Returns a clear reason when it is rejected.
+pub fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> {
+    let reject = |reason: String| Rejected { bundle: bundle.display().to_string(), reason };
+    let raw = std::fs::read(bundle).map_err(|e| reject(format!("cannot read: {e}")))?;
+    if raw.len() as u64 > MAX_TOTAL * 2 {
+        return Err(reject(format!("{} bytes is larger than any valid submission", raw.len())));
+    }
+    let hash = sha256_hex(&raw);
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(raw.as_slice()));
+    let entries = archive.entries().map_err(|e| reject(format!("not a vlab submission (gzip'd tar): {e}")))?;
+    let mut manifest = None;
+    let mut files: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    let mut ignored = Vec::new();
+    let (mut count, mut total) = (0usize, 0u64);
+    for entry in entries {
+        let mut entry = entry.map_err(|e| reject(format!("damaged archive: {e}")))?;
+        count += 1;
+        if count > MAX_ENTRIES {
+            return Err(reject(format!("more than {MAX_ENTRIES} entries")));
+        }
+        let path = entry.path().map_err(|e| reject(format!("unreadable entry name: {e}")))?.into_owned();
+        let parts = safe_path(&path).map_err(reject)?;
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(reject(format!("entry `{}` is a {:?}, not a regular file (links and devices are refused)", path.display(), kind)));
+        }
+        let size = entry.header().size().unwrap_or(u64::MAX);
+        if size > MAX_FILE {
+            return Err(reject(format!("entry `{}` is {size} bytes; the limit is {MAX_FILE}", path.display())));
+        }
+        total += size;
+        if total > MAX_TOTAL {
+            return Err(reject(format!("contents exceed {MAX_TOTAL} bytes")));
+        }
+        let mut data = Vec::new();
+        entry.by_ref().take(MAX_FILE + 1).read_to_end(&mut data).map_err(|e| reject(format!("damaged entry `{}`: {e}", path.display())))?;
+        match parts.as_slice() {
+            [name] if name == "manifest.json" => {
+                manifest = Some(serde_json::from_slice::<Manifest>(&data).map_err(|e| reject(format!("manifest.json is not valid: {e}")))?);
+            }
+            [files_dir, lab, rest @ ..] if files_dir == "files" && !rest.is_empty() => {
+                let rel = rest.join("/");
+                let declared = catalog.labs.iter().find(|l| &l.id == lab).is_some_and(|l| declared_files(l).contains(&rel));
+                if declared {
+                    files.entry(lab.clone()).or_default().insert(rel, data);
+                } else {
+                    ignored.push(path.display().to_string());
+                }
+            }
+            _ => ignored.push(path.display().to_string()),
+        }
+    }
+    let manifest = manifest.ok_or_else(|| reject("no manifest.json: make bundles with `vlab submit`".into()))?;
+    if manifest.format != FORMAT {
+        return Err(reject(format!("bundle format {} is not {FORMAT}; re-submit with this vlab version", manifest.format)));
+    }
+    Ok(Submission { manifest, files, hash, ignored })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_paths_refuse_escapes() {
+        assert!(safe_path(Path::new("files/01-x/a.sh")).is_ok());
+        assert!(safe_path(Path::new("files/../../etc/passwd")).unwrap_err().contains(".."));
+        assert!(safe_path(Path::new("/etc/passwd")).unwrap_err().contains("absolute"));
+    }
+
+    #[test]
+    fn sha256_is_hex() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

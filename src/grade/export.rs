@@ -1,0 +1,218 @@
+//! Grades out: gradebook CSV, Gradescope results.json, JUnit XML and
+//! per-student Markdown feedback, all rebuilt from the per-submission results.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::policy::Policy;
+use super::{SubmissionResult, write_atomic};
+use crate::catalog::Catalog;
+use crate::check::Outcome;
+
+pub fn write_all(catalog: &Catalog, results: &[SubmissionResult], policy: &Policy, out: &Path) -> anyhow::Result<()> {
+    write_atomic(&out.join("gradebook.csv"), gradebook(results)?.as_bytes())?;
+    write_atomic(&out.join("junit.xml"), junit(results).as_bytes())?;
+    for r in results {
+        let gs = serde_json::to_vec_pretty(&gradescope(catalog, r, policy))?;
+        write_atomic(&out.join("gradescope").join(&r.student).join("results.json"), &gs)?;
+        write_atomic(&out.join("feedback").join(format!("{}.md", r.student)), feedback(catalog, r, policy).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// One row per student, one column per lab, then total, maximum, late penalty and error.
+pub fn gradebook(results: &[SubmissionResult]) -> anyhow::Result<String> {
+    let mut labs: Vec<String> = results.iter().flat_map(|r| r.labs.iter().map(|l| l.lab.clone())).collect();
+    labs.sort();
+    labs.dedup();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["student".to_string()];
+    header.extend(labs.iter().cloned());
+    header.extend(["total", "max", "late_penalty_percent", "error"].map(String::from));
+    w.write_record(&header)?;
+    for r in results {
+        let mut row = vec![r.student.clone()];
+        for lab in &labs {
+            row.push(r.labs.iter().find(|l| &l.lab == lab).map(|l| l.points.to_string()).unwrap_or_default());
+        }
+        row.extend([r.score.to_string(), r.max_score.to_string(), r.penalty_percent.to_string(), r.error.clone().unwrap_or_default()]);
+        w.write_record(&row)?;
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+/// Gradescope's autograder results format (score, tests with name, score,
+/// max_score, output, visibility).
+#[derive(Debug, Serialize)]
+pub struct Gradescope {
+    pub score: f64,
+    pub output: String,
+    pub visibility: &'static str,
+    pub stdout_visibility: &'static str,
+    pub tests: Vec<GradescopeTest>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GradescopeTest {
+    pub name: String,
+    pub score: f64,
+    pub max_score: f64,
+    pub output: String,
+    pub visibility: &'static str,
+}
+
+pub fn gradescope(catalog: &Catalog, r: &SubmissionResult, policy: &Policy) -> Gradescope {
+    let mut tests = Vec::new();
+    for lab in &r.labs {
+        let Some(report) = &lab.report else {
+            tests.push(GradescopeTest {
+                name: lab.lab.clone(),
+                score: 0.0,
+                max_score: lab.max_points as f64,
+                output: lab.error.clone().unwrap_or_default(),
+                visibility: "visible",
+            });
+            continue;
+        };
+        for step in &report.steps {
+            let hidden = policy.hidden(&lab.lab, &step.step);
+            let output = if hidden { "hidden until the instructor releases it".to_string() } else { step_output(catalog, &lab.lab, step) };
+            tests.push(GradescopeTest {
+                name: format!("{}: {} — {}", lab.lab, step.step, step.title),
+                score: step.points as f64,
+                max_score: step.max_points as f64,
+                output,
+                visibility: if hidden { "after_published" } else { "visible" },
+            });
+        }
+    }
+    let mut output = format!("Graded by vlab {} with fresh checks in a sandbox.", env!("CARGO_PKG_VERSION"));
+    if r.late_days > 0 {
+        let _ = write!(output, " Late by {} day(s): −{}%.", r.late_days, r.penalty_percent);
+    }
+    if let Some(e) = &r.error {
+        let _ = write!(output, " {e}");
+    }
+    Gradescope { score: r.score, output, visibility: "visible", stdout_visibility: "hidden", tests }
+}
+
+fn step_output(catalog: &Catalog, lab: &str, step: &crate::check::StepResult) -> String {
+    match step.outcome {
+        Outcome::Pass => "passed".into(),
+        _ => {
+            let hint = catalog
+                .find(lab)
+                .ok()
+                .and_then(|l| l.steps.iter().find(|s| s.id == step.step))
+                .and_then(|s| s.hints.first())
+                .map(|h| format!("\nHint: {h}"))
+                .unwrap_or_default();
+            format!("{}{hint}", step.message)
+        }
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&apos;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// JUnit XML: a testsuite per student, a testcase per lab step.
+pub fn junit(results: &[SubmissionResult]) -> String {
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"vlab\">\n");
+    for r in results {
+        let mut cases = String::new();
+        let (mut tests, mut failures, mut errors, mut skipped) = (0, 0, 0, 0);
+        for lab in &r.labs {
+            let class = xml_escape(&format!("{}.{}", r.student, lab.lab));
+            let Some(report) = &lab.report else {
+                tests += 1;
+                errors += 1;
+                let msg = xml_escape(lab.error.as_deref().unwrap_or("not graded"));
+                let _ = writeln!(cases, "    <testcase classname=\"{class}\" name=\"{}\"><error message=\"{msg}\"/></testcase>", xml_escape(&lab.lab));
+                continue;
+            };
+            for step in &report.steps {
+                tests += 1;
+                let secs: f64 = step.checks.iter().map(|c| c.duration_ms as f64 / 1000.0).sum();
+                let body = match step.outcome {
+                    Outcome::Pass => String::new(),
+                    Outcome::Fail => {
+                        failures += 1;
+                        format!("<failure message=\"{}\">{}</failure>", xml_escape(step.message.lines().next().unwrap_or("")), xml_escape(&step.message))
+                    }
+                    Outcome::Error => {
+                        errors += 1;
+                        format!("<error message=\"{}\"/>", xml_escape(&step.message))
+                    }
+                    Outcome::Skipped => {
+                        skipped += 1;
+                        format!("<skipped message=\"{}\"/>", xml_escape(&step.message))
+                    }
+                };
+                let _ = writeln!(cases, "    <testcase classname=\"{class}\" name=\"{}\" time=\"{secs:.3}\">{body}</testcase>", xml_escape(&step.step));
+            }
+        }
+        let _ = write!(
+            x,
+            "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.3}\">\n{cases}  </testsuite>\n",
+            xml_escape(&r.student),
+            r.grading_seconds
+        );
+    }
+    x.push_str("</testsuites>\n");
+    x
+}
+
+/// What passed, what failed and why, with the first hint; hidden steps withheld.
+pub fn feedback(catalog: &Catalog, r: &SubmissionResult, policy: &Policy) -> String {
+    let mut md = format!("# Feedback for {}\n\nScore: **{} / {}**", r.student, r.score, r.max_score);
+    if r.late_days > 0 {
+        let _ = write!(md, " (late by {} day(s), −{}%)", r.late_days, r.penalty_percent);
+    }
+    md.push_str("\n\n");
+    if let Some(e) = &r.error {
+        let _ = writeln!(md, "> {e}\n");
+    }
+    for lab in &r.labs {
+        let title = catalog.find(&lab.lab).map(|l| l.title.clone()).unwrap_or_default();
+        let _ = writeln!(md, "## {} {title} — {}/{}\n", lab.lab, lab.points, lab.max_points);
+        let Some(report) = &lab.report else {
+            let _ = writeln!(md, "{}\n", lab.error.as_deref().unwrap_or("not graded"));
+            continue;
+        };
+        for step in &report.steps {
+            if policy.hidden(&lab.lab, &step.step) {
+                let _ = writeln!(md, "- **{}** {}: hidden until released\n", step.step, step.title);
+                continue;
+            }
+            let mark = match step.outcome {
+                Outcome::Pass => "✓",
+                Outcome::Fail => "✗",
+                Outcome::Error => "!",
+                Outcome::Skipped => "–",
+            };
+            let _ = writeln!(md, "- {mark} **{}** {} ({}/{})", step.step, step.title, step.points, step.max_points);
+            if step.outcome != Outcome::Pass {
+                let text = step_output(catalog, &lab.lab, step).replace('\n', "\n  ");
+                let _ = writeln!(md, "  ```text\n  {text}\n  ```");
+            }
+            md.push('\n');
+        }
+    }
+    if !r.ignored_files.is_empty() {
+        let _ = writeln!(md, "Ignored (not files the labs ask for): {}\n", r.ignored_files.join(", "));
+    }
+    md
+}

@@ -1,0 +1,135 @@
+//! Resource limits for one sandboxed submission: a pids + memory cgroup (v1,
+//! v2 or hybrid), removed with everything in it when dropped; and rlimits the
+//! sandboxed process sets on itself.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Limits {
+    /// Processes and threads in the whole submission (a fork bomb stops here).
+    pub pids: u32,
+    pub memory_bytes: u64,
+    /// Largest file any process may write (an output flood stops here).
+    pub file_bytes: u64,
+    /// Size of the private filesystem the submission works in (a disk filler stops here).
+    pub disk_mib: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { pids: 512, memory_bytes: 2 << 30, file_bytes: 128 << 20, disk_mib: 1024 }
+    }
+}
+
+const CGROUP2_MAGIC: i64 = 0x6367_7270;
+
+fn is_cgroup2(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else { return false };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_MAGIC }
+}
+
+/// A cgroup (one directory per v1 controller, or one v2 directory) that dies with this value.
+#[derive(Debug)]
+pub struct Jail {
+    dirs: Vec<PathBuf>,
+}
+
+impl Jail {
+    /// Creates `vlab-grade-<name>` with the limits, or explains why it cannot.
+    pub fn create(name: &str, limits: &Limits) -> Result<Jail, String> {
+        let root = Path::new("/sys/fs/cgroup");
+        let leaf = format!("vlab-grade-{name}");
+        let mut jail = Jail { dirs: Vec::new() };
+        let write = |p: PathBuf, v: String| std::fs::write(&p, v).map_err(|e| format!("cannot write {}: {e}", p.display()));
+        if is_cgroup2(root) {
+            let ctl = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
+            for c in ["pids", "memory"] {
+                if !ctl.split_whitespace().any(|x| x == c) {
+                    write(root.join("cgroup.subtree_control"), format!("+{c}"))?;
+                }
+            }
+            let dir = root.join(&leaf);
+            std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            jail.dirs.push(dir.clone());
+            write(dir.join("pids.max"), limits.pids.to_string())?;
+            write(dir.join("memory.max"), limits.memory_bytes.to_string())?;
+        } else {
+            for (ctl, file, value) in
+                [("pids", "pids.max", limits.pids.to_string()), ("memory", "memory.limit_in_bytes", limits.memory_bytes.to_string())]
+            {
+                let dir = root.join(ctl).join(&leaf);
+                std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                jail.dirs.push(dir.clone());
+                write(dir.join(file), value)?;
+            }
+        }
+        Ok(jail)
+    }
+
+    /// The cgroup.procs files a process writes "0" into to join.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Did the pids limit stop a fork?
+    pub fn pids_limit_hit(&self) -> bool {
+        self.dirs.iter().any(|d| {
+            std::fs::read_to_string(d.join("pids.events"))
+                .ok()
+                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("max ").map(|n| n.trim() != "0")))
+                .unwrap_or(false)
+        })
+    }
+}
+
+impl Drop for Jail {
+    fn drop(&mut self) {
+        for dir in self.dirs.iter().rev() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+                for pid in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
+                    if let Ok(pid) = pid.trim().parse::<i32>() {
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Removes `vlab-grade-<pid>-*` cgroups left by a grader that was killed
+/// (its pid no longer runs), with anything still inside them.
+pub fn remove_stale_jails() {
+    let roots = ["/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory"];
+    for root in roots {
+        let Ok(rd) = std::fs::read_dir(root) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("vlab-grade-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if !crate::proc::alive(pid) {
+                drop(Jail { dirs: vec![e.path()] });
+            }
+        }
+    }
+}
+
+/// Sets file-size, core and open-file limits on the calling process (inherited by children).
+pub fn set_rlimits(limits: &Limits) {
+    let set = |res, v: u64| {
+        let lim = libc::rlimit { rlim_cur: v, rlim_max: v };
+        unsafe { libc::setrlimit(res, &lim) };
+    };
+    set(libc::RLIMIT_FSIZE, limits.file_bytes);
+    set(libc::RLIMIT_CORE, 0);
+    set(libc::RLIMIT_NOFILE, 4096);
+    // A write past RLIMIT_FSIZE should fail with EFBIG, not kill the grader's helper.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+}
