@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod check;
 pub mod cleanup;
 pub mod cli;
+pub mod container;
 pub mod host;
 pub mod grade;
 pub mod kvm;

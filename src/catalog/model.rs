@@ -149,6 +149,10 @@ pub struct Check {
     pub record: Vec<String>,
     /// Observe checks: workspace-relative directory where the runner places its probe.
     pub probe_dir: Option<String>,
+    /// The runner makes empty cgroups for the command (`VLAB_CGROUP_*`), reads
+    /// them afterwards (`cgroup.*` facts) and removes them.
+    #[serde(default)]
+    pub cgroup: bool,
 }
 
 fn default_timeout() -> u64 {

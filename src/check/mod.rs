@@ -197,14 +197,30 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
         .iter()
         .map(|a| a.replace("{nonce}", nonce).replace("{probe}", &probe.to_string_lossy()))
         .collect();
-    let cmd = Cmd::from_argv(&argv)
+    // Containers started with runc's state in here are deleted (cgroups and all) when this is dropped.
+    let runc_root = crate::container::runc::StateRoot::new(scratch.path().join("runc"));
+    let mut cgroups = match check.cgroup {
+        true => Some(
+            crate::container::cgroup::Group::create(nonce)
+                .map_err(|e| format!("cannot make this check's cgroups: {e:#}"))?,
+        ),
+        false => None,
+    };
+    let mut cmd = Cmd::from_argv(&argv)
         .dir(workspace)
         .env("VLAB_NONCE", nonce)
         .env("VLAB_RESULTS", &results)
         .env("VLAB_SCRATCH", scratch.path())
         .env("VLAB_PROBE", &probe)
         .env("VLAB_WORKSPACE", workspace)
+        .env("VLAB_RUNC_ROOT", runc_root.path())
         .timeout(Duration::from_secs(check.timeout_secs));
+    if let Some(group) = cgroups.as_mut() {
+        for (k, v) in group.env() {
+            cmd = cmd.env(k, v);
+        }
+        group.watch();
+    }
     let shown = check.command.join(" ");
     let not_found = |e: ProcError| e.to_string();
     let mut facts = Facts::new();
@@ -272,6 +288,10 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
             (obs.console, String::new())
         }
     };
+    if let Some(mut group) = cgroups.take() {
+        facts.extend(group.facts());
+        group.remove().map_err(|e| format!("{e:#}"))?;
+    }
     let result_text = std::fs::read_to_string(&results).unwrap_or_default();
     facts.extend(facts::parse_results(&result_text));
     let nonce_state = match facts.get("result.nonce") {

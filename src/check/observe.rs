@@ -157,6 +157,7 @@ pub fn gather(pid: i32, workspace: &Path) -> Facts {
         })
         .is_some_and(|text| text == PROBE_SCRIPT);
     f.insert("probe.intact".into(), if intact { "yes" } else { "no" }.into());
+    f.extend(crate::container::process::facts(pid, workspace));
     f
 }
 

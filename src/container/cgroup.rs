@@ -1,0 +1,398 @@
+//! cgroup groups the runner owns for a check: it makes an empty parent group
+//! per controller, tells the student's script where (`VLAB_CGROUP_*`), watches
+//! the processes that join its children while the script runs, reads the
+//! limits and their measured effect from the cgroup files afterwards, and
+//! always removes everything: kills what is left, removes the directories
+//! deepest first. Works on v1, v2 and hybrid hosts (hybrid is used as v1:
+//! there the controllers live in the v1 hierarchies).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::check::facts::Facts;
+use crate::host::cgroup::{Mode, detect};
+
+/// Controllers a lab may use, as v1 names its hierarchies.
+pub const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
+
+/// Prefix of every group the runner makes; the runner's pid follows, so a
+/// group left by a killed runner is recognised and removed by the next one.
+pub const PREFIX: &str = "vlab-";
+
+const BASE: &str = "/sys/fs/cgroup";
+
+/// A parent group per controller (one directory on v2), removed on drop.
+pub struct Group {
+    v2: bool,
+    /// Controller → the parent group's directory.
+    dirs: BTreeMap<String, PathBuf>,
+    stop: Arc<AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<Samples>>,
+}
+
+/// What the sampler saw, per child group: allowed CPUs and process ids.
+#[derive(Default)]
+struct Samples {
+    cpus: BTreeMap<String, BTreeSet<u32>>,
+    pids: BTreeMap<String, BTreeSet<i32>>,
+}
+
+/// Where a controller's groups are made: under the runner's own group in
+/// that hierarchy (so limits the host put on the runner still hold).
+fn own_base(controller: &str, v2: bool) -> Option<PathBuf> {
+    let mine = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    if v2 {
+        // A v2 group holding processes cannot give its children controllers:
+        // use the root's level, which may.
+        return Some(PathBuf::from(BASE));
+    }
+    let path = mine.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        ctrls.split(',').any(|c| c == controller).then(|| path.trim_start_matches('/').to_string())
+    })?;
+    Some(Path::new(BASE).join(controller).join(path))
+}
+
+fn write(path: &Path, value: &str) -> std::io::Result<()> {
+    std::fs::write(path, value).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// `key value` lines (cpu.stat, memory.events, pids.events, memory.oom_control).
+fn keyed(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(|v| v.trim().to_string()))
+}
+
+/// CPU list syntax (`0-2,5`) → set.
+pub fn parse_cpus(list: &str) -> BTreeSet<u32> {
+    let mut set = BTreeSet::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    set.extend(a..=b);
+                }
+            }
+            None => set.extend(part.parse::<u32>().ok()),
+        }
+    }
+    set
+}
+
+pub fn format_cpus(set: &BTreeSet<u32>) -> String {
+    set.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Every directory below `dir`, deepest first.
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.filter_map(|e| e.ok()).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+            out.extend(subdirs(&e.path()));
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+fn procs(dir: &Path) -> Vec<i32> {
+    read(&dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Kills every process in `dir` and below, then removes the directories,
+/// deepest first, retrying while killed processes finish exiting.
+pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut all = subdirs(dir);
+        all.push(dir.to_path_buf());
+        for d in &all {
+            for pid in procs(d) {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let mut last = Ok(());
+        for d in &all {
+            if let Err(e) = std::fs::remove_dir(d)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                last = Err(e);
+            }
+        }
+        match last {
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Groups named by [`PREFIX`] under the runner's own groups, whoever made them.
+pub fn leftovers() -> Vec<PathBuf> {
+    let v2 = detect().mode == Mode::V2;
+    let bases: BTreeSet<PathBuf> = if v2 {
+        own_base("", true).into_iter().collect()
+    } else {
+        CONTROLLERS.iter().filter_map(|c| own_base(c, false)).collect()
+    };
+    bases
+        .iter()
+        .filter_map(|b| std::fs::read_dir(b).ok())
+        .flat_map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(PREFIX)))
+        .collect()
+}
+
+/// Removes groups left behind by runners that no longer exist.
+fn remove_stale() {
+    for dir in leftovers() {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let owner = name.trim_start_matches(PREFIX).split('-').next().and_then(|p| p.parse::<i32>().ok());
+        if owner.is_some_and(|pid| !crate::proc::alive(pid)) {
+            let _ = remove_tree(&dir);
+        }
+    }
+}
+
+impl Group {
+    /// Makes the parent groups, named `vlab-<runner pid>-<tag>`.
+    pub fn create(tag: &str) -> anyhow::Result<Group> {
+        let info = detect();
+        let v2 = match info.mode {
+            Mode::V2 => true,
+            Mode::V1 | Mode::Hybrid => false,
+            Mode::None => anyhow::bail!("no cgroup filesystem is mounted under {BASE}"),
+        };
+        remove_stale();
+        let name = format!("{PREFIX}{}-{tag}", std::process::id());
+        let mut group = Group { v2, dirs: BTreeMap::new(), stop: Arc::new(AtomicBool::new(false)), sampler: None };
+        if v2 {
+            let base = own_base("", true).unwrap_or_else(|| PathBuf::from(BASE));
+            let dir = base.join(&name);
+            std::fs::create_dir(&dir)
+                .map_err(|e| anyhow::anyhow!("cannot create the cgroup {}: {e}", dir.display()))?;
+            for c in CONTROLLERS {
+                group.dirs.insert(c.to_string(), dir.clone());
+            }
+            let enable: Vec<String> = CONTROLLERS.iter().map(|c| format!("+{c}")).collect();
+            for d in [base, dir] {
+                // Each controller alone: one the host lacks must not stop the others.
+                for e in &enable {
+                    let _ = std::fs::write(d.join("cgroup.subtree_control"), e);
+                }
+            }
+            return Ok(group);
+        }
+        for c in CONTROLLERS {
+            let Some(base) = own_base(c, false).filter(|b| b.is_dir()) else { continue };
+            let dir = base.join(&name);
+            std::fs::create_dir(&dir)
+                .map_err(|e| anyhow::anyhow!("cannot create the cgroup {}: {e}", dir.display()))?;
+            group.dirs.insert(c.to_string(), dir.clone());
+            if c == "cpuset" {
+                // A v1 cpuset takes no tasks (nor children with CPUs) until it has CPUs and memory nodes.
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    write(&dir.join(f), &read(&base.join(f)).unwrap_or_default())?;
+                }
+            }
+        }
+        anyhow::ensure!(!group.dirs.is_empty(), "no cgroup v1 controller hierarchy under {BASE} could be used");
+        Ok(group)
+    }
+
+    /// Environment for the student's script.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![("VLAB_CGROUP_MODE".to_string(), if self.v2 { "v2" } else { "v1" }.to_string())];
+        for (c, dir) in &self.dirs {
+            env.push((format!("VLAB_CGROUP_{}", c.to_uppercase()), dir.display().to_string()));
+        }
+        env
+    }
+
+    /// Starts watching which processes join the child groups and which CPUs
+    /// they may run on, until [`Group::facts`].
+    pub fn watch(&mut self) {
+        let dirs: Vec<PathBuf> = self.dirs.values().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let stop = self.stop.clone();
+        self.sampler = Some(std::thread::spawn(move || {
+            let mut seen = Samples::default();
+            while !stop.load(Ordering::Relaxed) {
+                for parent in &dirs {
+                    for dir in subdirs(parent) {
+                        let name = dir.strip_prefix(parent).unwrap_or(&dir).display().to_string();
+                        for pid in procs(&dir) {
+                            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                            if let Some(list) = super::process::status_field(&status, "Cpus_allowed_list:") {
+                                seen.cpus.entry(name.clone()).or_default().extend(parse_cpus(list));
+                                seen.pids.entry(name.clone()).or_default().insert(pid);
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        }));
+    }
+
+    /// The child groups' limits, counters and what the watcher saw, as
+    /// `cgroup.<child>.<what>` facts. Stops the watcher.
+    pub fn facts(&mut self) -> Facts {
+        let mut f = Facts::new();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(seen) = self.sampler.take().and_then(|h| h.join().ok()) {
+            for (g, cpus) in &seen.cpus {
+                f.insert(format!("cgroup.{g}.cpus_seen"), format_cpus(cpus));
+            }
+            for (g, pids) in &seen.pids {
+                f.insert(format!("cgroup.{g}.procs_seen"), pids.len().to_string());
+            }
+        }
+        for (controller, parent) in &self.dirs {
+            for dir in subdirs(parent) {
+                let g = dir.strip_prefix(parent).unwrap_or(&dir).display().to_string();
+                for (k, v) in read_controller(controller, &dir, self.v2) {
+                    f.insert(format!("cgroup.{g}.{k}"), v);
+                }
+            }
+        }
+        f
+    }
+
+    /// Kills every process in the groups and removes them all.
+    pub fn remove(mut self) -> anyhow::Result<()> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.sampler.take() {
+            let _ = h.join();
+        }
+        let dirs: BTreeSet<PathBuf> = std::mem::take(&mut self.dirs).into_values().collect();
+        for dir in dirs {
+            remove_tree(&dir).map_err(|e| anyhow::anyhow!("cannot remove the cgroup {}: {e}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}
+
+/// One controller's files of one group, under names that are the same on v1 and v2.
+fn read_controller(controller: &str, dir: &Path, v2: bool) -> Vec<(String, String)> {
+    let file = |name: &str| read(&dir.join(name));
+    let mut out = Vec::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            out.push((k.to_string(), v));
+        }
+    };
+    let unlimited = |v: String| match v.parse::<u64>() {
+        Ok(n) if n >= (i64::MAX as u64) & !0xfff => "max".to_string(),
+        _ => v,
+    };
+    match (controller, v2) {
+        ("memory", false) => {
+            put("memory.limit_bytes", file("memory.limit_in_bytes").map(unlimited));
+            put("memory.failcnt", file("memory.failcnt"));
+            put("memory.peak_bytes", file("memory.max_usage_in_bytes"));
+            put("memory.oom_kills", file("memory.oom_control").and_then(|t| keyed(&t, "oom_kill")));
+        }
+        ("memory", true) => {
+            put("memory.limit_bytes", file("memory.max"));
+            let events = file("memory.events").unwrap_or_default();
+            put("memory.failcnt", keyed(&events, "max"));
+            put("memory.oom_kills", keyed(&events, "oom_kill"));
+            put("memory.peak_bytes", file("memory.peak"));
+        }
+        ("cpu", false) => {
+            let quota = file("cpu.cfs_quota_us");
+            put("cpu.quota_us", quota.map(|q| if q == "-1" { "max".into() } else { q }));
+            put("cpu.period_us", file("cpu.cfs_period_us"));
+            let stat = file("cpu.stat").unwrap_or_default();
+            put("cpu.nr_periods", keyed(&stat, "nr_periods"));
+            put("cpu.nr_throttled", keyed(&stat, "nr_throttled"));
+            put(
+                "cpu.throttled_us",
+                keyed(&stat, "throttled_time").and_then(|ns| ns.parse::<u64>().ok()).map(|ns| (ns / 1000).to_string()),
+            );
+        }
+        ("cpu", true) => {
+            let max = file("cpu.max").unwrap_or_default();
+            let mut parts = max.split_whitespace();
+            put("cpu.quota_us", parts.next().map(str::to_string));
+            put("cpu.period_us", parts.next().map(str::to_string));
+            let stat = file("cpu.stat").unwrap_or_default();
+            put("cpu.nr_periods", keyed(&stat, "nr_periods"));
+            put("cpu.nr_throttled", keyed(&stat, "nr_throttled"));
+            put("cpu.throttled_us", keyed(&stat, "throttled_usec"));
+        }
+        ("pids", _) => {
+            put("pids.max", file("pids.max"));
+            put("pids.denied", file("pids.events").and_then(|t| keyed(&t, "max")));
+        }
+        ("cpuset", _) => {
+            put("cpuset.cpus", file("cpuset.cpus").map(|c| format_cpus(&parse_cpus(&c))));
+            put("cpuset.mems", file("cpuset.mems"));
+        }
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_round_trip() {
+        assert_eq!(format_cpus(&parse_cpus("0-2,5, 7")), "0,1,2,5,7");
+        assert!(parse_cpus("").is_empty());
+    }
+
+    #[test]
+    fn keyed_lines_are_found_exactly() {
+        let t = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(keyed(t, "oom_kill").as_deref(), Some("3"));
+        assert_eq!(keyed("max 12\n", "max").as_deref(), Some("12"));
+        assert_eq!(keyed("throttled_usec 5\n", "throttled"), None);
+    }
+
+    #[test]
+    fn a_group_is_made_watched_read_and_removed() {
+        if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
+            eprintln!("skipped: cgroups are not writable here (needs root)");
+            return;
+        }
+        let mut g = Group::create("unit").unwrap();
+        let env: BTreeMap<_, _> = g.env().into_iter().collect();
+        let mem = PathBuf::from(&env["VLAB_CGROUP_MEMORY"]);
+        let child = mem.join("m");
+        std::fs::create_dir(&child).unwrap();
+        let limit = if env["VLAB_CGROUP_MODE"] == "v2" { "memory.max" } else { "memory.limit_in_bytes" };
+        std::fs::write(child.join(limit), "8388608").unwrap();
+        g.watch();
+        let f = g.facts();
+        assert_eq!(f["cgroup.m.memory.limit_bytes"], "8388608");
+        assert_eq!(f["cgroup.m.memory.failcnt"], "0");
+        let dirs: Vec<PathBuf> = g.dirs.values().cloned().collect();
+        g.remove().unwrap();
+        assert!(dirs.iter().all(|d| !d.exists()), "groups left behind: {dirs:?}");
+    }
+}

@@ -1,0 +1,236 @@
+//! What the host can see of a contained process, beyond its namespaces: the
+//! root of its mount namespace (pivot_root or only chroot?), whether the old
+//! root is still reachable, how `/` is mounted, its effective capabilities and
+//! the memory limit of its cgroup. The check engine adds these to an observe
+//! check's facts.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::mountinfo;
+use crate::check::facts::Facts;
+
+/// Capability names by bit number (capability.h), without the `CAP_` prefix.
+const CAPS: [&str; 41] = [
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+/// Names of the capabilities set in a `CapEff:`-style hex mask, comma-separated.
+pub fn cap_names(mask: u64) -> String {
+    (0..64)
+        .filter(|bit| mask & (1u64 << bit) != 0)
+        .map(|bit| CAPS.get(bit).map(|n| n.to_string()).unwrap_or_else(|| format!("cap_{bit}")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Facts about `pid` (see labs/README.md, observe checks).
+pub fn facts(pid: i32, workspace: &Path) -> Facts {
+    let mut f = Facts::new();
+    let mounts = mountinfo::of(&pid.to_string());
+    if let Some(root) = mountinfo::root_mount(&mounts) {
+        f.insert("mnt.root_options".into(), if root.read_only() { "ro" } else { "rw" }.into());
+    }
+    let host = mountinfo::of("self");
+    if let Some(host_root) = mountinfo::root_mount(&host) {
+        let visible =
+            mounts.iter().any(|m| m.mount_point != "/" && m.device == host_root.device && m.root == host_root.root);
+        f.insert("mnt.old_root_visible".into(), if visible { "yes" } else { "no" }.into());
+    }
+    f.insert("mnt.proc".into(), proc_mount(pid).into());
+    if let Some((dev, ino)) = namespace_root(pid) {
+        f.insert("mnt.ns_root".into(), locate(dev, ino, workspace));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    if let Some(mask) = status_field(&status, "CapEff:").and_then(|h| u64::from_str_radix(h, 16).ok()) {
+        f.insert("caps.eff".into(), cap_names(mask));
+        f.insert("caps.eff_count".into(), mask.count_ones().to_string());
+    }
+    if let Some(cpus) = status_field(&status, "Cpus_allowed_list:") {
+        f.insert("cpus_allowed".into(), cpus.to_string());
+    }
+    if let Some(limit) = memory_limit(pid) {
+        f.insert("memory.limit_bytes".into(), limit);
+    }
+    f
+}
+
+/// Whose /proc the process sees: `own` when its /proc shows its own PID
+/// namespace (pid 1 there is in the same namespace as the process), `other`
+/// for a /proc of another namespace (the host's), `missing` when none is mounted.
+pub fn proc_mount(pid: i32) -> &'static str {
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    if std::fs::metadata(format!("/proc/{pid}/root/proc/1")).is_err() {
+        return "missing";
+    }
+    let init = std::fs::read_link(format!("/proc/{pid}/root/proc/1/ns/pid")).ok();
+    if theirs.is_some() && init == theirs { "own" } else { "other" }
+}
+
+pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
+}
+
+/// The memory limit of the process's cgroup (v1 memory controller or v2),
+/// in bytes, or `max` when unlimited.
+pub fn memory_limit(pid: i32) -> Option<String> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let base = Path::new("/sys/fs/cgroup");
+    let read = |p: &Path| std::fs::read_to_string(p).ok().map(|v| v.trim().to_string());
+    let v1 = cgroups.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        ctrls.split(',').any(|c| c == "memory").then(|| path.trim_start_matches('/').to_string())
+    });
+    let value = match v1 {
+        Some(path) => read(&base.join("memory").join(path).join("memory.limit_in_bytes"))?,
+        None => {
+            let path = cgroups.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/');
+            read(&base.join(path).join("memory.max"))?
+        }
+    };
+    // cgroup v1 writes "no limit" as the largest page-aligned i64.
+    Some(match value.parse::<u64>() {
+        Ok(v) if v >= (i64::MAX as u64) & !0xfff => "max".into(),
+        _ => value,
+    })
+}
+
+/// Where the device/inode pair lies: `host` (the host's `/`), `workspace:REL`
+/// for a directory of the workspace (two levels deep), else `other`.
+pub fn locate(dev: u64, ino: u64, workspace: &Path) -> String {
+    let same = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.dev() == dev && m.ino() == ino);
+    if same(Path::new("/")) {
+        return "host".into();
+    }
+    let mut frontier = vec![(workspace.to_path_buf(), 0)];
+    while let Some((dir, depth)) = frontier.pop() {
+        if same(&dir) {
+            let rel = dir.strip_prefix(workspace).unwrap_or(&dir).display().to_string();
+            return format!("workspace:{}", if rel.is_empty() { "." } else { &rel });
+        }
+        if depth < 2
+            && let Ok(rd) = std::fs::read_dir(&dir)
+        {
+            frontier.extend(
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| (e.path(), depth + 1)),
+            );
+        }
+    }
+    "other".into()
+}
+
+/// Device and inode of the root of `pid`'s mount namespace: what a process
+/// entering that namespace sees as `/`. After pivot_root this is the new root;
+/// after only chroot it is still the host's root, whatever the process's own
+/// root is. A forked child (raw system calls only: the parent may have other
+/// threads) enters the namespace, stats `/` and reports through a pipe; no
+/// program from the container is run. Unprivileged, it enters the owning user
+/// namespace first, which its creator may.
+pub fn namespace_root(pid: i32) -> Option<(u64, u64)> {
+    let mnt = File::open(format!("/proc/{pid}/ns/mnt")).ok()?;
+    let user = File::open(format!("/proc/{pid}/ns/user")).ok()?;
+    let mut fds = [0i32; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return None;
+    }
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let slash = c"/";
+    match unsafe { libc::fork() } {
+        -1 => None,
+        0 => unsafe {
+            let entered = libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS) == 0
+                || (libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) == 0
+                    && libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS) == 0);
+            let mut st: libc::stat = std::mem::zeroed();
+            if entered && libc::stat(slash.as_ptr(), &mut st) == 0 {
+                let buf = [st.st_dev, st.st_ino];
+                libc::write(wr.as_raw_fd(), buf.as_ptr().cast(), std::mem::size_of_val(&buf));
+            }
+            libc::_exit(0)
+        },
+        child => {
+            drop(wr);
+            let mut buf = [0u64; 2];
+            let want = std::mem::size_of_val(&buf);
+            let n = unsafe { libc::read(rd.as_raw_fd(), buf.as_mut_ptr().cast(), want) };
+            unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+            (n == want as isize).then_some((buf[0], buf[1]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_masks_name_their_bits() {
+        assert_eq!(cap_names(0), "");
+        assert_eq!(cap_names(1 << 10), "net_bind_service");
+        assert_eq!(cap_names((1 << 21) | 1 | (1 << 45)), "chown,sys_admin,cap_45");
+        // runc's default set.
+        assert_eq!(cap_names(0xa80425fb).split(',').count(), 14);
+    }
+
+    #[test]
+    fn our_own_namespace_root_is_the_host_root() {
+        let me = std::process::id() as i32;
+        let (dev, ino) = namespace_root(me).expect("stat / in our own mount namespace");
+        assert_eq!(locate(dev, ino, Path::new("/nonexistent")), "host");
+    }
+
+    #[test]
+    fn our_own_facts_are_readable() {
+        let f = facts(std::process::id() as i32, Path::new("/nonexistent"));
+        assert_eq!(f["mnt.ns_root"], "host");
+        assert_eq!(f["mnt.old_root_visible"], "no");
+        assert_eq!(f["mnt.proc"], "own");
+        assert!(f.contains_key("caps.eff_count"));
+        assert!(f.contains_key("cpus_allowed"));
+    }
+}

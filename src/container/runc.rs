@@ -1,0 +1,76 @@
+//! runc's leftovers. A check gives runc a private state directory
+//! (`VLAB_RUNC_ROOT`, inside the check's scratch directory); afterwards every
+//! container recorded there is deleted with `runc delete --force`, which kills
+//! its processes and removes the cgroups runc made for it. Killing the
+//! `runc run` process alone would leave those cgroups behind.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::proc::Cmd;
+
+/// A check's private runc state directory; every container in it is deleted on drop.
+pub struct StateRoot(PathBuf);
+
+impl StateRoot {
+    pub fn new(path: PathBuf) -> Self {
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for StateRoot {
+    fn drop(&mut self) {
+        delete_all(&self.0);
+    }
+}
+
+/// Container ids recorded in the state directory `root`.
+pub fn containers(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("state.json").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `runc --root ROOT state ID` parsed, or None if runc does not know it.
+pub fn state(root: &Path, id: &str) -> Option<serde_json::Value> {
+    let out =
+        Cmd::new("runc").arg("--root").arg(root).args(["state", id]).timeout(Duration::from_secs(10)).run().ok()?;
+    out.success().then(|| serde_json::from_str(&out.stdout).ok()).flatten()
+}
+
+/// Deletes every container in `root` (processes, cgroups, state). Returns the
+/// ids runc could not delete.
+pub fn delete_all(root: &Path) -> Vec<String> {
+    let mut failed = Vec::new();
+    for id in containers(root) {
+        let out = Cmd::new("runc")
+            .arg("--root")
+            .arg(root)
+            .args(["delete", "--force", &id])
+            .timeout(Duration::from_secs(20))
+            .run();
+        if !out.is_ok_and(|o| o.success()) && root.join(&id).exists() {
+            failed.push(id);
+        }
+    }
+    failed
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_empty_or_missing_root_has_no_containers() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(super::containers(dir.path()).is_empty());
+        assert!(super::delete_all(&dir.path().join("missing")).is_empty());
+    }
+}
