@@ -138,7 +138,7 @@ pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Groups named by [`PREFIX`] under the runner's own groups, whoever made them.
+/// Groups named `vlab-<pid>-...` under the runner's own groups, whichever runner made them.
 pub fn leftovers() -> Vec<PathBuf> {
     let v2 = detect().mode == Mode::V2;
     let bases: BTreeSet<PathBuf> = if v2 {
@@ -150,16 +150,20 @@ pub fn leftovers() -> Vec<PathBuf> {
         .iter()
         .filter_map(|b| std::fs::read_dir(b).ok())
         .flat_map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(PREFIX)))
+        .filter(|p| p.is_dir() && owner(p).is_some())
         .collect()
+}
+
+/// The runner pid in a group name `vlab-<pid>-<tag>`.
+fn owner(dir: &Path) -> Option<i32> {
+    let name = dir.file_name()?.to_string_lossy().into_owned();
+    name.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()
 }
 
 /// Removes groups left behind by runners that no longer exist.
 fn remove_stale() {
     for dir in leftovers() {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let owner = name.trim_start_matches(PREFIX).split('-').next().and_then(|p| p.parse::<i32>().ok());
-        if owner.is_some_and(|pid| !crate::proc::alive(pid)) {
+        if owner(&dir).is_some_and(|pid| !crate::proc::alive(pid)) {
             let _ = remove_tree(&dir);
         }
     }
