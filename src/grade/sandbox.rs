@@ -103,7 +103,11 @@ pub fn grade_sandboxed(
             }
             Ok(g)
         }
-        _ => Err(format!("the sandboxed grader {}: {}", out.describe_end(), out.stderr.trim().lines().last().unwrap_or(""))),
+        _ => {
+            let why: Vec<&str> =
+                out.stderr.lines().filter(|l| l.starts_with("vlab:") || l.contains("panicked") || l.contains("rror")).take(3).collect();
+            Err(format!("the sandboxed grader {}: {}", out.describe_end(), why.join(" / ")))
+        }
     }
 }
 
@@ -117,6 +121,12 @@ pub fn grade_inside(spec: &Path) -> anyhow::Result<Graded> {
     // Mounts made here must never reach the host.
     let root = std::ffi::CString::new("/")?;
     unsafe { libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) };
+    // Our /proc must show this PID namespace, or the process runner could not
+    // find (and kill, and reap) the submission's processes.
+    let (proc_src, proc_dir) = (std::ffi::CString::new("proc")?, std::ffi::CString::new("/proc")?);
+    if unsafe { libc::mount(proc_src.as_ptr(), proc_dir.as_ptr(), proc_src.as_ptr(), 0, std::ptr::null()) } != 0 {
+        anyhow::bail!("cannot mount /proc in the sandbox: {}", std::io::Error::last_os_error());
+    }
     loopback_up();
     let ws_root = inside.work.join("ws");
     std::fs::create_dir_all(&ws_root)?;
