@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::catalog::{Catalog, Lab, find_labs_root};
 use crate::check::{self, Outcome};
-use crate::cli::{Cli, Command};
+use crate::cli::{BookAction, Cli, Command};
 use crate::host;
 use crate::report::{self, Style};
 use crate::setup;
@@ -60,12 +60,17 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Reset { lab } => reset(&ctx, &lab),
         Command::Doctor => doctor(&ctx),
         Command::Setup { dry_run } => setup_host(&ctx, dry_run),
-        Command::Submit { labs, output, student } => submit(&ctx, &labs, &output, student),
+        Command::Submit { names, output, student } => submit(&ctx, &names, &output, student),
         Command::Grade { inputs, out, jobs, only, policy, gradescope, autograder_root } => {
             let args = GradeArgs { inputs, out, jobs, only, policy, gradescope, autograder_root };
             grade(&ctx, args)
         }
         Command::GradeOne { spec } => grade_one(&spec),
+        Command::Guest { action } => guest_command(&ctx, action),
+        Command::Kvm { action: crate::cli::KvmAction::Run { file, nonce } } => kvm_run(&ctx, &file, nonce),
+        Command::Emu { action } => emu_command(action),
+        Command::Serve { port } => serve_book(&ctx, port),
+        Command::Book { action } => book(&ctx, action),
     }
 }
 
@@ -260,6 +265,9 @@ fn setup_host(ctx: &Ctx, dry_run: bool) -> anyhow::Result<i32> {
     };
     let command = (!pkgs.is_empty()).then(|| setup::apt_command(&pkgs));
     if dry_run || pkgs.is_empty() {
+        if !dry_run {
+            setup::guest_assets(caps.root)?;
+        }
         ctx.emit(&SetupResult { installed: Vec::new(), command: command.clone(), dry_run }, || match &command {
             Some(c) => format!("would run: {c}\n"),
             None => "every host tool the labs need is installed\n".into(),
@@ -267,6 +275,7 @@ fn setup_host(ctx: &Ctx, dry_run: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     setup::install(&pkgs, caps.root)?;
+    setup::guest_assets(caps.root)?;
     ctx.emit(&SetupResult { installed: pkgs.clone(), command, dry_run }, || {
         format!("installed: {}\n", pkgs.join(" "))
     })?;
@@ -364,4 +373,99 @@ fn grade_one(spec: &std::path::Path) -> anyhow::Result<i32> {
     let graded = crate::grade::sandbox::grade_inside(spec)?;
     println!("{}", serde_json::to_string(&graded)?);
     Ok(0)
+}
+
+#[derive(Serialize)]
+struct BookResult {
+    changed: Vec<PathBuf>,
+    out: Option<PathBuf>,
+}
+
+fn book(ctx: &Ctx, action: BookAction) -> anyhow::Result<i32> {
+    let cat = ctx.catalog()?;
+    let book = crate::book::Book::beside(&cat.root)?;
+    let list = |paths: &[PathBuf]| paths.iter().map(|p| format!("  {}\n", p.display())).collect::<String>();
+    match action {
+        BookAction::Sync { check: true } => {
+            let stale = book.stale(&cat)?;
+            ctx.emit(&BookResult { changed: stale.clone(), out: None }, || {
+                if stale.is_empty() {
+                    "the book's generated pages are up to date\n".into()
+                } else {
+                    format!("out of date (run `vlab book sync`):\n{}", list(&stale))
+                }
+            })?;
+            Ok(if stale.is_empty() { 0 } else { 1 })
+        }
+        BookAction::Sync { check: false } => {
+            let changed = book.sync(&cat)?;
+            ctx.emit(&BookResult { changed: changed.clone(), out: None }, || {
+                if changed.is_empty() { "nothing to update\n".into() } else { format!("updated:\n{}", list(&changed)) }
+            })?;
+            Ok(0)
+        }
+        BookAction::Build { out } => {
+            let changed = book.sync(&cat)?;
+            let out = out.unwrap_or_else(|| book.default_out());
+            book.build(&out)?;
+            ctx.emit(&BookResult { changed: changed.clone(), out: Some(out.clone()) }, || {
+                format!("{}built the book into {}\n", list(&changed), out.display())
+            })?;
+            Ok(0)
+        }
+    }
+}
+
+fn serve_book(ctx: &Ctx, port: u16) -> anyhow::Result<i32> {
+    let labs = find_labs_root(ctx.labs.as_deref())?;
+    let book = crate::book::Book::beside(&labs)?;
+    let opts = crate::book::serve::Options { book, labs, workspace: ctx.ws.clone(), port };
+    let ws = ctx.ws.root.clone();
+    crate::book::serve::serve(opts, |ready| {
+        println!(
+            "Serving the book at {}\n  live status of the labs in {}\n  (built in {}; rebuilt when book/ or labs/ change; Ctrl-C to stop)",
+            ready.url,
+            ws.display(),
+            ready.build_dir.display()
+        );
+    })?;
+    Ok(0)
+}
+
+fn guest_command(ctx: &Ctx, action: crate::cli::GuestAction) -> anyhow::Result<i32> {
+    use crate::guest;
+    match action {
+        crate::cli::GuestAction::Assets { arm64 } => {
+            let assets = guest::assets::refresh()?;
+            let busybox = if arm64 { Some(guest::assets::arm64_busybox()?) } else { None };
+            let value = serde_json::json!({ "guest": assets, "arm64_busybox": busybox });
+            ctx.emit(&value, || guest::describe_assets(&assets, busybox.as_deref()))?;
+            Ok(0)
+        }
+        crate::cli::GuestAction::Boot { accel, measure, timeout } => {
+            let assets = guest::assets::ensure()?;
+            let mut launch = guest::Launch::new(&assets);
+            launch.accel = if accel == "kvm" { guest::Accel::Kvm } else { guest::Accel::Tcg };
+            launch.timeout = Duration::from_secs(timeout);
+            if !measure.is_empty() {
+                launch.cmdline.push(format!("vlab.measure={}", measure.join(",")));
+            }
+            let booted = launch.boot()?;
+            ctx.emit(&booted.obs.facts, || guest::describe_boot(&booted))?;
+            Ok(if booted.verified() { 0 } else { 1 })
+        }
+    }
+}
+
+fn kvm_run(ctx: &Ctx, file: &std::path::Path, nonce: Option<String>) -> anyhow::Result<i32> {
+    let run = crate::guest::vmm::run_file(file, nonce)?;
+    ctx.emit(&run, || run.describe())?;
+    Ok(if run.copied { 0 } else { 1 })
+}
+
+fn emu_command(action: crate::cli::EmuAction) -> anyhow::Result<i32> {
+    match action {
+        crate::cli::EmuAction::Translate { command } => crate::guest::emu::translate(&command),
+        crate::cli::EmuAction::Cross { command } => crate::guest::emu::cross(&command),
+    }
 }

@@ -71,10 +71,22 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Serve the book on 127.0.0.1 with live reload and your live lab status (Ctrl-C to stop)
+    Serve {
+        /// Port to listen on (0 picks a free one)
+        #[arg(long, short, default_value_t = 3000)]
+        port: u16,
+    },
+    /// Build the book, or bring its generated lab pages up to date
+    Book {
+        #[command(subcommand)]
+        action: BookAction,
+    },
     /// Pack your lab files into a bundle to hand in (only the files the labs ask for)
     Submit {
         /// Labs to include (default: every lab you started)
-        labs: Vec<String>,
+        #[arg(value_name = "LAB")]
+        names: Vec<String>,
         /// The bundle to write
         #[arg(long, short, value_name = "FILE")]
         output: PathBuf,
@@ -114,4 +126,84 @@ pub enum Command {
     /// Internal: grade one submission inside the sandbox (run by `vlab grade`)
     #[command(name = "__grade-one", hide = true)]
     GradeOne { spec: PathBuf },
+    /// Guest assets and boots: fetch the guest kernel, build the initramfs, boot the probe guest
+    Guest {
+        #[command(subcommand)]
+        action: GuestAction,
+    },
+    /// Drive /dev/kvm directly with vlab's tiny VMM
+    Kvm {
+        #[command(subcommand)]
+        action: KvmAction,
+    },
+    /// Software-emulation helpers: the runner's own view of QEMU's binary translator
+    Emu {
+        #[command(subcommand)]
+        action: EmuAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BookAction {
+    /// Regenerate the lab pages and build the HTML book (default: book/book, like `mdbook build`)
+    Build {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Regenerate the lab pages, SUMMARY.md's lab entries and the chapters' lab lists from labs/
+    Sync {
+        /// Change nothing; exit 1 if any generated page is out of date
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuestAction {
+    /// Fetch (once) the guest kernel and build (once) the initramfs; print where they are
+    Assets {
+        /// Also fetch the aarch64 busybox for the software-emulation lab
+        #[arg(long)]
+        arm64: bool,
+    },
+    /// Boot the probe guest and print its report
+    Boot {
+        /// Accelerator: tcg (software emulation) or kvm
+        #[arg(long, default_value = "tcg", value_parser = ["tcg", "kvm"])]
+        accel: String,
+        /// Measurements the probe makes inside the guest (e.g. cpu)
+        #[arg(long, value_delimiter = ',')]
+        measure: Vec<String>,
+        /// Give up after this many seconds
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvmAction {
+    /// Run real-mode guest code (hex bytes in FILE) on /dev/kvm; the guest must copy the
+    /// 8 bytes at 0x1800 to port 0x10, then hlt
+    Run {
+        /// Guest code as hex bytes; `#` starts a comment
+        file: PathBuf,
+        /// The 16 hex digits placed at 0x1800 (default: $VLAB_NONCE, or a fresh one)
+        #[arg(long)]
+        nonce: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmuAction {
+    /// Run COMMAND with $VLAB_SEQ_N set, then count translation blocks for the same
+    /// workload under qemu-x86_64 and write the counts to $VLAB_RESULTS as observed_*
+    Translate {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Run COMMAND and watch its processes for qemu-user; write what ran to $VLAB_RESULTS as observed_*
+    Cross {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
