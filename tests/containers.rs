@@ -1,0 +1,225 @@
+//! The container labs against the real host: rootless namespaces, chroot
+//! fakes, and nothing left behind (mounts, network namespaces, interfaces,
+//! cgroups, runc containers, processes) after success, failure and timeout.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::*;
+
+fn root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// What a check could leave on the host, limited to what belongs to `ws`
+/// where the host is shared with other tests.
+#[derive(Debug, PartialEq)]
+struct HostState {
+    mounts: BTreeSet<String>,
+    netns: BTreeSet<String>,
+    interfaces: BTreeSet<String>,
+    cgroups: Vec<std::path::PathBuf>,
+    processes: Vec<String>,
+}
+
+fn names(dir: &str) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn host_state(ws: &Path) -> HostState {
+    let ws_text = ws.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&ws_text))
+        .map(str::to_string)
+        .collect();
+    // Processes whose root or working directory lies in the workspace, or that run UML or runc from it.
+    let mut processes = Vec::new();
+    for pid in names("/proc").iter().filter(|p| p.parse::<u32>().is_ok()) {
+        let link = |what: &str| std::fs::read_link(format!("/proc/{pid}/{what}")).ok();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let inside = [link("root"), link("cwd")].into_iter().flatten().any(|p| p.starts_with(ws))
+            || String::from_utf8_lossy(&cmdline).contains(&ws_text);
+        if inside && alive(pid.parse().unwrap()) {
+            processes.push(format!("{pid}: {}", String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    HostState {
+        mounts,
+        netns: names("/run/netns"),
+        interfaces: names("/sys/class/net"),
+        // Groups of runners still running belong to tests running alongside.
+        cgroups: vlab::container::cgroup::leftovers()
+            .into_iter()
+            .filter(|d| {
+                let name = d.file_name().unwrap().to_string_lossy().into_owned();
+                let pid = name.trim_start_matches("vlab-").split('-').next().unwrap().parse().unwrap();
+                !alive(pid)
+            })
+            .collect(),
+        processes,
+    }
+}
+
+fn assert_left_as_it_was(before: &HostState, ws: &Path) {
+    let after = host_state(ws);
+    assert_eq!(before, &after, "the host changed: something was left behind");
+    assert!(after.cgroups.is_empty(), "vlab cgroups left: {:?}", after.cgroups);
+}
+
+/// `vlab` run as the unprivileged user nobody, with `ws` as its workspace and home.
+fn vlab_as_nobody(ws: &Path) -> assert_cmd::Command {
+    let bin = assert_cmd::cargo::cargo_bin("vlab");
+    let mut cmd = assert_cmd::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin)
+        .env("VLAB_WORKSPACE", ws)
+        .env("VLAB_LABS", labs())
+        .env("HOME", ws)
+        .env("NO_COLOR", "1")
+        .env_remove("VLAB_NONCE")
+        .timeout(std::time::Duration::from_secs(300));
+    cmd
+}
+
+#[test]
+fn namespaces_solution_passes_rootless_and_leaves_nothing() {
+    if !root() {
+        eprintln!("skipped: needs root to switch to the user nobody for the rootless run");
+        return;
+    }
+    let ws = workspace();
+    std::fs::set_permissions(ws.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let before = host_state(ws.path());
+    vlab_as_nobody(ws.path()).args(["start", "namespaces"]).assert().success();
+    overlay(&labs().join("03-namespaces/solution"), &ws.path().join("03-namespaces"));
+    let out = vlab_as_nobody(ws.path()).args(["--json", "check", "namespaces"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    for (step, outcome, message) in outcomes(&report) {
+        if outcome == "skipped" && message.contains("userns") {
+            eprintln!("skipped: {message}");
+            return;
+        }
+        assert_eq!(outcome, "pass", "rootless {step}: {message}");
+    }
+    let uid_map = &report["steps"][4]["checks"][0]["evidence"]["uid_map"];
+    assert_eq!(uid_map, "0 65534 1", "root inside must be nobody outside");
+    assert_left_as_it_was(&before, ws.path());
+}
+
+/// The namespaces solution with `edit` applied to its script.
+fn namespaces_variant(edit: impl Fn(&str) -> String) -> (tempfile::TempDir, HostState) {
+    let ws = workspace();
+    let before = host_state(ws.path());
+    vlab(ws.path()).args(["start", "namespaces"]).assert().success();
+    let script = std::fs::read_to_string(labs().join("03-namespaces/solution/container.sh")).unwrap();
+    std::fs::write(ws.path().join("03-namespaces/container.sh"), edit(&script)).unwrap();
+    (ws, before)
+}
+
+fn pivot_message(ws: &Path) -> (String, String) {
+    let (_, report) = json(ws, &["check", "namespaces", "--step", "pivot"]);
+    let (_, outcome, message) = outcomes(&report).pop().unwrap();
+    (outcome, message)
+}
+
+#[test]
+fn chroot_inside_namespaces_is_not_pivot_root() {
+    let (ws, before) = namespaces_variant(|s| {
+        let start = s.find("        # pivot_root wants").unwrap();
+        let end = s.find("    '\n").unwrap();
+        format!(
+            "{}        mount --bind rootfs rootfs\n        exec chroot rootfs /bin/sh -c \"mount -t proc proc /proc; exec /.vlab/vlab-probe\"\n{}",
+            &s[..start],
+            &s[end..]
+        )
+    });
+    let (outcome, message) = pivot_message(ws.path());
+    if outcome == "skipped" {
+        eprintln!("skipped: {message}");
+        return;
+    }
+    assert_eq!(outcome, "fail", "{message}");
+    assert!(message.contains("mnt.ns_root"), "{message}");
+    assert_left_as_it_was(&before, ws.path());
+}
+
+#[test]
+fn pivot_root_without_unmounting_the_old_root_fails() {
+    let (ws, before) = namespaces_variant(|s| s.replace("/bin/busybox umount -l /old-root", "true"));
+    let (outcome, message) = pivot_message(ws.path());
+    if outcome == "skipped" {
+        eprintln!("skipped: {message}");
+        return;
+    }
+    assert_eq!(outcome, "fail", "{message}");
+    assert!(message.contains("mnt.old_root_visible"), "{message}");
+    assert_left_as_it_was(&before, ws.path());
+}
+
+const CGROUP_LAB: &str = r#"
+id = "90-cgroup-leak"
+title = "Groups with processes that outlive the script"
+tier = "containers"
+chapter = "containers.md"
+summary = "fixture"
+estimate_minutes = 1
+
+[[steps]]
+id = "hang"
+title = "hang inside a group"
+points = 1
+instructions = "x"
+hints = ["x"]
+files = ["leak.sh"]
+requires = ["root", "cgroup-writable"]
+
+[[steps.checks]]
+kind = "run"
+command = ["sh", "leak.sh"]
+cgroup = true
+timeout_secs = 2
+[steps.checks.expect]
+exit = 0
+"#;
+
+/// A script that makes nested groups in every controller, leaves a daemon in
+/// them, and then either fails or hangs until the runner's deadline.
+const LEAK_SH: &str = r#"set -eu
+for d in "$VLAB_CGROUP_MEMORY" "$VLAB_CGROUP_CPU" "$VLAB_CGROUP_PIDS" "$VLAB_CGROUP_CPUSET"; do
+    mkdir -p "$d/a/b"
+    [ -e "$d/a/b/cpuset.cpus" ] && cat "$d/cpuset.cpus" > "$d/a/cpuset.cpus" && cat "$d/cpuset.cpus" > "$d/a/b/cpuset.cpus"
+    [ -e "$d/a/b/cpuset.mems" ] && cat "$d/cpuset.mems" > "$d/a/cpuset.mems" && cat "$d/cpuset.mems" > "$d/a/b/cpuset.mems"
+done
+sh -c 'for d in "$VLAB_CGROUP_MEMORY" "$VLAB_CGROUP_CPU" "$VLAB_CGROUP_PIDS" "$VLAB_CGROUP_CPUSET"; do
+           echo $$ > "$d/a/b/cgroup.procs"; done
+       exec setsid sleep 1000' &
+sleep 0.3
+"#;
+
+#[test]
+fn cgroups_and_their_processes_are_removed_after_failure_and_timeout() {
+    for (case, tail) in [("failure", "exit 1\n"), ("timeout", "sleep 1000\n")] {
+        let script = format!("{LEAK_SH}{tail}");
+        let fixture = fixture_labs("90-cgroup-leak", CGROUP_LAB, &[("leak.sh", &script)], &[("leak.sh", &script)]);
+        let ws = workspace();
+        let before = host_state(ws.path());
+        vlab_with_labs(ws.path(), fixture.path()).args(["start", "90-cgroup-leak"]).assert().success();
+        let out =
+            vlab_with_labs(ws.path(), fixture.path()).args(["--json", "check", "90-cgroup-leak"]).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (_, outcome, message) = outcomes(&report).pop().unwrap();
+        if outcome == "skipped" {
+            eprintln!("skipped: {message}");
+            return;
+        }
+        assert_eq!(outcome, "fail", "{case}: {message}");
+        assert_left_as_it_was(&before, ws.path());
+    }
+}
