@@ -13,6 +13,7 @@ pub mod cli;
 pub mod container;
 pub mod host;
 pub mod grade;
+pub mod guest;
 pub mod kvm;
 pub mod prepare;
 pub mod proc;

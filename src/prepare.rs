@@ -14,6 +14,11 @@ pub fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
         match item {
             Prepare::BusyboxRootfs => busybox_rootfs(&dir.join("rootfs"))
                 .with_context(|| format!("cannot prepare the busybox root filesystem in {}", dir.display()))?,
+            Prepare::GuestAssets => crate::guest::prepare_assets(&dir.join("assets")).with_context(|| {
+                format!("cannot prepare the guest kernel and initramfs in {}/assets", dir.display())
+            })?,
+            Prepare::Arm64Busybox => crate::guest::prepare_arm64_busybox(&dir.join("assets"))
+                .with_context(|| format!("cannot prepare the aarch64 busybox in {}/assets", dir.display()))?,
         }
     }
     Ok(())

@@ -50,3 +50,34 @@ pub fn install(pkgs: &[String], root: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Fetches the guest kernel (the current Debian cloud kernel), builds the
+/// initramfs and fetches the aarch64 busybox, so the guest labs are ready.
+/// As root, refreshes apt's package lists once if the kernel is unknown.
+pub fn guest_assets(root: bool) -> anyhow::Result<()> {
+    let assets = match crate::guest::assets::refresh() {
+        Ok(a) => a,
+        Err(_) if root => {
+            let update = Cmd::new("apt-get")
+                .args(["update", "-q"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .timeout(Duration::from_secs(900))
+                .inherit_output()
+                .run()?;
+            if !update.success() {
+                bail!("`apt-get update` {}; check the package sources in /etc/apt", update.describe_end());
+            }
+            crate::guest::assets::refresh()?
+        }
+        Err(e) => return Err(e),
+    };
+    let busybox = crate::guest::assets::arm64_busybox()?;
+    eprintln!(
+        "guest assets ready: kernel {} (sha256 {}), initramfs {}, aarch64 busybox {}",
+        assets.kernel.release,
+        &assets.kernel.sha256[..16],
+        assets.initrd.display(),
+        busybox.display()
+    );
+    Ok(())
+}

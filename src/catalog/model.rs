@@ -110,6 +110,10 @@ impl Capability {
 pub enum Prepare {
     /// A busybox-static root filesystem at `rootfs/`, with `rootfs/.vlab/` for the probe.
     BusyboxRootfs,
+    /// The guest kernel and the runner's initramfs at `assets/vmlinuz` and `assets/initrd.img`.
+    GuestAssets,
+    /// An aarch64 static busybox (Debian's busybox-static:arm64) at `assets/busybox-arm64`.
+    Arm64Busybox,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,7 +142,7 @@ pub struct Check {
     /// Short name shown in results; defaults to the command.
     pub name: Option<String>,
     pub kind: CheckKind,
-    /// argv, run in the student's workspace. `{probe}` and `{nonce}` expand.
+    /// argv, run in the student's workspace. `{probe}`, `{nonce}` and `{vlab}` (this runner's executable) expand.
     pub command: Vec<String>,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,

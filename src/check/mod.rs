@@ -192,10 +192,12 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
         }
         CheckKind::Run | CheckKind::Boot => workspace.join(".vlab").join(observe::PROBE_NAME),
     };
+    // `{vlab}` is this runner itself, for checks whose observer is one of its commands.
+    let vlab = std::env::current_exe().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "vlab".into());
     let argv: Vec<String> = check
         .command
         .iter()
-        .map(|a| a.replace("{nonce}", nonce).replace("{probe}", &probe.to_string_lossy()))
+        .map(|a| a.replace("{nonce}", nonce).replace("{probe}", &probe.to_string_lossy()).replace("{vlab}", &vlab))
         .collect();
     // Containers started with runc's state in here are deleted (cgroups and all) when this is dropped.
     let runc_root = crate::container::runc::StateRoot::new(scratch.path().join("runc"));

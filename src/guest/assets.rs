@@ -1,0 +1,469 @@
+//! Guest assets, fetched from the distribution and cached: the guest kernel
+//! (Debian's linux-image-*-cloud-amd64, unpacked, never installed; or the
+//! kernel named by VLAB_GUEST_KERNEL), the driver modules it needs, the
+//! runner's initramfs, and an aarch64 busybox for the cross-architecture lab.
+//!
+//! Cache layout under $XDG_CACHE_HOME/vlab (or ~/.cache/vlab):
+//!   kernel/<package>_<version>/   vmlinuz, config, modules/*.ko, kernel.json
+//!   initramfs/<sha256>.img         content-addressed by everything put in it
+//!   arm64/busybox                  from busybox-static:arm64
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{elf, initramfs};
+use crate::cleanup::Scratch;
+use crate::proc::Cmd;
+
+/// The Debian meta-package that always depends on the current cloud kernel.
+pub const KERNEL_META_PACKAGE: &str = "linux-image-cloud-amd64";
+/// Environment variable naming a kernel (bzImage) to use instead of Debian's.
+pub const KERNEL_ENV: &str = "VLAB_GUEST_KERNEL";
+
+/// Drivers the probe init loads when their devices are present, by group:
+/// (group, kernel config symbol, module name).
+const DRIVERS: &[(&str, &str, &str)] = &[
+    ("virtio", "VIRTIO_PCI", "virtio_pci"),
+    ("virtio", "VIRTIO_BLK", "virtio_blk"),
+    ("virtio", "VIRTIO_NET", "virtio_net"),
+    ("virtio", "SCSI_VIRTIO", "virtio_scsi"),
+    ("virtio", "BLK_DEV_SD", "sd_mod"),
+    ("ata", "ATA_PIIX", "ata_piix"),
+    ("ata", "BLK_DEV_SD", "sd_mod"),
+    ("nic", "E1000", "e1000"),
+    ("nic", "8139TOO", "8139too"),
+    ("nic", "8139CP", "8139cp"),
+    ("nic", "NE2K_PCI", "ne2k_pci"),
+];
+
+/// The guest kernel, as cached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kernel {
+    /// Where it came from: `debian:<package> <version>` or `file:<path>`.
+    pub source: String,
+    /// What `uname -r` says in the guest.
+    pub release: String,
+    pub sha256: String,
+    /// Driver module name → `built-in`, `module` or `absent` in this kernel.
+    pub drivers: BTreeMap<String, String>,
+    /// Group → modules in load order (dependencies first), shipped in the initramfs.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// The directory holding `vmlinuz` and `modules/` (filled on load).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl Kernel {
+    pub fn vmlinuz(&self) -> PathBuf {
+        self.dir.join("vmlinuz")
+    }
+
+    pub fn module_path(&self, name: &str) -> PathBuf {
+        self.dir.join("modules").join(format!("{name}.ko"))
+    }
+}
+
+/// Everything a guest boot needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuestAssets {
+    pub kernel: Kernel,
+    pub initrd: PathBuf,
+    pub initrd_sha256: String,
+}
+
+/// $XDG_CACHE_HOME/vlab, or ~/.cache/vlab.
+pub fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("vlab")
+}
+
+/// The kernel and the runner's initramfs, fetched and built once, then
+/// cached. Offline once cached: the Debian kernel last fetched is reused
+/// without asking apt (`refresh` looks for a newer one).
+pub fn ensure() -> anyhow::Result<GuestAssets> {
+    assets(false)
+}
+
+/// Like `ensure`, but asks apt for the current kernel package first (`vlab setup`).
+pub fn refresh() -> anyhow::Result<GuestAssets> {
+    assets(true)
+}
+
+fn assets(refresh: bool) -> anyhow::Result<GuestAssets> {
+    let cache = cache_dir();
+    let _lock = Lock::take(&cache)?;
+    let current = cache.join("kernel").join("current");
+    let cached = || load_cached(&cache.join("kernel").join(std::fs::read_to_string(&current).ok()?.trim()));
+    let kernel = match std::env::var_os(KERNEL_ENV).filter(|v| !v.is_empty()) {
+        Some(path) => named_kernel(&cache, Path::new(&path))?,
+        None => match cached().filter(|_| !refresh) {
+            Some(k) => k,
+            None => {
+                let k = debian_kernel(&cache)?;
+                let name = k.dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                std::fs::write(&current, name)?;
+                k
+            }
+        },
+    };
+    let (initrd, initrd_sha256) = initramfs::ensure(&cache.join("initramfs"), &kernel)?;
+    Ok(GuestAssets { kernel, initrd, initrd_sha256 })
+}
+
+/// Serialises cache writers across vlab processes (parallel checks, tests).
+struct Lock {
+    _file: std::fs::File,
+}
+
+impl Lock {
+    fn take(cache: &Path) -> anyhow::Result<Self> {
+        use std::os::fd::AsRawFd;
+        std::fs::create_dir_all(cache).with_context(|| format!("cannot create the cache {}", cache.display()))?;
+        let file = std::fs::File::create(cache.join(".lock"))?;
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("cannot lock {}: {}", cache.display(), std::io::Error::last_os_error());
+        }
+        Ok(Lock { _file: file })
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A spinner on stderr while `f` runs; nothing when stderr is not a terminal.
+fn with_progress<T>(msg: String, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let target = if std::io::stderr().is_terminal() {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(None, target);
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    bar.set_message(msg);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let out = f();
+    bar.finish_and_clear();
+    out
+}
+
+fn apt(tool: &str, args: &[&str], dir: Option<&Path>) -> anyhow::Result<crate::proc::Output> {
+    let mut cmd = Cmd::new(tool).args(args).env("DEBIAN_FRONTEND", "noninteractive").timeout(Duration::from_secs(900));
+    if let Some(d) = dir {
+        cmd = cmd.dir(d);
+    }
+    cmd.run().map_err(|e| match e {
+        crate::proc::ProcError::NotFound { .. } => anyhow::anyhow!(
+            "`{tool}` is not available, so the guest kernel cannot be fetched from Debian; \
+             on another distribution name a kernel image with {KERNEL_ENV}=/path/to/vmlinuz"
+        ),
+        other => other.into(),
+    })
+}
+
+/// Options that let an unprivileged `apt-get download` run without apt's sandbox warning.
+fn sandbox_opts() -> Vec<&'static str> {
+    if unsafe { libc::geteuid() } == 0 { vec!["-o", "APT::Sandbox::User=root"] } else { Vec::new() }
+}
+
+/// The concrete package the meta-package currently depends on, and its version.
+fn current_kernel_package() -> anyhow::Result<(String, String)> {
+    let deps = apt("apt-cache", &["depends", "--important", KERNEL_META_PACKAGE], None)?;
+    let pkg = deps
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends:"))
+        .map(str::trim)
+        .find(|p| p.starts_with("linux-image-"))
+        .map(str::to_string);
+    let Some(pkg) = pkg else {
+        bail!(
+            "apt knows no package {KERNEL_META_PACKAGE}: refresh the package lists with `apt-get update` \
+             (as root; `vlab setup` does it), or name a kernel with {KERNEL_ENV}=/path/to/vmlinuz"
+        );
+    };
+    let show = apt("apt-cache", &["show", "--no-all-versions", &pkg], None)?;
+    let version = show
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Version:"))
+        .map(|v| v.trim().to_string())
+        .with_context(|| format!("`apt-cache show {pkg}` gave no version; run `apt-get update` and try again"))?;
+    Ok((pkg, version))
+}
+
+/// Downloads `pkg` with apt-get into `dir`; returns the .deb's path.
+fn download(pkg: &str, dir: &Path, extra: &[&str]) -> anyhow::Result<PathBuf> {
+    let mut args = sandbox_opts();
+    args.extend_from_slice(extra);
+    args.extend(["download", pkg]);
+    let out = with_progress(format!("downloading {pkg}"), || apt("apt-get", &args, Some(dir)))?;
+    if !out.success() {
+        bail!(
+            "`apt-get download {pkg}` {}: {}; check the package sources (`apt-get update` as root) and the network to the Debian mirror",
+            out.describe_end(),
+            out.stderr.trim()
+        );
+    }
+    std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .with_context(|| format!("`apt-get download {pkg}` succeeded but left no .deb in {}", dir.display()))
+}
+
+fn unpack(deb: &Path, into: &Path) -> anyhow::Result<()> {
+    let name = deb.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let out = with_progress(format!("unpacking {name}"), || {
+        Ok(Cmd::new("dpkg-deb").arg("-x").arg(deb).arg(into).timeout(Duration::from_secs(600)).run()?)
+    })?;
+    if !out.success() {
+        bail!("`dpkg-deb -x {name}` {}: {}", out.describe_end(), out.stderr.trim());
+    }
+    Ok(())
+}
+
+fn load_cached(dir: &Path) -> Option<Kernel> {
+    let text = std::fs::read_to_string(dir.join("kernel.json")).ok()?;
+    let mut k: Kernel = serde_json::from_str(&text).ok()?;
+    k.dir = dir.to_path_buf();
+    k.vmlinuz().is_file().then_some(k)
+}
+
+fn debian_kernel(cache: &Path) -> anyhow::Result<Kernel> {
+    let (pkg, version) = current_kernel_package()?;
+    let dir = cache.join("kernel").join(format!("{pkg}_{version}").replace(['/', ':'], "_"));
+    if let Some(k) = load_cached(&dir) {
+        return Ok(k);
+    }
+    let work = Scratch::new_in(cache, "fetch-")?;
+    let deb = download(&pkg, work.path(), &[])?;
+    let root = work.path().join("root");
+    unpack(&deb, &root)?;
+    let boot = root.join("boot");
+    let find = |prefix: &str| -> anyhow::Result<PathBuf> {
+        std::fs::read_dir(&boot)
+            .with_context(|| format!("{pkg} has no /boot"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+            .with_context(|| format!("{pkg} has no /boot/{prefix}*"))
+    };
+    let vmlinuz = find("vmlinuz-")?;
+    let release = vmlinuz.file_name().unwrap_or_default().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let config = std::fs::read_to_string(find("config-")?)?;
+    let modules = root.join("lib/modules").join(&release);
+    build_kernel_dir(&dir, &format!("debian:{pkg} {version}"), &release, &vmlinuz, &config, &modules, work.path())
+}
+
+/// A kernel the user named: its release from the bzImage header, its config
+/// and modules from /boot and /lib/modules when the host has them.
+fn named_kernel(cache: &Path, path: &Path) -> anyhow::Result<Kernel> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("{KERNEL_ENV}={}: cannot read the kernel image", path.display()))?;
+    let release = bzimage_release(&bytes).with_context(|| {
+        format!("{KERNEL_ENV}={}: not an x86 bzImage (no HdrS header); name a vmlinuz file", path.display())
+    })?;
+    let sha = sha256_hex(&bytes);
+    let dir = cache.join("kernel").join(format!("file-{}", &sha[..16]));
+    if let Some(k) = load_cached(&dir) {
+        return Ok(k);
+    }
+    let config = std::fs::read_to_string(format!("/boot/config-{release}")).unwrap_or_default();
+    let modules = PathBuf::from("/lib/modules").join(&release);
+    let work = Scratch::new_in(cache, "fetch-")?;
+    build_kernel_dir(&dir, &format!("file:{}", path.display()), &release, path, &config, &modules, work.path())
+}
+
+/// The kernel version string in a bzImage's setup header.
+pub fn bzimage_release(bytes: &[u8]) -> Option<String> {
+    if bytes.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let at = u16::from_le_bytes(bytes.get(0x20E..0x210)?.try_into().ok()?) as usize + 0x200;
+    let raw = bytes.get(at..at + 256)?;
+    let text = String::from_utf8_lossy(&raw[..raw.iter().position(|c| *c == 0)?]).into_owned();
+    text.split_whitespace().next().map(str::to_string)
+}
+
+/// `CONFIG_X=y|m` lines as symbol → value.
+fn parse_config(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("CONFIG_")?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Every `*.ko` under `root`, by module name (dashes read as underscores).
+fn module_files(root: &Path) -> BTreeMap<String, PathBuf> {
+    let mut found = BTreeMap::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if let Some(name) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ko")) {
+                found.insert(name.replace('-', "_"), p);
+            }
+        }
+    }
+    found
+}
+
+/// Copies the kernel and the modules the probe needs (with their
+/// dependencies) into `dir`, atomically.
+fn build_kernel_dir(
+    dir: &Path,
+    source: &str,
+    release: &str,
+    vmlinuz: &Path,
+    config: &str,
+    modules_root: &Path,
+    work: &Path,
+) -> anyhow::Result<Kernel> {
+    let staged = work.join("kernel");
+    std::fs::create_dir_all(staged.join("modules"))?;
+    std::fs::copy(vmlinuz, staged.join("vmlinuz"))
+        .with_context(|| format!("cannot copy {} into the cache", vmlinuz.display()))?;
+    std::fs::write(staged.join("config"), config)?;
+    let config = parse_config(config);
+    let files = module_files(modules_root);
+    let mut drivers = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (group, symbol, module) in DRIVERS {
+        let state = match config.get(*symbol).map(String::as_str) {
+            Some("y") => "built-in",
+            Some("m") if files.contains_key(*module) => "module",
+            _ if config.is_empty() && files.contains_key(*module) => "module",
+            _ => "absent",
+        };
+        drivers.insert(module.to_string(), state.to_string());
+        if state == "module" {
+            let order = groups.entry(group.to_string()).or_default();
+            add_with_deps(module, &files, order, &staged.join("modules"), 0)?;
+        }
+    }
+    let kernel = Kernel {
+        source: source.to_string(),
+        release: release.to_string(),
+        sha256: sha256_hex(&std::fs::read(staged.join("vmlinuz"))?),
+        drivers,
+        groups,
+        dir: dir.to_path_buf(),
+    };
+    std::fs::write(staged.join("kernel.json"), serde_json::to_string_pretty(&kernel)?)?;
+    std::fs::create_dir_all(dir.parent().unwrap_or(dir))?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&staged, dir).with_context(|| format!("cannot move the kernel into {}", dir.display()))?;
+    Ok(kernel)
+}
+
+/// Appends `module` to `order` after its dependencies, copying each file into `into`.
+fn add_with_deps(
+    module: &str,
+    files: &BTreeMap<String, PathBuf>,
+    order: &mut Vec<String>,
+    into: &Path,
+    depth: usize,
+) -> anyhow::Result<()> {
+    if order.iter().any(|m| m == module) {
+        return Ok(());
+    }
+    anyhow::ensure!(depth < 32, "module dependencies of {module} loop");
+    let path = files.get(module).with_context(|| format!("module {module} is needed but not in the kernel package"))?;
+    let bytes = std::fs::read(path)?;
+    for dep in elf::module_depends(&bytes).unwrap_or_default() {
+        add_with_deps(&dep.replace('-', "_"), files, order, into, depth + 1)?;
+    }
+    std::fs::write(into.join(format!("{module}.ko")), &bytes)?;
+    order.push(module.to_string());
+    Ok(())
+}
+
+/// An aarch64 static busybox from Debian's busybox-static:arm64, fetched with
+/// apt-get into a private package index (the host's apt setup is untouched).
+pub fn arm64_busybox() -> anyhow::Result<PathBuf> {
+    let cache = cache_dir();
+    let _lock = Lock::take(&cache)?;
+    let target = cache.join("arm64").join("busybox");
+    if std::fs::read(&target).ok().and_then(|b| elf::machine(&b)) == Some(elf::EM_AARCH64) {
+        return Ok(target);
+    }
+    let work = Scratch::new_in(&cache, "fetch-")?;
+    let lists = work.path().join("lists");
+    let apt_cache = work.path().join("cache");
+    for d in [lists.join("partial"), apt_cache.join("archives/partial")] {
+        std::fs::create_dir_all(d)?;
+    }
+    let opts: Vec<String> = [
+        "APT::Architecture=arm64".to_string(),
+        "APT::Architectures::=arm64".to_string(),
+        format!("Dir::State::Lists={}", lists.display()),
+        format!("Dir::Cache={}", apt_cache.display()),
+        "Dir::State::status=/dev/null".to_string(),
+    ]
+    .into_iter()
+    .flat_map(|o| ["-o".to_string(), o])
+    .collect();
+    let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+    let mut update = sandbox_opts();
+    update.extend_from_slice(&opts);
+    update.extend(["-q", "update"]);
+    let out = with_progress("fetching the arm64 package index".into(), || apt("apt-get", &update, None))?;
+    if !out.success() {
+        bail!(
+            "`apt-get update` for arm64 {}: {}; check the Debian sources in /etc/apt",
+            out.describe_end(),
+            out.stderr.trim()
+        );
+    }
+    let deb = download("busybox-static", work.path(), &opts)?;
+    let root = work.path().join("root");
+    unpack(&deb, &root)?;
+    let bin = root.join("bin/busybox");
+    let bytes = std::fs::read(&bin).with_context(|| format!("{} holds no bin/busybox", deb.display()))?;
+    anyhow::ensure!(elf::machine(&bytes) == Some(elf::EM_AARCH64), "{} is not an aarch64 binary", deb.display());
+    std::fs::create_dir_all(target.parent().unwrap_or(&cache))?;
+    let staged = work.path().join("busybox");
+    std::fs::copy(&bin, &staged)?;
+    std::fs::rename(&staged, &target)?;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_symbols_are_read() {
+        let c = parse_config("# comment\nCONFIG_VIRTIO_BLK=m\nCONFIG_SERIAL_8250=y\n# CONFIG_E1000 is not set\n");
+        assert_eq!(c["VIRTIO_BLK"], "m");
+        assert_eq!(c["SERIAL_8250"], "y");
+        assert!(!c.contains_key("E1000"));
+    }
+
+    #[test]
+    fn bzimage_release_reads_the_setup_header() {
+        let mut img = vec![0u8; 0x400];
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x20E..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        img[0x300..0x320].copy_from_slice(b"6.1.0-56-cloud-amd64 (debian)\0\0\0");
+        assert_eq!(bzimage_release(&img).as_deref(), Some("6.1.0-56-cloud-amd64"));
+        assert_eq!(bzimage_release(b"not a kernel"), None);
+    }
+
+    #[test]
+    fn cache_dir_follows_xdg() {
+        assert!(cache_dir().ends_with("vlab"));
+    }
+}

@@ -1,0 +1,84 @@
+//! Just enough ELF reading for the guest assets: the machine a binary is for,
+//! and a kernel module's `.modinfo` strings (its `depends=` list).
+
+/// `e_machine` values vlab names.
+pub const EM_X86_64: u16 = 62;
+pub const EM_AARCH64: u16 = 183;
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The `e_machine` of a little-endian ELF file, or None if it is not one.
+pub fn machine(bytes: &[u8]) -> Option<u16> {
+    (bytes.get(..4)? == b"\x7fELF" && bytes.get(5) == Some(&1)).then(|| u16_at(bytes, 0x12))?
+}
+
+pub fn machine_name(machine: u16) -> String {
+    match machine {
+        EM_X86_64 => "x86_64".into(),
+        EM_AARCH64 => "aarch64".into(),
+        3 => "i386".into(),
+        40 => "arm".into(),
+        243 => "riscv".into(),
+        other => format!("elf-machine-{other}"),
+    }
+}
+
+/// The bytes of the named section of a 64-bit little-endian ELF file.
+fn section<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    if bytes.get(4) != Some(&2) {
+        return None;
+    }
+    let shoff = u64_at(bytes, 0x28)? as usize;
+    let shentsize = u16_at(bytes, 0x3A)? as usize;
+    let shnum = u16_at(bytes, 0x3C)? as usize;
+    let shstrndx = u16_at(bytes, 0x3E)? as usize;
+    let header = |i: usize| {
+        let h = shoff + i * shentsize;
+        Some((u32_at(bytes, h)? as usize, u64_at(bytes, h + 0x18)? as usize, u64_at(bytes, h + 0x20)? as usize))
+    };
+    let (_, names_at, names_len) = header(shstrndx)?;
+    let names = bytes.get(names_at..names_at + names_len)?;
+    (0..shnum).find_map(|i| {
+        let (n, off, len) = header(i)?;
+        let end = names.get(n..)?.iter().position(|c| *c == 0)?;
+        (&names[n..n + end] == name.as_bytes()).then(|| bytes.get(off..off + len))?
+    })
+}
+
+/// The modules a kernel module needs loaded first (`depends=` in `.modinfo`).
+pub fn module_depends(bytes: &[u8]) -> Option<Vec<String>> {
+    let info = section(bytes, ".modinfo")?;
+    let deps = info.split(|c| *c == 0).find_map(|kv| kv.strip_prefix(b"depends="))?;
+    Some(String::from_utf8_lossy(deps).split(',').filter(|d| !d.is_empty()).map(str::to_string).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_machine_of_our_own_binary() {
+        let me = std::fs::read("/proc/self/exe").unwrap();
+        assert_eq!(machine(&me), Some(EM_X86_64));
+        assert_eq!(machine(b"#!/bin/sh\n"), None);
+        assert_eq!(machine_name(EM_AARCH64), "aarch64");
+    }
+
+    #[test]
+    fn finds_sections_by_name() {
+        let me = std::fs::read("/proc/self/exe").unwrap();
+        assert!(section(&me, ".text").is_some_and(|t| !t.is_empty()));
+        assert!(section(&me, ".modinfo").is_none());
+        assert_eq!(module_depends(&me), None);
+    }
+}

@@ -1,0 +1,232 @@
+//! Full-system guests: the cached assets (kernel, initramfs with the probe
+//! init), and the launcher that boots them under QEMU and reads the probe's
+//! report from the serial console (the boot check protocol, check::boot).
+
+pub mod assets;
+pub mod cpio;
+pub mod elf;
+pub mod emu;
+pub mod initramfs;
+pub mod vmm;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::check::boot::{self, BootObservation};
+use crate::proc::Cmd;
+pub use assets::GuestAssets;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+/// Kernel arguments every vlab guest gets: console on the first serial port,
+/// a panic ends the VM at once (with QEMU's -no-reboot), and a quiet console
+/// (every byte through the emulated UART is slow under TCG). Speculation
+/// mitigations only cost time in a throwaway guest.
+pub const BASE_CMDLINE: [&str; 4] = ["console=ttyS0", "panic=-1", "quiet", "mitigations=off"];
+
+/// One guest boot: what QEMU gets, and how long it may take.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub qemu: String,
+    pub accel: Accel,
+    pub machine: Option<String>,
+    pub cpu: Option<String>,
+    pub memory_mib: u32,
+    /// Extra QEMU arguments (devices, drives, netdevs), passed as given.
+    pub devices: Vec<String>,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// Kernel arguments after `BASE_CMDLINE` and `vlab.nonce=`.
+    pub cmdline: Vec<String>,
+    pub timeout: Duration,
+    /// Where the console is written after the boot, for the student to read.
+    pub log: Option<PathBuf>,
+}
+
+impl Launch {
+    pub fn new(assets: &GuestAssets) -> Self {
+        Self::with_files(&assets.kernel.vmlinuz(), &assets.initrd)
+    }
+
+    pub fn with_files(kernel: &Path, initrd: &Path) -> Self {
+        Launch {
+            qemu: "qemu-system-x86_64".into(),
+            accel: Accel::Tcg,
+            machine: None,
+            cpu: None,
+            memory_mib: 256,
+            devices: Vec::new(),
+            kernel: kernel.to_path_buf(),
+            initrd: initrd.to_path_buf(),
+            cmdline: Vec::new(),
+            timeout: Duration::from_secs(60),
+            log: None,
+        }
+    }
+
+    /// The full QEMU command line for a boot carrying `nonce`.
+    pub fn argv(&self, nonce: &str) -> Vec<String> {
+        let mut argv: Vec<String> = [&self.qemu, "-nodefaults", "-no-user-config", "-display", "none"]
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let mut add = |a: &str, b: &str| argv.extend([a.to_string(), b.to_string()]);
+        add("-serial", "stdio");
+        add("-accel", self.accel.name());
+        if let Some(m) = &self.machine {
+            add("-machine", m);
+        }
+        if let Some(c) = &self.cpu {
+            add("-cpu", c);
+        }
+        add("-m", &self.memory_mib.to_string());
+        add("-kernel", &self.kernel.to_string_lossy());
+        add("-initrd", &self.initrd.to_string_lossy());
+        let mut cmdline: Vec<String> = BASE_CMDLINE.iter().map(|s| s.to_string()).collect();
+        cmdline.push(format!("vlab.nonce={nonce}"));
+        cmdline.extend(self.cmdline.iter().cloned());
+        add("-append", &cmdline.join(" "));
+        argv.push("-no-reboot".into());
+        argv.extend(self.devices.iter().cloned());
+        argv
+    }
+
+    /// Boots with a fresh nonce; waits for the report, a panic, QEMU's exit or
+    /// the deadline, and kills QEMU on every path.
+    pub fn boot(&self) -> anyhow::Result<Booted> {
+        let nonce = crate::check::fresh_nonce();
+        let cmd = Cmd::from_argv(&self.argv(&nonce)).timeout(self.timeout).output_limit(4 * 1024 * 1024);
+        let started = std::time::Instant::now();
+        let obs = boot::boot(&cmd, &nonce)?;
+        let elapsed = started.elapsed();
+        if let Some(log) = &self.log {
+            std::fs::write(log, &obs.console)?;
+        }
+        Ok(Booted { nonce, obs, elapsed })
+    }
+}
+
+pub struct Booted {
+    pub nonce: String,
+    pub obs: BootObservation,
+    /// Start of QEMU to the report (or the end of the boot, when there is none).
+    pub elapsed: Duration,
+}
+
+impl Booted {
+    /// True when a complete report carrying this boot's nonce came back.
+    pub fn verified(&self) -> bool {
+        self.fact("report.nonce") == Some("fresh")
+    }
+
+    pub fn fact(&self, name: &str) -> Option<&str> {
+        self.obs.facts.get(name).map(String::as_str)
+    }
+}
+
+/// Points `link` at `target` (replacing whatever is there).
+fn link(target: &Path, link: &Path) -> std::io::Result<()> {
+    if std::fs::read_link(link).ok().as_deref() == Some(target) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(target, link)
+}
+
+/// Lab prepare `guest-assets`: `vmlinuz` and `initrd.img` in `dir`, linked to the cache.
+pub fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
+    let assets = assets::ensure()?;
+    std::fs::create_dir_all(dir)?;
+    link(&assets.kernel.vmlinuz(), &dir.join("vmlinuz"))?;
+    link(&assets.initrd, &dir.join("initrd.img"))?;
+    Ok(())
+}
+
+/// Lab prepare `arm64-busybox`: `busybox-arm64` in `dir`, linked to the cache.
+pub fn prepare_arm64_busybox(dir: &Path) -> anyhow::Result<()> {
+    let busybox = assets::arm64_busybox()?;
+    std::fs::create_dir_all(dir)?;
+    link(&busybox, &dir.join("busybox-arm64"))?;
+    Ok(())
+}
+
+/// Text for `vlab guest assets`.
+pub fn describe_assets(assets: &GuestAssets, arm64_busybox: Option<&Path>) -> String {
+    let k = &assets.kernel;
+    let mut s = format!(
+        "kernel   {} ({})
+         {}
+         sha256 {}
+initrd   {}
+         sha256 {}
+",
+        k.release,
+        k.source,
+        k.vmlinuz().display(),
+        k.sha256,
+        assets.initrd.display(),
+        assets.initrd_sha256
+    );
+    let drivers: Vec<String> = k.drivers.iter().map(|(m, state)| format!("{m} {state}")).collect();
+    s.push_str(&format!("drivers  {}\n", drivers.join(", ")));
+    if let Some(b) = arm64_busybox {
+        s.push_str(&format!("arm64    {}\n", b.display()));
+    }
+    s
+}
+
+/// Text for `vlab guest boot`.
+pub fn describe_boot(booted: &Booted) -> String {
+    let mut s = String::new();
+    if let Some(p) = &booted.obs.panic {
+        s.push_str(&format!("the guest kernel panicked: {p}\n"));
+    } else if !booted.verified() {
+        let why = match (&booted.obs.ended_early, booted.obs.timed_out) {
+            (Some(end), _) => format!("QEMU {end} before the report"),
+            (None, true) => "no report before the deadline; QEMU was stopped".to_string(),
+            _ => "no report carrying this boot's nonce".to_string(),
+        };
+        let tail: Vec<&str> = booted.obs.console.lines().rev().take(15).collect();
+        s.push_str(&format!("{why}; last console lines:\n"));
+        for l in tail.into_iter().rev() {
+            s.push_str(&format!("  {l}\n"));
+        }
+        return s;
+    }
+    for (k, v) in &booted.obs.facts {
+        s.push_str(&format!("{k} = {v}\n"));
+    }
+    s.push_str(&format!("verified report after {:.0} ms\n", booted.elapsed.as_secs_f64() * 1000.0));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_carries_the_nonce_and_fails_fast() {
+        let mut l = Launch::with_files(Path::new("/k"), Path::new("/i"));
+        l.cmdline.push("vlab.measure=cpu".into());
+        let argv = l.argv("abc");
+        let append = &argv[argv.iter().position(|a| a == "-append").unwrap() + 1];
+        assert!(append.contains("vlab.nonce=abc") && append.contains("panic=-1"), "{append}");
+        assert!(append.ends_with("vlab.measure=cpu"));
+        assert!(argv.contains(&"-no-reboot".to_string()));
+        let facts = crate::check::boot::qemu_facts(&argv);
+        assert_eq!(facts["vmm.accel"], "tcg");
+    }
+}
