@@ -223,3 +223,42 @@ fn cgroups_and_their_processes_are_removed_after_failure_and_timeout() {
         assert_left_as_it_was(&before, ws.path());
     }
 }
+
+/// Groups runc made for containers named `vlab-<nonce>`, anywhere in the
+/// memory hierarchy below the runner's own group.
+fn runc_groups() -> Vec<std::path::PathBuf> {
+    let pattern = regex::Regex::new("^vlab-[0-9a-f]{16}$").unwrap();
+    let mine = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let memory = mine
+        .lines()
+        .find_map(|l| l.split(':').nth(1).filter(|c| c.split(',').any(|c| c == "memory")).and(l.split(':').nth(2)))
+        .map(|p| Path::new("/sys/fs/cgroup/memory").join(p.trim_start_matches('/')))
+        .unwrap_or_else(|| "/sys/fs/cgroup".into());
+    std::fs::read_dir(memory)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| pattern.is_match(&e.file_name().to_string_lossy()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn oci_containers_are_deleted_after_every_check() {
+    let ws = workspace();
+    let before = host_state(ws.path());
+    let groups_before = runc_groups();
+    vlab(ws.path()).args(["start", "oci"]).assert().success();
+    overlay(&labs().join("05-oci/solution"), &ws.path().join("05-oci"));
+    let (_, report) = json(ws.path(), &["check", "oci", "--step", "memory"]);
+    let (_, outcome, message) = outcomes(&report).pop().unwrap();
+    if outcome == "skipped" {
+        eprintln!("skipped: {message}");
+        return;
+    }
+    assert_eq!(outcome, "pass", "{message}");
+    assert_left_as_it_was(&before, ws.path());
+    let leaked: Vec<_> = runc_groups().into_iter().filter(|g| !groups_before.contains(g)).collect();
+    assert!(leaked.is_empty(), "runc's cgroups were left behind: {leaked:?}");
+}
