@@ -1,0 +1,52 @@
+#!/bin/sh
+# Hardware partitioning, the nearest thing on Linux: two slices of this
+# machine, each with its own CPU and its own memory, made of cpuset and
+# memory cgroups. Then measure that a busy neighbour does not slow the
+# workload in the other slice.
+#
+# The runner makes an empty parent group per controller: VLAB_CGROUP_CPUSET
+# and VLAB_CGROUP_MEMORY (the same directory on cgroup v2); VLAB_CGROUP_MODE
+# is v1 or v2. Results go to $VLAB_RESULTS.
+set -eu
+RESULTS=${VLAB_RESULTS:-results.txt}
+
+# Slice $1 gets CPU $2 and at most 256 MiB.
+slice() {
+    for d in "$VLAB_CGROUP_CPUSET/$1" "$VLAB_CGROUP_MEMORY/$1"; do mkdir -p "$d"; done
+    echo "$2" > "$VLAB_CGROUP_CPUSET/$1/cpuset.cpus"
+    echo 0 > "$VLAB_CGROUP_CPUSET/$1/cpuset.mems"
+    if [ "$VLAB_CGROUP_MODE" = v2 ]; then
+        echo 256M > "$VLAB_CGROUP_MEMORY/$1/memory.max"
+    else
+        echo 256M > "$VLAB_CGROUP_MEMORY/$1/memory.limit_in_bytes"
+    fi
+}
+
+# Runs the rest of the arguments inside slice $1.
+in_slice() {
+    s=$1; shift
+    sh -c 'echo $$ > "$1/cgroup.procs"; echo $$ > "$2/cgroup.procs"; shift 2; exec "$@"' \
+        sh "$VLAB_CGROUP_CPUSET/$s" "$VLAB_CGROUP_MEMORY/$s" "$@"
+}
+
+# The pinned workload: a fixed amount of CPU work; prints its microseconds.
+work() {
+    in_slice a sh -c 't0=$(date +%s%N); i=0; while [ $i -lt 400000 ]; do i=$((i + 1)); done
+                     t1=$(date +%s%N); echo $(( (t1 - t0) / 1000 ))'
+}
+
+slice a 0
+slice b 1
+alone=$(work)
+in_slice b timeout 30 sh -c 'while :; do :; done' &
+neighbour=$!
+sleep 0.2
+busy=$(work)
+kill "$neighbour" 2>/dev/null || true
+wait 2>/dev/null || true
+{
+    echo "nonce=${VLAB_NONCE:-none}"
+    echo "alone_us=$alone"
+    echo "neighbour_us=$busy"
+} > "$RESULTS"
+cat "$RESULTS"
