@@ -1,0 +1,19 @@
+#!/bin/sh
+# Boot the vlab guest with the accelerator given: tcg or kvm.
+# Usage: sh boot.sh tcg|kvm      (vlab check runs it with VLAB_NONCE set)
+#
+# Same guest as lab 09 (assets/vmlinuz, assets/initrd.img); this time the
+# probe also times a CPU loop inside the guest (vlab.measure=cpu).
+set -eu
+ACCEL=${1:-tcg}
+NONCE=${VLAB_NONCE:-by-hand}
+
+exec qemu-system-x86_64 \
+    -accel "$ACCEL" \
+    -m 256 \
+    -nodefaults -display none \
+    -serial stdio \
+    -no-reboot \
+    -kernel assets/vmlinuz \
+    -initrd assets/initrd.img \
+    -append "console=ttyS0 panic=-1 quiet vlab.nonce=$NONCE vlab.measure=cpu"
