@@ -51,6 +51,8 @@ pub fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
     std::fs::write(root.join("etc/hostname"), "vlab\n")?;
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
+    // The same root boots User-Mode-Linux over hostfs (labs/07-uml): its init.
+    crate::container::uml::place_init(root)?;
     Ok(())
 }
 
