@@ -6,14 +6,15 @@
 //! student's files and progress), `report` (text output), `app` (commands).
 
 pub mod app;
+pub mod book;
 pub mod catalog;
 pub mod check;
 pub mod cleanup;
 pub mod cli;
 pub mod container;
-pub mod host;
 pub mod grade;
 pub mod guest;
+pub mod host;
 pub mod kvm;
 pub mod prepare;
 pub mod proc;

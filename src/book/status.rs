@@ -1,0 +1,93 @@
+//! The live lab status the served book shows: every lab and step of the
+//! catalog with its last check result from the student's workspace state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::check::Outcome;
+use crate::state::State;
+use crate::workspace::Workspace;
+
+#[derive(Debug, Serialize)]
+pub struct LiveStatus {
+    /// Bumped on every rebuild of the book: a page that saw another value reloads.
+    pub generation: u64,
+    /// Why the last rebuild failed (the previous build is still served).
+    pub build_error: Option<String>,
+    /// Why the status could not be read (a broken lab.toml or state file).
+    pub error: Option<String>,
+    pub workspace: PathBuf,
+    pub labs: BTreeMap<String, LabStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LabStatus {
+    pub title: String,
+    pub started: bool,
+    pub dir: PathBuf,
+    /// Seconds since the Unix epoch of the last `vlab check`.
+    pub last_checked: Option<u64>,
+    pub points: u32,
+    pub max_points: u32,
+    /// In the lab's order.
+    pub steps: Vec<StepStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepStatus {
+    pub id: String,
+    pub title: String,
+    /// None until the step has been checked.
+    pub outcome: Option<Outcome>,
+    pub points: u32,
+    pub max_points: u32,
+    pub message: String,
+}
+
+impl LiveStatus {
+    pub fn gather(cat: &Catalog, ws: &Workspace, generation: u64, build_error: Option<String>) -> LiveStatus {
+        let mut out =
+            LiveStatus { generation, build_error, error: None, workspace: ws.root.clone(), labs: BTreeMap::new() };
+        let state = match State::load(&ws.meta_dir()) {
+            Ok(s) => s,
+            Err(e) => {
+                out.error = Some(format!("{e:#}"));
+                State::default()
+            }
+        };
+        for lab in &cat.labs {
+            let ls = state.labs.get(&lab.id);
+            let steps: Vec<StepStatus> = lab
+                .steps
+                .iter()
+                .map(|s| {
+                    let st = ls.and_then(|l| l.steps.get(&s.id));
+                    StepStatus {
+                        id: s.id.clone(),
+                        title: s.title.clone(),
+                        outcome: st.map(|x| x.outcome),
+                        points: st.map(|x| x.points).unwrap_or(0),
+                        max_points: s.points,
+                        message: st.map(|x| x.message.clone()).unwrap_or_default(),
+                    }
+                })
+                .collect();
+            out.labs.insert(
+                lab.id.clone(),
+                LabStatus {
+                    title: lab.title.clone(),
+                    started: ws.is_started(lab),
+                    dir: ws.lab_dir(lab),
+                    last_checked: ls.and_then(|l| l.last_checked),
+                    points: steps.iter().map(|s| s.points).sum(),
+                    max_points: steps.iter().map(|s| s.max_points).sum(),
+                    steps,
+                },
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,348 @@
+//! The book: generated lab pages match the catalog, the book builds with
+//! vlab (and with stock mdbook when installed), and in a real headless
+//! chromium every page loads cleanly, every internal link resolves, search
+//! finds each chapter, and a lab page's live status follows `vlab check`.
+
+mod browser;
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vlab::book::Book;
+use vlab::catalog::Catalog;
+use vlab::proc::Cmd;
+
+/// A term from each chapter that search must find on that chapter's page.
+const SEARCH_TERMS: &[(&str, &str)] = &[
+    ("introduction.md", "Creasy"),
+    ("bare-metal.md", "KPTI"),
+    ("partitioning.md", "LDoms"),
+    ("containers.md", "BrandZ"),
+    ("uml.md", "hostfs"),
+    ("paravirtualization.md", "XenStore"),
+    ("full-virtualization.md", "Popek"),
+    ("pv-drivers.md", "RTL8139"),
+    ("choosing.md", "Firecracker"),
+];
+
+/// A copy of book/ (without build output) and labs/, side by side, so tests
+/// may sync, build and edit without touching the checkout.
+fn copy_of_book() -> tempfile::TempDir {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&base).unwrap();
+    let tree = tempfile::Builder::new().prefix("book-").tempdir_in(base).unwrap();
+    vlab::workspace::copy_tree(&common::labs(), &tree.path().join("labs")).unwrap();
+    let book = common::repo().join("book");
+    for e in std::fs::read_dir(&book).unwrap().flatten() {
+        let to = tree.path().join("book").join(e.file_name());
+        if e.file_name() == "book" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            vlab::workspace::copy_tree(&e.path(), &to).unwrap();
+        } else {
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+    tree
+}
+
+fn html_pages(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "html") {
+                out.insert(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn generated_pages_match_the_labs() {
+    let cat = Catalog::load(&common::labs()).unwrap();
+    let book = Book::beside(&common::labs()).unwrap();
+    let stale = book.stale(&cat).unwrap();
+    assert!(
+        stale.is_empty(),
+        "the book's generated pages disagree with labs/ (a lab was added, changed or removed): run \
+         `cargo run -- book sync` and commit the result. Stale: {stale:#?}"
+    );
+    let summary = std::fs::read_to_string(book.src().join("SUMMARY.md")).unwrap();
+    for lab in &cat.labs {
+        assert!(summary.contains(&format!("(labs/{}.md)", lab.id)), "{} is missing from SUMMARY.md", lab.id);
+        assert!(book.src().join("labs").join(format!("{}.md", lab.id)).is_file());
+    }
+    // Every chapter has a search term in the browser test, and the term is in it.
+    for line in summary.lines().filter(|l| l.contains("](") && !l.contains("](labs/")) {
+        let link = line.split("](").nth(1).unwrap().trim_end_matches(')');
+        let term = SEARCH_TERMS.iter().find(|(c, _)| *c == link).map(|(_, t)| *t);
+        let term = term.unwrap_or_else(|| panic!("add a search term for the chapter {link} to SEARCH_TERMS"));
+        let text = std::fs::read_to_string(book.src().join(link)).unwrap();
+        assert!(text.contains(term), "{link} no longer mentions {term}; pick another search term");
+    }
+}
+
+#[test]
+fn sync_follows_the_catalog_and_names_bad_chapters() {
+    let tree = copy_of_book();
+    let labs = tree.path().join("labs");
+    let ws = common::workspace();
+    let stale_page = tree.path().join("book/src/labs/99-gone.md");
+    std::fs::write(&stale_page, "# a lab that no longer exists\n").unwrap();
+    common::vlab_with_labs(ws.path(), &labs).args(["book", "sync", "--check"]).assert().code(1);
+    common::vlab_with_labs(ws.path(), &labs).args(["book", "sync"]).assert().success();
+    assert!(!stale_page.exists(), "sync removes pages of labs that do not exist");
+    common::vlab_with_labs(ws.path(), &labs).args(["book", "sync", "--check"]).assert().success();
+
+    let toml = labs.join("01-bare-metal/lab.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("chapter = \"bare-metal.md\"", "chapter = \"nowhere.md\"")).unwrap();
+    let out = common::vlab_with_labs(ws.path(), &labs).args(["book", "sync"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("lab.toml") && err.contains("nowhere.md") && err.contains("bare-metal.md"), "{err}");
+}
+
+#[test]
+fn book_builds_with_vlab_and_loads_nothing_from_the_internet() {
+    let tree = copy_of_book();
+    let ws = common::workspace();
+    let out = tree.path().join("out");
+    common::vlab_with_labs(ws.path(), &tree.path().join("labs"))
+        .args(["book", "build", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let pages = html_pages(&out);
+    let cat = Catalog::load(&tree.path().join("labs")).unwrap();
+    for lab in &cat.labs {
+        assert!(pages.contains(&format!("labs/{}.html", lab.id)), "no page for {}: {pages:?}", lab.id);
+    }
+    for (chapter, _) in SEARCH_TERMS {
+        assert!(pages.contains(&chapter.replace(".md", ".html")), "no page for {chapter}");
+    }
+    let has = |prefix: &str| {
+        std::fs::read_dir(&out).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+    };
+    assert!(has("searchindex"), "the search index is part of the build");
+    // Resources (scripts, styles, fonts, images) all come from the book itself.
+    let external = regex::Regex::new(
+        r#"(?i)(<script[^>]+src|<link[^>]+href|<img[^>]+src)\s*=\s*"(https?:)?//|url\((["']?)(https?:)?//"#,
+    )
+    .unwrap();
+    for page in &pages {
+        let html = std::fs::read_to_string(out.join(page)).unwrap();
+        assert!(!external.is_match(&html), "{page} loads something from another host");
+    }
+}
+
+/// The same book under stock mdbook: the lab pages are real files, so it builds the same pages.
+#[test]
+fn book_builds_with_stock_mdbook() {
+    let mdbook = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("mdbook")).find(|p| p.is_file()))
+        .or_else(|| {
+            let p = PathBuf::from(std::env::var_os("HOME")?).join(".cargo/bin/mdbook");
+            p.is_file().then_some(p)
+        });
+    let Some(mdbook) = mdbook else {
+        println!("skipped: mdbook not installed (`cargo install mdbook`; .ci/run installs it)");
+        return;
+    };
+    let tree = copy_of_book();
+    let out = tree.path().join("stock");
+    let run = Cmd::new(&mdbook)
+        .args(["build", "-d"])
+        .arg(&out)
+        .arg(tree.path().join("book"))
+        .timeout(Duration::from_secs(300))
+        .run()
+        .unwrap();
+    assert!(run.success(), "stock mdbook failed: {}\n{}", run.stdout, run.stderr);
+    let ws = common::workspace();
+    let ours = tree.path().join("ours");
+    common::vlab_with_labs(ws.path(), &tree.path().join("labs"))
+        .args(["book", "build", "--out"])
+        .arg(&ours)
+        .assert()
+        .success();
+    assert_eq!(html_pages(&out), html_pages(&ours), "stock mdbook and vlab build different pages");
+}
+
+/// `vlab serve` in the background, stopped with SIGTERM (its Ctrl-C path) when dropped.
+struct Server {
+    child: vlab::proc::Child,
+    url: String,
+    build_dir: PathBuf,
+}
+
+impl Server {
+    fn start(labs: &Path, ws: &Path) -> Server {
+        let child = Cmd::new(assert_cmd::cargo::cargo_bin("vlab"))
+            .args(["serve", "--port", "0"])
+            .env("VLAB_LABS", labs)
+            .env("VLAB_WORKSPACE", ws)
+            .env("NO_COLOR", "1")
+            .timeout(Duration::from_secs(900))
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (out, _) = child.read_stdout(1 << 16);
+            let url = out.lines().find_map(|l| l.strip_prefix("Serving the book at "));
+            let dir = out.lines().find_map(|l| l.trim().strip_prefix("(built in ")).and_then(|l| l.split(';').next());
+            if let (Some(url), Some(dir)) = (url, dir) {
+                return Server { url: url.trim().to_string(), build_dir: PathBuf::from(dir), child };
+            }
+            let (err, _) = child.read_stderr(1 << 16);
+            assert!(child.is_running(), "vlab serve exited: {out}{err}");
+            assert!(Instant::now() < deadline, "vlab serve did not start in 120 s: {out}{err}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// SIGTERM, as Ctrl-C would: the server removes its build directories.
+impl Drop for Server {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.pid(), libc::SIGTERM) };
+        let _ = self.child.wait_until(Instant::now() + Duration::from_secs(20));
+    }
+}
+
+fn check(ws: &Path, labs: &Path, step: &str) -> i32 {
+    let out = common::vlab_with_labs(ws, labs).args(["check", "01-bare-metal", "--step", step]).output().unwrap();
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn book_in_a_browser() {
+    let Some(chromium) = browser::chromium_path() else {
+        println!("skipped: chromium not installed (.ci/run installs it)");
+        return;
+    };
+    let tree = copy_of_book();
+    let labs = tree.path().join("labs");
+    let ws = common::workspace();
+    common::vlab_with_labs(ws.path(), &labs).args(["start", "01-bare-metal"]).assert().success();
+    let server = Server::start(&labs, ws.path());
+    let mut b = browser::Browser::launch(&chromium);
+    let chromium_pid = b.pid();
+    let base = server.url.clone();
+
+    // Every page loads without errors; collect its links, ids and broken images.
+    let pages = html_pages(&server.build_dir);
+    let mut ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut links: Vec<(String, String)> = Vec::new();
+    for page in &pages {
+        b.goto(&format!("{base}{page}"));
+        let v = b.eval(
+            "JSON.stringify({links: [...document.querySelectorAll('a[href]')].map(a => a.href), \
+             ids: [...document.querySelectorAll('[id]')].map(e => e.id), \
+             broken: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)})",
+        );
+        let v: Value = serde_json::from_str(v.as_str().unwrap()).unwrap();
+        let broken: Vec<&Value> = v["broken"].as_array().unwrap().iter().collect();
+        assert!(broken.is_empty(), "{page}: images that did not render: {broken:?}");
+        ids.insert(
+            page.clone(),
+            v["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_string()).collect(),
+        );
+        links.extend(v["links"].as_array().unwrap().iter().map(|l| (page.clone(), l.as_str().unwrap().to_string())));
+        let problems = b.take_problems();
+        assert!(problems.is_empty(), "{page}: {problems:#?}");
+    }
+    assert!(pages.len() >= SEARCH_TERMS.len() + 2, "too few pages: {pages:?}");
+
+    // Every internal link names a page (or file) of the book, and its #fragment an element there.
+    let mut dead = Vec::new();
+    for (page, link) in &links {
+        let Some(rest) = link.strip_prefix(&base) else { continue };
+        let (path, fragment) = rest.split_once('#').unwrap_or((rest, ""));
+        let path = path.split('?').next().unwrap();
+        let path = if path.is_empty() || path.ends_with('/') { format!("{path}index.html") } else { path.to_string() };
+        if !server.build_dir.join(&path).is_file() {
+            dead.push(format!("{page} → {link} (no such file)"));
+        } else if !fragment.is_empty()
+            && path.ends_with(".html")
+            && page != "404.html"
+            && !ids[&path].contains(fragment)
+        {
+            // 404.html carries <base href="/"> so that it works at any URL: its own
+            // heading anchors point at the site root, by mdBook's design.
+            dead.push(format!("{page} → {link} (no element #{fragment})"));
+        }
+    }
+    assert!(dead.is_empty(), "dead internal links:\n{}", dead.join("\n"));
+    assert!(links.iter().any(|(_, l)| l.contains("/labs/01-bare-metal.html")), "no page links to the first lab");
+
+    // Search finds a term of each chapter on that chapter's page, offline.
+    for (chapter, term) in SEARCH_TERMS {
+        b.goto(&format!("{base}index.html?search={term}"));
+        let html = chapter.replace(".md", ".html");
+        let hits = b.wait_for(
+            "[...document.querySelectorAll('#mdbook-searchresults a')].map(a => a.getAttribute('href')).join(' ')",
+            20,
+            &format!("search results for {term}"),
+        );
+        assert!(hits.as_str().unwrap().contains(&html), "searching {term} does not find {html}: {hits}");
+    }
+
+    // The lab page shows the workspace's status, and follows `vlab check`.
+    b.goto(&format!("{base}labs/01-bare-metal.html"));
+    b.wait_for("document.querySelector('.vlab-status').dataset.state === 'started'", 15, "status: started");
+    b.wait_for("document.querySelector('a[href$=\"labs/01-bare-metal.html\"] .vlab-badge')", 15, "a sidebar badge");
+    let badge = |step: &str| format!("(document.querySelector('#check-{step} .vlab-badge') || {{}}).dataset?.outcome");
+    assert_eq!(b.eval(&badge("cpu")), "unchecked");
+    assert_eq!(check(ws.path(), &labs, "cpu"), 1, "the starter fails the cpu step");
+    b.wait_for(&format!("{} === 'fail'", badge("cpu")), 15, "the cpu step marked failed");
+    b.wait_for("document.querySelector('#step-1-a-cpu-loop .vlab-badge')", 5, "a badge on the README's step heading");
+    common::overlay(&labs.join("01-bare-metal/solution"), &ws.path().join("01-bare-metal"));
+    // A timing check on a busy machine may need another try.
+    assert!((0..3).any(|_| check(ws.path(), &labs, "cpu") == 0), "the solution passes the cpu step");
+    b.wait_for(&format!("{} === 'pass'", badge("cpu")), 15, "the cpu step marked passed");
+    b.wait_for("document.querySelector('.vlab-status').dataset.state === 'checked'", 5, "status: checked");
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    b.screenshot(&shots.join("lab.png"));
+    b.goto(&base);
+    b.wait_for("document.querySelector('a[href$=\"labs/01-bare-metal.html\"] .vlab-badge')", 15, "a sidebar badge");
+    b.screenshot(&shots.join("home.png"));
+
+    // Live reload: an edit under book/ reaches the open page by itself.
+    b.goto(&format!("{base}introduction.html"));
+    b.eval("window.vlabBeforeReload = true");
+    let intro = tree.path().join("book/src/introduction.md");
+    let text = std::fs::read_to_string(&intro).unwrap();
+    std::fs::write(&intro, format!("{text}\nLive reload marker 4711.\n")).unwrap();
+    b.wait_for(
+        "!window.vlabBeforeReload && !!document.body && document.body.innerText.includes('Live reload marker 4711')",
+        60,
+        "the page to reload with the edit",
+    );
+    let problems = b.take_problems();
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    // Nothing was fetched from anywhere but the local server.
+    let foreign: Vec<&String> = b
+        .requests
+        .iter()
+        .filter(|u| !u.starts_with(&base) && !u.starts_with("data:") && !u.starts_with("about:"))
+        .collect();
+    assert!(foreign.is_empty(), "requests that left the machine: {foreign:?}");
+
+    drop(b);
+    assert!(!common::alive(chromium_pid), "chromium outlived the test");
+    let build_dir = server.build_dir.clone();
+    drop(server);
+    assert!(!build_dir.exists(), "vlab serve left its build in {}", build_dir.display());
+}
