@@ -77,6 +77,10 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
             break;
         }
         if let Some(ended) = child.wait_until(Instant::now() + Duration::from_millis(50))? {
+            // The report may have come out just before the VMM powered off.
+            if child.read_stdout(CONSOLE_LIMIT).0.lines().any(|l| l.contains(END)) {
+                report_at = Some(child.started().elapsed());
+            }
             ended_early = Some(ended.describe());
             break;
         }

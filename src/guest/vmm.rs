@@ -62,8 +62,8 @@ pub fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
     let digits: String = text
         .lines()
         .map(|l| l.split('#').next().unwrap_or(""))
-        .flat_map(|l| l.split_whitespace())
-        .map(|t| t.trim_start_matches("0x").trim_start_matches("0X").trim_end_matches(','))
+        .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == ','))
+        .map(|t| t.trim_start_matches("0x").trim_start_matches("0X"))
         .collect();
     if let Some(bad) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
         bail!("`{bad}` is not a hex digit; write bytes like `b0 42 e6 10 f4`");

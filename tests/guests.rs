@@ -1,0 +1,192 @@
+//! Real guests under QEMU: the launcher's fast failure on a panic, its
+//! deadline, its cleanup, the asset cache, the KVM fast path where the
+//! machine has one, and the tiny VMM on this machine's /dev/kvm.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use vlab::guest::{Accel, Launch, assets};
+
+/// The assets, or the reason this machine cannot have them.
+fn assets_or_skip() -> Option<assets::GuestAssets> {
+    if vlab::host::tools::which("qemu-system-x86_64").is_none() {
+        eprintln!("skipped: qemu-system-x86_64 is not installed (`vlab setup`)");
+        return None;
+    }
+    match assets::ensure() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            eprintln!("skipped: the guest assets are not available here: {e:#}");
+            None
+        }
+    }
+}
+
+/// Runs the vlab binary through vlab's own process runner: the in-process
+/// launcher tests sweep orphaned children of this test process, and a child
+/// started any other way would look like one.
+fn run_vlab(ws: &std::path::Path, args: &[&str]) -> vlab::proc::Output {
+    vlab::proc::Cmd::new(env!("CARGO_BIN_EXE_vlab"))
+        .args(args)
+        .env("VLAB_WORKSPACE", ws)
+        .env("VLAB_LABS", labs())
+        .env("NO_COLOR", "1")
+        .timeout(Duration::from_secs(300))
+        .run()
+        .unwrap()
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<i32> {
+    vlab::proc::processes()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{}/cmdline", p.pid))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .filter(|p| alive(p.pid))
+        .map(|p| p.pid)
+        .collect()
+}
+
+#[test]
+fn assets_are_cached_by_content() {
+    let Some(first) = assets_or_skip() else { return };
+    let started = Instant::now();
+    let second = assets::ensure().unwrap();
+    let took = started.elapsed();
+    assert_eq!(first.initrd, second.initrd);
+    assert_eq!(first.initrd_sha256, second.initrd_sha256);
+    assert_eq!(first.kernel.sha256, second.kernel.sha256);
+    assert!(took < Duration::from_secs(3), "a cached prepare took {took:?}");
+    let name = first.initrd.file_stem().unwrap().to_string_lossy().into_owned();
+    assert_eq!(name.len(), 64, "the initramfs is named by its content hash: {name}");
+    let image = std::fs::read(&first.initrd).unwrap();
+    assert_eq!(assets::sha256_hex(&image), first.initrd_sha256);
+}
+
+#[test]
+fn a_tcg_boot_reports_with_a_fresh_nonce_and_leaves_no_qemu() {
+    let Some(a) = assets_or_skip() else { return };
+    let mut launch = Launch::new(&a);
+    launch.timeout = Duration::from_secs(120);
+    let booted = launch.boot().unwrap();
+    assert!(booted.verified(), "no fresh report:\n{}", booted.obs.console);
+    assert_eq!(booted.fact("guest.kernel"), Some(a.kernel.release.as_str()));
+    assert_eq!(booted.fact("vmm.accel"), Some("tcg"));
+    assert_eq!(booted.fact("guest.cpu.hypervisor"), Some("yes"));
+    let pid: i32 = booted.fact("vmm.pid").unwrap().parse().unwrap();
+    assert!(!alive(pid), "qemu {pid} outlived the boot");
+    assert!(processes_mentioning(&booted.nonce).is_empty(), "a process with this boot's nonce survived");
+}
+
+#[test]
+fn a_panicking_guest_fails_fast_with_the_panic_shown() {
+    let Some(a) = assets_or_skip() else { return };
+    let mut launch = Launch::new(&a);
+    // No such init: the kernel falls back to a root device it does not have, and panics.
+    launch.cmdline.push("rdinit=/vlab-no-such-init".into());
+    launch.timeout = Duration::from_secs(120);
+    let booted = launch.boot().unwrap();
+    let panic = booted.obs.panic.clone().unwrap_or_else(|| panic!("no panic seen:\n{}", booted.obs.console));
+    assert!(panic.contains("Kernel panic"), "{panic}");
+    assert_eq!(booted.fact("boot.panic"), Some("yes"));
+    assert!(!booted.verified());
+    assert!(booted.elapsed < Duration::from_secs(60), "the panic took {:?} to notice", booted.elapsed);
+    assert!(processes_mentioning(&booted.nonce).is_empty(), "qemu survived the panic");
+}
+
+#[test]
+fn a_hung_guest_is_killed_at_its_deadline() {
+    let Some(a) = assets_or_skip() else { return };
+    let mut launch = Launch::new(&a);
+    // -S: QEMU starts with the CPU stopped, so the guest never gets anywhere.
+    launch.devices.push("-S".into());
+    launch.timeout = Duration::from_secs(3);
+    let started = Instant::now();
+    let booted = launch.boot().unwrap();
+    assert!(booted.obs.timed_out, "the stopped guest was not timed out");
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(processes_mentioning(&booted.nonce).is_empty(), "qemu survived its deadline");
+}
+
+#[test]
+fn a_lab_check_leaves_no_qemu_behind() {
+    if assets_or_skip().is_none() {
+        return;
+    }
+    let ws = workspace();
+    let lab = "09-software-emulation";
+    assert!(run_vlab(ws.path(), &["start", lab]).success());
+    overlay(&labs().join(lab).join("solution"), &ws.path().join(lab));
+    let out = run_vlab(ws.path(), &["check", lab, "--step", "boot"]);
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    let needle = ws.path().join(lab).join("assets").to_string_lossy().into_owned();
+    assert!(processes_mentioning(&needle).is_empty(), "a qemu of the check survived");
+}
+
+#[test]
+fn a_kvm_boot_where_doctor_says_kvm_is_fast() {
+    let caps = vlab::host::detect();
+    if !caps.kvm.fast {
+        eprintln!("skipped: {}", caps.kvm.reason);
+        return;
+    }
+    let Some(a) = assets_or_skip() else { return };
+    let mut launch = Launch::new(&a);
+    launch.accel = Accel::Kvm;
+    launch.cmdline.push("vlab.measure=cpu".into());
+    launch.timeout = Duration::from_secs(60);
+    let booted = launch.boot().unwrap();
+    assert!(booted.verified(), "no fresh report:\n{}", booted.obs.console);
+    assert_eq!(booted.fact("vmm.accel"), Some("kvm"));
+    assert_eq!(booted.fact("guest.hypervisor.vendor"), Some("KVM"));
+    assert!(booted.fact("guest.measure.cpu_us").is_some());
+}
+
+#[test]
+fn the_tiny_vmm_runs_student_code_on_this_machines_kvm() {
+    let caps = vlab::host::detect();
+    if !caps.kvm.openable {
+        eprintln!("skipped: {}", caps.kvm.reason);
+        return;
+    }
+    let ws = workspace();
+    let guest = labs().join("10-kvm").join("solution").join("guest.hex");
+    let out = run_vlab(ws.path(), &["kvm", "run", "--nonce", "00112233445566ff", &guest.to_string_lossy()]);
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("bytes sent to port 0x10: 00112233445566ff"), "{}", out.stdout);
+    assert_eq!(out.stdout.matches("out port=0x10").count(), 8, "{}", out.stdout);
+    let starter = labs().join("10-kvm").join("starter").join("guest.hex");
+    assert_eq!(run_vlab(ws.path(), &["kvm", "run", &starter.to_string_lossy()]).code, Some(1));
+}
+
+/// Benchmark, not a timed test (`cargo test --test guests -- --ignored --nocapture`):
+/// the launcher's boot-to-verified-report against a plain `qemu -nographic`
+/// boot of the same kernel and initramfs to its exit.
+#[test]
+#[ignore]
+fn boot_benchmark() {
+    let Some(a) = assets_or_skip() else { return };
+    let mut launch = Launch::new(&a);
+    launch.timeout = Duration::from_secs(120);
+    let booted = launch.boot().unwrap();
+    assert!(booted.verified());
+    let plain = vlab::proc::Cmd::new("qemu-system-x86_64")
+        .args(["-m", "256", "-nographic", "-no-reboot", "-kernel"])
+        .arg(a.kernel.vmlinuz())
+        .arg("-initrd")
+        .arg(&a.initrd)
+        .args(["-append", "console=ttyS0 panic=-1 vlab.nonce=plain"])
+        .timeout(Duration::from_secs(120))
+        .run()
+        .unwrap();
+    assert!(plain.stdout.contains("VLAB-REPORT-END"), "{}", plain.stdout);
+    let (l, p) = (booted.elapsed.as_secs_f64(), plain.elapsed.as_secs_f64());
+    println!("launcher to verified report: {:.0} ms", l * 1000.0);
+    println!("plain qemu -nographic boot:  {:.0} ms", p * 1000.0);
+    println!("ratio: {:.2} (goal: at most 0.75)", l / p);
+}
