@@ -33,11 +33,47 @@ pub struct Group {
     sampler: Option<std::thread::JoinHandle<Samples>>,
 }
 
-/// What the sampler saw, per child group: allowed CPUs and process ids.
+/// What the sampler saw, per child group: allowed CPUs, process ids, program
+/// names, when its earliest process started and when a process of it was
+/// first seen with a root other than the host's (milliseconds since boot).
 #[derive(Default)]
 struct Samples {
     cpus: BTreeMap<String, BTreeSet<u32>>,
     pids: BTreeMap<String, BTreeSet<i32>>,
+    programs: BTreeMap<String, BTreeSet<String>>,
+    first: BTreeMap<String, u64>,
+    contained: BTreeMap<String, u64>,
+}
+
+/// When `pid` started, in milliseconds since boot (field 22 of /proc/PID/stat, in clock ticks).
+fn start_ms(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks: u64 = stat[stat.rfind(')')? + 2..].split_whitespace().nth(19)?.parse().ok()?;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * 1000 / hz)
+}
+
+/// Milliseconds since boot now, on the clock process start times use.
+fn boot_ms() -> u64 {
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// argv of a process, or empty if it is gone.
+fn argv(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Does `pid` live in a root of its own (pivot_root or chroot), not the host's `/`?
+fn contained(pid: i32, host_root: Option<(u64, u64)>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let theirs = std::fs::metadata(format!("/proc/{pid}/root/.")).ok().map(|m| (m.dev(), m.ino()));
+    theirs.is_some() && host_root.is_some() && theirs != host_root
 }
 
 /// Where a controller's groups are made: under the runner's own group in
@@ -131,7 +167,7 @@ pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
         match last {
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(10));
             }
             other => return other,
         }
@@ -170,8 +206,8 @@ fn remove_stale() {
 }
 
 impl Group {
-    /// Makes the parent groups, named `vlab-<runner pid>-<tag>`.
-    pub fn create(tag: &str) -> anyhow::Result<Group> {
+    /// Makes the parent groups, named `vlab-<runner pid>-<nonce>`.
+    pub fn create(nonce: &str) -> anyhow::Result<Group> {
         let info = detect();
         let v2 = match info.mode {
             Mode::V2 => true,
@@ -179,7 +215,7 @@ impl Group {
             Mode::None => anyhow::bail!("no cgroup filesystem is mounted under {BASE}"),
         };
         remove_stale();
-        let name = format!("{PREFIX}{}-{tag}", std::process::id());
+        let name = format!("{PREFIX}{}-{nonce}", std::process::id());
         let mut group = Group { v2, dirs: BTreeMap::new(), stop: Arc::new(AtomicBool::new(false)), sampler: None };
         if v2 {
             let base = own_base("", true).unwrap_or_else(|| PathBuf::from(BASE));
@@ -230,6 +266,8 @@ impl Group {
         let dirs: Vec<PathBuf> = self.dirs.values().cloned().collect::<BTreeSet<_>>().into_iter().collect();
         let stop = self.stop.clone();
         self.sampler = Some(std::thread::spawn(move || {
+            use std::os::unix::fs::MetadataExt;
+            let host_root = std::fs::metadata("/").ok().map(|m| (m.dev(), m.ino()));
             let mut seen = Samples::default();
             while !stop.load(Ordering::Relaxed) {
                 for parent in &dirs {
@@ -237,9 +275,22 @@ impl Group {
                         let name = dir.strip_prefix(parent).unwrap_or(&dir).display().to_string();
                         for pid in procs(&dir) {
                             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                            if let Some(list) = super::process::status_field(&status, "Cpus_allowed_list:") {
-                                seen.cpus.entry(name.clone()).or_default().extend(parse_cpus(list));
-                                seen.pids.entry(name.clone()).or_default().insert(pid);
+                            let Some(list) = super::process::status_field(&status, "Cpus_allowed_list:") else {
+                                continue;
+                            };
+                            seen.cpus.entry(name.clone()).or_default().extend(parse_cpus(list));
+                            if !seen.contained.contains_key(&name) && contained(pid, host_root) {
+                                seen.contained.insert(name.clone(), boot_ms());
+                            }
+                            if !seen.pids.entry(name.clone()).or_default().insert(pid) {
+                                continue;
+                            }
+                            let Some(started) = start_ms(pid) else { continue };
+                            let first = seen.first.entry(name.clone()).or_insert(started);
+                            *first = (*first).min(started);
+                            if let Some(program) = argv(pid).first() {
+                                let base = program.rsplit('/').next().unwrap_or(program).to_string();
+                                seen.programs.entry(name.clone()).or_default().insert(base);
                             }
                         }
                     }
@@ -262,6 +313,13 @@ impl Group {
             for (g, pids) in &seen.pids {
                 f.insert(format!("cgroup.{g}.procs_seen"), pids.len().to_string());
             }
+            for (g, programs) in &seen.programs {
+                f.insert(format!("cgroup.{g}.programs"), programs.iter().cloned().collect::<Vec<_>>().join(","));
+            }
+            for (g, at) in &seen.contained {
+                let ms = seen.first.get(g).map(|first| at.saturating_sub(*first)).unwrap_or(0);
+                f.insert(format!("cgroup.{g}.contained_after_ms"), ms.to_string());
+            }
         }
         for (controller, parent) in &self.dirs {
             for dir in subdirs(parent) {
@@ -271,6 +329,8 @@ impl Group {
                 }
             }
         }
+        let density = density(&f);
+        f.extend(density);
         f
     }
 
@@ -296,6 +356,40 @@ impl Drop for Group {
     fn drop(&mut self) {
         let _ = self.teardown();
     }
+}
+
+/// Per-instance averages over groups named `KIND-N` (`container-1`,
+/// `uml-2`, ...) that held processes: `density.KIND_instances`, `density.KIND_kib`
+/// (peak memory charged to the group) and `density.KIND_start_ms` (from the
+/// start of the group's earliest process to when the runner first saw one of
+/// its processes in a root of its own: within 10 ms of clock ticks plus one
+/// sampling round).
+pub fn density(facts: &Facts) -> Facts {
+    let mut kinds: BTreeMap<String, (u32, Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for (key, procs) in facts {
+        let Some(group) = key.strip_prefix("cgroup.").and_then(|k| k.strip_suffix(".procs_seen")) else { continue };
+        let Some((kind, n)) = group.rsplit_once('-') else { continue };
+        if kind.is_empty() || kind.contains('/') || n.parse::<u32>().is_err() || procs == "0" {
+            continue;
+        }
+        let entry = kinds.entry(kind.to_string()).or_default();
+        entry.0 += 1;
+        let num = |k: &str| facts.get(&format!("cgroup.{group}.{k}")).and_then(|v| v.parse::<f64>().ok());
+        entry.1.extend(num("memory.peak_bytes").map(|b| b / 1024.0));
+        entry.2.extend(num("contained_after_ms"));
+    }
+    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let mut out = Facts::new();
+    for (kind, (count, kib, start)) in kinds {
+        out.insert(format!("density.{kind}_instances"), count.to_string());
+        if !kib.is_empty() {
+            out.insert(format!("density.{kind}_kib"), format!("{:.0}", avg(&kib)));
+        }
+        if !start.is_empty() {
+            out.insert(format!("density.{kind}_start_ms"), format!("{:.0}", avg(&start)));
+        }
+    }
+    out
 }
 
 /// One controller's files of one group, under names that are the same on v1 and v2.
@@ -368,6 +462,27 @@ mod tests {
     fn cpu_lists_round_trip() {
         assert_eq!(format_cpus(&parse_cpus("0-2,5, 7")), "0,1,2,5,7");
         assert!(parse_cpus("").is_empty());
+    }
+
+    #[test]
+    fn density_averages_per_kind() {
+        let f = Facts::from([
+            ("cgroup.container-1.procs_seen".into(), "3".into()),
+            ("cgroup.container-1.memory.peak_bytes".into(), "1048576".into()),
+            ("cgroup.container-1.contained_after_ms".into(), "40".into()),
+            ("cgroup.container-2.procs_seen".into(), "2".into()),
+            ("cgroup.container-2.memory.peak_bytes".into(), "3145728".into()),
+            ("cgroup.container-2.contained_after_ms".into(), "60".into()),
+            ("cgroup.uml-1.procs_seen".into(), "9".into()),
+            ("cgroup.uml-1.memory.peak_bytes".into(), "33554432".into()),
+            ("cgroup.mem.procs_seen".into(), "1".into()),
+        ]);
+        let d = density(&f);
+        assert_eq!(d["density.container_instances"], "2");
+        assert_eq!(d["density.container_kib"], "2048");
+        assert_eq!(d["density.container_start_ms"], "50");
+        assert_eq!(d["density.uml_kib"], "32768");
+        assert!(!d.contains_key("density.uml_start_ms") && !d.contains_key("density.mem_instances"));
     }
 
     #[test]

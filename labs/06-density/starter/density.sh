@@ -1,0 +1,29 @@
+#!/bin/sh
+# Density: how many instances fit, and what does each one cost?
+# Usage: sh density.sh containers|uml
+#
+# Every instance runs in its own memory cgroup, container-N or uml-N, under
+# $VLAB_CGROUP_MEMORY (made and removed by the runner, which reads the peak
+# memory each group was charged and when a process first ran in a new root).
+set -eu
+cd "$(dirname "$0")"
+: "${VLAB_NONCE:=manual}"
+: "${VLAB_SCRATCH:=$(mktemp -d)}"
+
+containers() {
+    # Step 1: start five containers (lab 03's, idling in rootfs/ with sleep),
+    # each in its own group container-1 ... container-5.
+    echo "no containers yet" >&2
+}
+
+uml() {
+    # Step 2: boot three UML guests (lab 07's command line, mem=64M and
+    # vlab.quick), each in its own group uml-1 ... uml-3, and wait for them.
+    echo "no guests yet" >&2
+}
+
+case "${1:-}" in
+    containers) containers ;;
+    uml) uml ;;
+    *) echo "usage: sh density.sh containers|uml" >&2; exit 2 ;;
+esac
