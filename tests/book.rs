@@ -159,7 +159,15 @@ fn book_builds_with_stock_mdbook() {
         println!("skipped: mdbook not installed (`cargo install mdbook`; .ci/run installs it)");
         return;
     };
+    // vlab first: it syncs the generated pages, so both build the same sources.
     let tree = copy_of_book();
+    let ws = common::workspace();
+    let ours = tree.path().join("ours");
+    common::vlab_with_labs(ws.path(), &tree.path().join("labs"))
+        .args(["book", "build", "--out"])
+        .arg(&ours)
+        .assert()
+        .success();
     let out = tree.path().join("stock");
     let run = Cmd::new(&mdbook)
         .args(["build", "-d"])
@@ -169,13 +177,6 @@ fn book_builds_with_stock_mdbook() {
         .run()
         .unwrap();
     assert!(run.success(), "stock mdbook failed: {}\n{}", run.stdout, run.stderr);
-    let ws = common::workspace();
-    let ours = tree.path().join("ours");
-    common::vlab_with_labs(ws.path(), &tree.path().join("labs"))
-        .args(["book", "build", "--out"])
-        .arg(&ours)
-        .assert()
-        .success();
     assert_eq!(html_pages(&out), html_pages(&ours), "stock mdbook and vlab build different pages");
 }
 
