@@ -22,6 +22,8 @@ struct HostState {
     interfaces: BTreeSet<String>,
     cgroups: Vec<std::path::PathBuf>,
     processes: Vec<String>,
+    /// UML instance directories in the default uml_dir.
+    uml_dirs: BTreeSet<String>,
 }
 
 fn names(dir: &str) -> BTreeSet<String> {
@@ -63,6 +65,7 @@ fn host_state(ws: &Path) -> HostState {
             })
             .collect(),
         processes,
+        uml_dirs: names(&format!("{}/.uml", std::env::var("HOME").unwrap_or_default())),
     }
 }
 
@@ -261,4 +264,61 @@ fn oci_containers_are_deleted_after_every_check() {
     assert_left_as_it_was(&before, ws.path());
     let leaked: Vec<_> = runc_groups().into_iter().filter(|g| !groups_before.contains(g)).collect();
     assert!(leaked.is_empty(), "runc's cgroups were left behind: {leaked:?}");
+}
+
+const UML_HANG_LAB: &str = r#"
+id = "91-uml-hang"
+title = "A UML guest whose init never reports"
+tier = "uml"
+chapter = "uml.md"
+summary = "fixture"
+estimate_minutes = 1
+requires = ["uml", "busybox"]
+prepare = ["busybox-rootfs"]
+
+[[steps]]
+id = "hang"
+title = "hang"
+points = 1
+instructions = "x"
+hints = ["x"]
+files = ["boot.sh"]
+
+[[steps.checks]]
+kind = "boot"
+command = ["sh", "boot.sh"]
+timeout_secs = 8
+"#;
+
+#[test]
+fn uml_leaves_nothing_after_a_pass_and_after_a_timeout() {
+    let solution = std::fs::read_to_string(labs().join("07-uml/solution/boot.sh")).unwrap();
+    // Passing: the real lab's solution.
+    let ws = workspace();
+    let before = host_state(ws.path());
+    vlab(ws.path()).args(["start", "uml"]).assert().success();
+    overlay(&labs().join("07-uml/solution"), &ws.path().join("07-uml"));
+    let (_, report) = json(ws.path(), &["check", "uml", "--step", "boot"]);
+    let (_, outcome, message) = outcomes(&report).pop().unwrap();
+    if outcome == "skipped" {
+        eprintln!("skipped: {message}");
+        return;
+    }
+    assert_eq!(outcome, "pass", "{message}");
+    assert_left_as_it_was(&before, ws.path());
+
+    // Hanging: init is a long sleep, so no report ever comes; the runner's deadline ends it.
+    let hang = solution
+        .replace("init=/.vlab/uml-init", "init=/hang")
+        .replace("exec linux", "printf '#!/bin/sh\\nsleep 1000\\n' > rootfs/hang && chmod +x rootfs/hang\nexec linux");
+    let fixture = fixture_labs("91-uml-hang", UML_HANG_LAB, &[("boot.sh", &hang)], &[("boot.sh", &hang)]);
+    let ws = workspace();
+    let before = host_state(ws.path());
+    vlab_with_labs(ws.path(), fixture.path()).args(["start", "91-uml-hang"]).assert().success();
+    let out = vlab_with_labs(ws.path(), fixture.path()).args(["--json", "check", "91-uml-hang"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, outcome, message) = outcomes(&report).pop().unwrap();
+    assert_eq!(outcome, "fail", "{message}");
+    assert!(message.contains("within 8s"), "{message}");
+    assert_left_as_it_was(&before, ws.path());
 }
