@@ -363,6 +363,8 @@ fn book_in_a_browser() {
     b.wait_for(&format!("{} === 'fail'", badge("cpu")), 15, "the cpu step marked failed");
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     b.screenshot(&shots.join("lab.png"));
+    b.eval("document.querySelector('#check-cpu ~ details').open = true; document.getElementById('check-cpu').scrollIntoView()");
+    b.screenshot(&shots.join("lab-steps.png"));
     b.goto(&base);
     b.wait_for("document.querySelector('a[href$=\"labs/01-bare-metal.html\"] .vlab-badge')", 15, "a sidebar badge");
     b.screenshot(&shots.join("home.png"));
