@@ -33,16 +33,29 @@ pub struct Group {
     sampler: Option<std::thread::JoinHandle<Samples>>,
 }
 
-/// What the sampler saw, per child group: allowed CPUs, process ids, program
-/// names, when its earliest process started and when a process of it was
-/// first seen with a root other than the host's (milliseconds since boot).
+/// What the sampler saw, per child group: allowed CPUs, the CPUs its
+/// processes were seen running on, their CPU time (clock ticks, per pid),
+/// process ids, program names, when its earliest process started and when a
+/// process of it was first seen with a root other than the host's
+/// (milliseconds since boot).
 #[derive(Default)]
 struct Samples {
     cpus: BTreeMap<String, BTreeSet<u32>>,
+    ran_on: BTreeMap<String, BTreeSet<u32>>,
+    ticks: BTreeMap<String, BTreeMap<i32, u64>>,
     pids: BTreeMap<String, BTreeSet<i32>>,
     programs: BTreeMap<String, BTreeSet<String>>,
     first: BTreeMap<String, u64>,
     contained: BTreeMap<String, u64>,
+}
+
+/// The CPU `pid` last ran on and the CPU time it used so far, in clock ticks
+/// (fields 39, 14 and 15 of /proc/PID/stat).
+fn cpu_and_ticks(pid: i32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some((num(36)? as u32, num(11)? + num(12)?))
 }
 
 /// When `pid` started, in milliseconds since boot (field 22 of /proc/PID/stat, in clock ticks).
@@ -279,6 +292,11 @@ impl Group {
                                 continue;
                             };
                             seen.cpus.entry(name.clone()).or_default().extend(parse_cpus(list));
+                            if let Some((cpu, ticks)) = cpu_and_ticks(pid) {
+                                seen.ran_on.entry(name.clone()).or_default().insert(cpu);
+                                let used = seen.ticks.entry(name.clone()).or_default().entry(pid).or_default();
+                                *used = (*used).max(ticks);
+                            }
                             if !seen.contained.contains_key(&name) && contained(pid, host_root) {
                                 seen.contained.insert(name.clone(), boot_ms());
                             }
@@ -295,7 +313,7 @@ impl Group {
                         }
                     }
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(10));
             }
             seen
         }));
@@ -309,6 +327,13 @@ impl Group {
         if let Some(seen) = self.sampler.take().and_then(|h| h.join().ok()) {
             for (g, cpus) in &seen.cpus {
                 f.insert(format!("cgroup.{g}.cpus_seen"), format_cpus(cpus));
+            }
+            for (g, cpus) in &seen.ran_on {
+                f.insert(format!("cgroup.{g}.ran_on"), format_cpus(cpus));
+            }
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+            for (g, per_pid) in &seen.ticks {
+                f.insert(format!("cgroup.{g}.cpu_ms"), (per_pid.values().sum::<u64>() * 1000 / hz).to_string());
             }
             for (g, pids) in &seen.pids {
                 f.insert(format!("cgroup.{g}.procs_seen"), pids.len().to_string());
