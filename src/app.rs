@@ -68,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::GradeOne { spec } => grade_one(&spec),
         Command::Guest { action } => guest_command(&ctx, action),
         Command::Kvm { action: crate::cli::KvmAction::Run { file, nonce } } => kvm_run(&ctx, &file, nonce),
+        Command::Kvm { action: crate::cli::KvmAction::Verdict { command } } => crate::guest::vmm::verdict(&command),
         Command::Emu { action } => emu_command(action),
         Command::Serve { port } => serve_book(&ctx, port),
         Command::Book { action } => book(&ctx, action),

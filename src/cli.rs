@@ -191,6 +191,12 @@ pub enum KvmAction {
         #[arg(long)]
         nonce: Option<String>,
     },
+    /// Run COMMAND (which writes present=, module=, cpu_virt=, fast= to $VLAB_RESULTS), then
+    /// write what doctor measures about this machine's KVM as observed_* lines
+    Verdict {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

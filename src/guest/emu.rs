@@ -86,13 +86,13 @@ pub fn measure_tb(n: u64, scratch: &Path) -> anyhow::Result<TbCounts> {
 }
 
 /// The check's environment: nonce, results file, scratch directory.
-struct CheckEnv {
-    nonce: String,
-    results: PathBuf,
-    scratch: PathBuf,
+pub(crate) struct CheckEnv {
+    pub nonce: String,
+    pub results: PathBuf,
+    pub scratch: PathBuf,
 }
 
-fn check_env() -> anyhow::Result<CheckEnv> {
+pub(crate) fn check_env() -> anyhow::Result<CheckEnv> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let nonce = var("VLAB_NONCE").unwrap_or_else(crate::check::fresh_nonce);
     let results = var("VLAB_RESULTS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("results.txt"));
@@ -101,7 +101,7 @@ fn check_env() -> anyhow::Result<CheckEnv> {
 }
 
 /// Keeps the student's results except `observed_*` lines, then appends the runner's.
-fn write_observed(results: &Path, observed: &BTreeMap<String, String>) -> anyhow::Result<()> {
+pub(crate) fn write_observed(results: &Path, observed: &BTreeMap<String, String>) -> anyhow::Result<()> {
     let old = std::fs::read_to_string(results).unwrap_or_default();
     let mut text: String =
         old.lines().filter(|l| !l.trim_start().starts_with("observed_")).map(|l| format!("{l}\n")).collect();
@@ -111,7 +111,7 @@ fn write_observed(results: &Path, observed: &BTreeMap<String, String>) -> anyhow
     std::fs::write(results, text).with_context(|| format!("cannot write {}", results.display()))
 }
 
-fn run_student(command: &[String], env: &[(&str, String)]) -> anyhow::Result<proc::Child> {
+pub(crate) fn run_student(command: &[String], env: &[(&str, String)]) -> anyhow::Result<proc::Child> {
     let mut cmd = Cmd::from_argv(command).timeout(COMMAND_TIMEOUT);
     for (k, v) in env {
         cmd = cmd.env(k, v);
@@ -120,7 +120,7 @@ fn run_student(command: &[String], env: &[(&str, String)]) -> anyhow::Result<pro
 }
 
 /// Waits for `child`, passing its output through; returns its exit code.
-fn finish(child: proc::Child) -> anyhow::Result<i32> {
+pub(crate) fn finish(child: proc::Child) -> anyhow::Result<i32> {
     let ended = child.wait_until(Instant::now() + COMMAND_TIMEOUT)?;
     let (stdout, _) = child.read_stdout(64 * 1024);
     let (stderr, _) = child.read_stderr(64 * 1024);

@@ -3,6 +3,7 @@
 //! `DATA_ADDR`; the guest must send them, in order, to port `PORT` with OUT
 //! instructions, then HLT. Every exit is recorded as the VMM saw it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -161,6 +162,45 @@ pub fn run_file(file: &Path, nonce: Option<String>) -> anyhow::Result<VmmRun> {
         std::fs::write(results, lines)?;
     }
     Ok(run)
+}
+
+/// The answers `vlab kvm verdict` holds against doctor's measurement.
+const VERDICT_KEYS: [&str; 4] = ["present", "module", "cpu_virt", "fast"];
+
+/// What doctor found about KVM here, in the answers' terms.
+pub fn kvm_facts(kvm: &crate::host::KvmInfo) -> BTreeMap<String, String> {
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    BTreeMap::from([
+        ("present".to_string(), yes(kvm.present)),
+        ("module".to_string(), kvm.module.clone().unwrap_or_else(|| "none".into())),
+        ("cpu_virt".to_string(), yes(kvm.cpu_virt)),
+        ("fast".to_string(), yes(kvm.fast)),
+    ])
+}
+
+/// `vlab kvm verdict -- COMMAND`: the student's command explains this
+/// machine's KVM; the runner measures it (as doctor does) and writes
+/// `observed_*` lines, including `observed_mismatch` (`none` or the keys that differ).
+pub fn verdict(command: &[String]) -> anyhow::Result<i32> {
+    use super::emu;
+    let env = emu::check_env()?;
+    let code = emu::finish(emu::run_student(command, &[])?)?;
+    let caps = crate::host::detect();
+    let truth = kvm_facts(&caps.kvm);
+    let answers = crate::check::facts::parse_results(&std::fs::read_to_string(&env.results).unwrap_or_default());
+    let wrong: Vec<String> = VERDICT_KEYS
+        .iter()
+        .filter(|k| answers.get(&format!("result.{k}")).map(|v| v.trim()) != truth.get(**k).map(String::as_str))
+        .map(|k| {
+            let said = answers.get(&format!("result.{k}")).map(String::as_str).unwrap_or("nothing");
+            format!("{k} (you said {said}, the runner found {})", truth[*k])
+        })
+        .collect();
+    let mut observed = truth.clone();
+    observed.insert("mismatch".into(), if wrong.is_empty() { "none".into() } else { wrong.join("; ") });
+    emu::write_observed(&env.results, &observed)?;
+    println!("runner's measurement: {}", caps.kvm.reason);
+    Ok(code)
 }
 
 #[cfg(test)]
