@@ -301,7 +301,7 @@ fn book_in_a_browser() {
         );
         links.extend(v["links"].as_array().unwrap().iter().map(|l| (page.clone(), l.as_str().unwrap().to_string())));
         let problems = b.take_problems();
-        assert!(problems.is_empty(), "{page}: {problems:#?}");
+        assert!(problems.is_empty(), "{page}:\n{}", browser::describe(&problems));
     }
     assert!(pages.len() >= SEARCH_TERMS.len() + 2, "too few pages: {pages:?}");
 
@@ -381,7 +381,7 @@ fn book_in_a_browser() {
         "the page to reload with the edit",
     );
     let problems = b.take_problems();
-    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(problems.is_empty(), "{}", browser::describe(&problems));
 
     // Nothing was fetched from anywhere but the local server.
     let foreign: Vec<&String> = b

@@ -1,7 +1,6 @@
 //! A small Chrome DevTools protocol client for the browser tests: headless
 //! Debian chromium started through vlab's process runner (so it dies with its
 //! whole process tree when dropped), one page, driven over a websocket.
-#![allow(dead_code)]
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -24,6 +23,11 @@ pub fn chromium_path() -> Option<PathBuf> {
 pub struct Problem {
     pub url: String,
     pub text: String,
+}
+
+/// One problem a line, for assertion messages.
+pub fn describe(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("{}: {}\n", p.url, p.text)).collect()
 }
 
 pub struct Browser {
