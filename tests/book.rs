@@ -380,6 +380,17 @@ fn book_in_a_browser() {
         60,
         "the page to reload with the edit",
     );
+    // ... and so does an edit of a lab's README under labs/, on its lab page.
+    b.goto(&format!("{base}labs/99-status.html"));
+    b.eval("window.vlabBeforeReload = true");
+    let readme = labs.join("99-status/README.md");
+    let text = std::fs::read_to_string(&readme).unwrap();
+    std::fs::write(&readme, format!("{text}\nLab text marker 4712.\n")).unwrap();
+    b.wait_for(
+        "!window.vlabBeforeReload && !!document.body && document.body.innerText.includes('Lab text marker 4712')",
+        60,
+        "the lab page to reload with the README's edit",
+    );
     let problems = b.take_problems();
     assert!(problems.is_empty(), "{}", browser::describe(&problems));
 

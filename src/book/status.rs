@@ -91,3 +91,68 @@ impl LiveStatus {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Lab;
+    use crate::state::{LabState, StepState};
+
+    const LAB: &str = r#"
+id = "01-x"
+title = "X"
+tier = "bare-metal"
+chapter = "x.md"
+summary = "s"
+estimate_minutes = 1
+[[steps]]
+id = "b"
+title = "First in the lab"
+points = 1
+instructions = "i"
+hints = []
+files = []
+[[steps.checks]]
+kind = "run"
+command = ["true"]
+[[steps]]
+id = "a"
+title = "Second"
+points = 2
+instructions = "i"
+hints = []
+files = []
+[[steps.checks]]
+kind = "run"
+command = ["true"]
+"#;
+
+    #[test]
+    fn status_follows_the_state_in_lab_order() {
+        let lab: Lab = toml::from_str(LAB).unwrap();
+        let cat = Catalog { root: PathBuf::from("labs"), labs: vec![lab] };
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace { root: dir.path().to_path_buf() };
+
+        let st = LiveStatus::gather(&cat, &ws, 3, None);
+        let lab = &st.labs["01-x"];
+        assert_eq!((st.generation, lab.started, lab.last_checked, lab.max_points), (3, false, None, 3));
+        assert!(lab.steps.iter().all(|s| s.outcome.is_none()));
+
+        std::fs::create_dir(dir.path().join("01-x")).unwrap();
+        let mut state = State::default();
+        let step = StepState { outcome: Outcome::Pass, points: 2, max_points: 2, message: String::new() };
+        let ls = LabState { last_checked: Some(7), steps: [("a".to_string(), step)].into(), ..Default::default() };
+        state.labs.insert("01-x".into(), ls);
+        state.save(&ws.meta_dir()).unwrap();
+
+        let st = LiveStatus::gather(&cat, &ws, 4, None);
+        let lab = &st.labs["01-x"];
+        assert_eq!((lab.started, lab.last_checked, lab.points), (true, Some(7), 2));
+        let ids: Vec<(&str, Option<Outcome>)> = lab.steps.iter().map(|s| (s.id.as_str(), s.outcome)).collect();
+        assert_eq!(ids, [("b", None), ("a", Some(Outcome::Pass))]);
+
+        std::fs::write(State::path(&ws.meta_dir()), "{broken").unwrap();
+        assert!(LiveStatus::gather(&cat, &ws, 5, None).error.unwrap().contains("damaged"));
+    }
+}
