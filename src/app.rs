@@ -443,11 +443,12 @@ fn guest_command(ctx: &Ctx, action: crate::cli::GuestAction) -> anyhow::Result<i
             ctx.emit(&value, || guest::describe_assets(&assets, busybox.as_deref()))?;
             Ok(0)
         }
-        crate::cli::GuestAction::Boot { accel, measure, timeout } => {
+        crate::cli::GuestAction::Boot { accel, measure, timeout, log } => {
             let assets = guest::assets::ensure()?;
             let mut launch = guest::Launch::new(&assets);
             launch.accel = if accel == "kvm" { guest::Accel::Kvm } else { guest::Accel::Tcg };
             launch.timeout = Duration::from_secs(timeout);
+            launch.log = log;
             if !measure.is_empty() {
                 launch.cmdline.push(format!("vlab.measure={}", measure.join(",")));
             }

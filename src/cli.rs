@@ -177,6 +177,9 @@ pub enum GuestAction {
         /// Give up after this many seconds
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Also write the guest's whole console to FILE
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
     },
 }
 

@@ -124,8 +124,15 @@ fn a_lab_check_leaves_no_qemu_behind() {
     overlay(&labs().join(lab).join("solution"), &ws.path().join(lab));
     let out = run_vlab(ws.path(), &["check", lab, "--step", "boot"]);
     assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
-    let needle = ws.path().join(lab).join("assets").to_string_lossy().into_owned();
-    assert!(processes_mentioning(&needle).is_empty(), "a qemu of the check survived");
+    // The student's QEMU runs in the lab's workspace; nothing may still run there.
+    let dir = ws.path().join(lab).canonicalize().unwrap();
+    let left: Vec<i32> = vlab::proc::processes()
+        .into_iter()
+        .map(|p| p.pid)
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir)))
+        .filter(|pid| alive(*pid))
+        .collect();
+    assert!(left.is_empty(), "processes of the check survived in {}: {left:?}", dir.display());
 }
 
 #[test]
