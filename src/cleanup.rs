@@ -42,6 +42,8 @@ pub fn kill_everything() {
     for pgid in groups {
         unsafe { libc::killpg(pgid, libc::SIGKILL) };
     }
+    // Processes that left their process group (timeout, setsid) but not their cgroup.
+    crate::container::cgroup::remove_live();
     crate::proc::kill_orphans(false);
     for path in paths {
         let _ = std::fs::remove_dir_all(&path);

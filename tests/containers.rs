@@ -322,3 +322,43 @@ fn uml_leaves_nothing_after_a_pass_and_after_a_timeout() {
     assert!(message.contains("within 8s"), "{message}");
     assert_left_as_it_was(&before, ws.path());
 }
+
+#[test]
+fn after_ctrl_c_nothing_runs_and_the_next_check_removes_the_groups() {
+    if !root() || vlab::host::cgroup::detect().writable.is_empty() {
+        eprintln!("skipped: needs root and writable cgroups");
+        return;
+    }
+    let ws = workspace();
+    let before = host_state(ws.path());
+    vlab(ws.path()).args(["start", "cgroups"]).assert().success();
+    overlay(&labs().join("04-cgroups/solution"), &ws.path().join("04-cgroups"));
+    let bin = assert_cmd::cargo::cargo_bin("vlab");
+    let mut child = std::process::Command::new(bin)
+        .args(["check", "cgroups", "--step", "cpu"])
+        .env("VLAB_WORKSPACE", ws.path())
+        .env("VLAB_LABS", labs())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // Interrupt while the busy loop runs inside the group.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mine = |d: &std::path::PathBuf| d.file_name().unwrap().to_string_lossy().starts_with(&format!("vlab-{pid}-"));
+    while !vlab::container::cgroup::leftovers().iter().any(mine) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    // The exit status is the interrupt handler's business; here only what is left matters.
+    child.wait().unwrap();
+    let survivors = host_state(ws.path()).processes;
+    assert!(survivors.is_empty(), "processes survived Ctrl-C: {survivors:?}");
+    // The next cgroup check removes the groups the interrupted runner left.
+    let (_, report) = json(ws.path(), &["check", "cgroups", "--step", "pids"]);
+    let (_, outcome, message) = outcomes(&report).pop().unwrap();
+    assert_eq!(outcome, "pass", "{message}");
+    assert!(!vlab::container::cgroup::leftovers().iter().any(mine), "the interrupted run's groups are still there");
+    assert_left_as_it_was(&before, ws.path());
+}

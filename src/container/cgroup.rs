@@ -24,6 +24,34 @@ pub const PREFIX: &str = "vlab-";
 
 const BASE: &str = "/sys/fs/cgroup";
 
+/// Parent groups made and not yet removed, for the Ctrl-C path (no destructor runs there).
+static LIVE: std::sync::Mutex<BTreeSet<PathBuf>> = std::sync::Mutex::new(BTreeSet::new());
+
+fn live() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+    LIVE.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Kills every process in the groups of checks still running and removes
+/// the groups; called by the interrupt handler, so it waits at most a second.
+pub fn remove_live() {
+    let dirs: Vec<PathBuf> = live().iter().cloned().collect();
+    for dir in &dirs {
+        kill_tree(dir);
+    }
+    for dir in dirs {
+        let _ = remove_tree_within(&dir, Duration::from_secs(1));
+    }
+}
+
+/// SIGKILL to every process in `dir` and below.
+fn kill_tree(dir: &Path) {
+    for d in std::iter::once(dir.to_path_buf()).chain(subdirs(dir)) {
+        for pid in procs(&d) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 /// A parent group per controller (one directory on v2), removed on drop.
 pub struct Group {
     v2: bool,
@@ -160,15 +188,15 @@ fn procs(dir: &Path) -> Vec<i32> {
 /// Kills every process in `dir` and below, then removes the directories,
 /// deepest first, retrying while killed processes finish exiting.
 pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    remove_tree_within(dir, Duration::from_secs(5))
+}
+
+fn remove_tree_within(dir: &Path, patience: Duration) -> std::io::Result<()> {
+    let deadline = Instant::now() + patience;
     loop {
+        kill_tree(dir);
         let mut all = subdirs(dir);
         all.push(dir.to_path_buf());
-        for d in &all {
-            for pid in procs(d) {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
         let mut last = Ok(());
         for d in &all {
             if let Err(e) = std::fs::remove_dir(d)
@@ -189,6 +217,11 @@ pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
 
 /// Groups named `vlab-<pid>-...` under the runner's own groups, whichever runner made them.
 pub fn leftovers() -> Vec<PathBuf> {
+    own_groups().into_iter().filter(|p| owner(p).is_some()).collect()
+}
+
+/// Every group directly below the runner's own group in each hierarchy.
+fn own_groups() -> Vec<PathBuf> {
     let v2 = detect().mode == Mode::V2;
     let bases: BTreeSet<PathBuf> = if v2 {
         own_base("", true).into_iter().collect()
@@ -199,8 +232,28 @@ pub fn leftovers() -> Vec<PathBuf> {
         .iter()
         .filter_map(|b| std::fs::read_dir(b).ok())
         .flat_map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()))
-        .filter(|p| p.is_dir() && owner(p).is_some())
+        .filter(|p| p.is_dir())
         .collect()
+}
+
+/// Removes groups named `vlab-<nonce>` (the runc containers of checks) that
+/// hold no process and were made over `age` ago: what runc leaves when a check
+/// was interrupted before it could run `runc delete`. The age keeps a
+/// container that another check is starting right now out of reach.
+pub fn remove_abandoned_runc_groups(age: Duration) {
+    let is_runc = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .is_some_and(|rest| rest.len() == 16 && rest.chars().all(|c| c.is_ascii_hexdigit()))
+    };
+    for dir in own_groups().into_iter().filter(|p| is_runc(p)) {
+        let old = std::fs::metadata(&dir).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|e| e > age));
+        let empty = std::iter::once(dir.clone()).chain(subdirs(&dir)).all(|d| procs(&d).is_empty());
+        if old && empty {
+            let _ = remove_tree(&dir);
+        }
+    }
 }
 
 /// The runner pid in a group name `vlab-<pid>-<tag>`.
@@ -235,6 +288,7 @@ impl Group {
             let dir = base.join(&name);
             std::fs::create_dir(&dir)
                 .map_err(|e| anyhow::anyhow!("cannot create the cgroup {}: {e}", dir.display()))?;
+            live().insert(dir.clone());
             for c in CONTROLLERS {
                 group.dirs.insert(c.to_string(), dir.clone());
             }
@@ -252,6 +306,7 @@ impl Group {
             let dir = base.join(&name);
             std::fs::create_dir(&dir)
                 .map_err(|e| anyhow::anyhow!("cannot create the cgroup {}: {e}", dir.display()))?;
+            live().insert(dir.clone());
             group.dirs.insert(c.to_string(), dir.clone());
             if c == "cpuset" {
                 // A v1 cpuset takes no tasks (nor children with CPUs) until it has CPUs and memory nodes.
@@ -372,6 +427,7 @@ impl Group {
         let dirs: BTreeSet<PathBuf> = std::mem::take(&mut self.dirs).into_values().collect();
         for dir in dirs {
             remove_tree(&dir).map_err(|e| anyhow::anyhow!("cannot remove the cgroup {}: {e}", dir.display()))?;
+            live().remove(&dir);
         }
         Ok(())
     }

@@ -2,7 +2,9 @@
 //! (`VLAB_RUNC_ROOT`, inside the check's scratch directory); afterwards every
 //! container recorded there is deleted with `runc delete --force`, which kills
 //! its processes and removes the cgroups runc made for it. Killing the
-//! `runc run` process alone would leave those cgroups behind.
+//! `runc run` process alone would leave those cgroups behind. A check
+//! interrupted by Ctrl-C cannot do that; its empty groups are removed by a
+//! later check once they are ten minutes old.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +15,10 @@ use crate::proc::Cmd;
 pub struct StateRoot(PathBuf);
 
 impl StateRoot {
+    /// Also removes what interrupted checks left (see
+    /// [`crate::container::cgroup::remove_abandoned_runc_groups`]).
     pub fn new(path: PathBuf) -> Self {
+        super::cgroup::remove_abandoned_runc_groups(std::time::Duration::from_secs(600));
         Self(path)
     }
 
