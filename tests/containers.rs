@@ -9,6 +9,13 @@ use std::path::Path;
 
 use common::*;
 
+/// The tests here time things and watch the whole host: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
 fn root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
@@ -92,6 +99,7 @@ fn vlab_as_nobody(ws: &Path) -> assert_cmd::Command {
 
 #[test]
 fn namespaces_solution_passes_rootless_and_leaves_nothing() {
+    let _serial = serial();
     if !root() {
         eprintln!("skipped: needs root to switch to the user nobody for the rootless run");
         return;
@@ -134,6 +142,7 @@ fn pivot_message(ws: &Path) -> (String, String) {
 
 #[test]
 fn chroot_inside_namespaces_is_not_pivot_root() {
+    let _serial = serial();
     let (ws, before) = namespaces_variant(|s| {
         let start = s.find("        # pivot_root wants").unwrap();
         let end = s.find("    '\n").unwrap();
@@ -155,6 +164,7 @@ fn chroot_inside_namespaces_is_not_pivot_root() {
 
 #[test]
 fn pivot_root_without_unmounting_the_old_root_fails() {
+    let _serial = serial();
     let (ws, before) = namespaces_variant(|s| s.replace("/bin/busybox umount -l /old-root", "true"));
     let (outcome, message) = pivot_message(ws.path());
     if outcome == "skipped" {
@@ -208,6 +218,7 @@ sleep 0.3
 
 #[test]
 fn cgroups_and_their_processes_are_removed_after_failure_and_timeout() {
+    let _serial = serial();
     for (case, tail) in [("failure", "exit 1\n"), ("timeout", "sleep 1000\n")] {
         let script = format!("{LEAK_SH}{tail}");
         let fixture = fixture_labs("90-cgroup-leak", CGROUP_LAB, &[("leak.sh", &script)], &[("leak.sh", &script)]);
@@ -249,6 +260,7 @@ fn runc_groups() -> Vec<std::path::PathBuf> {
 
 #[test]
 fn oci_containers_are_deleted_after_every_check() {
+    let _serial = serial();
     let ws = workspace();
     let before = host_state(ws.path());
     let groups_before = runc_groups();
@@ -292,6 +304,7 @@ timeout_secs = 8
 
 #[test]
 fn uml_leaves_nothing_after_a_pass_and_after_a_timeout() {
+    let _serial = serial();
     let solution = std::fs::read_to_string(labs().join("07-uml/solution/boot.sh")).unwrap();
     // Passing: the real lab's solution.
     let ws = workspace();
@@ -325,6 +338,7 @@ fn uml_leaves_nothing_after_a_pass_and_after_a_timeout() {
 
 #[test]
 fn after_ctrl_c_nothing_runs_and_the_next_check_removes_the_groups() {
+    let _serial = serial();
     if !root() || vlab::host::cgroup::detect().writable.is_empty() {
         eprintln!("skipped: needs root and writable cgroups");
         return;
@@ -361,4 +375,99 @@ fn after_ctrl_c_nothing_runs_and_the_next_check_removes_the_groups() {
     assert_eq!(outcome, "pass", "{message}");
     assert!(!vlab::container::cgroup::leftovers().iter().any(mine), "the interrupted run's groups are still there");
     assert_left_as_it_was(&before, ws.path());
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Runs `check` (the check's own duration) and `raw` (wall time) `n` times, interleaved.
+fn interleaved(n: usize, check: impl Fn() -> Option<f64>, raw: impl Fn() -> f64) -> Option<(f64, f64)> {
+    let (mut checks, mut raws) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        checks.push(check()?);
+        raws.push(raw());
+    }
+    Some((median(checks), median(raws)))
+}
+
+fn check_ms(ws: &Path, lab: &str, step: &str) -> Option<f64> {
+    let (_, report) = json(ws, &["check", lab, "--step", step]);
+    let check = &report["steps"][0]["checks"][0];
+    match report["steps"][0]["outcome"].as_str() {
+        Some("pass") => check["duration_ms"].as_f64(),
+        other => {
+            eprintln!("skipped: {lab}/{step} is {other:?}: {}", report["steps"][0]["message"]);
+            None
+        }
+    }
+}
+
+/// The budget: a container check costs at most 3× a raw `runc run` of
+/// the same bundle. Medians of interleaved runs; the assertion allows 4× for
+/// a loaded shared machine, and the measured ratio is printed.
+#[test]
+fn an_oci_check_costs_a_small_multiple_of_a_raw_runc_run() {
+    let _serial = serial();
+    if !root() {
+        eprintln!("skipped: runc needs root here");
+        return;
+    }
+    let ws = workspace();
+    vlab(ws.path()).args(["start", "oci"]).assert().success();
+    let lab = ws.path().join("05-oci");
+    overlay(&labs().join("05-oci/solution"), &lab);
+    let bundle = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(lab.join("config.json"))
+        .unwrap()
+        .replace("@VLAB_NONCE@", "raw")
+        .replace("\"path\": \"rootfs\"", &format!("\"path\": \"{}\"", lab.join("rootfs").display()))
+        .replace("\"/.vlab/vlab-probe\"", "\"/bin/true\"");
+    std::fs::write(bundle.path().join("config.json"), config).unwrap();
+    let state = bundle.path().join("state");
+    let runs = std::cell::Cell::new(0);
+    let raw = || {
+        runs.set(runs.get() + 1);
+        let started = std::time::Instant::now();
+        assert_cmd::Command::new("runc")
+            .arg("--root")
+            .arg(&state)
+            .args(["run", "--bundle"])
+            .arg(bundle.path())
+            .arg(format!("raw-{}", runs.get()))
+            .assert()
+            .success();
+        started.elapsed().as_secs_f64() * 1000.0
+    };
+    let Some((check, raw)) = interleaved(5, || check_ms(ws.path(), "oci", "hostname"), raw) else { return };
+    eprintln!("oci check {check:.0} ms, raw runc run {raw:.0} ms: {:.2}×", check / raw);
+    assert!(check <= 4.0 * raw, "an OCI check took {check:.0} ms, a raw runc run {raw:.0} ms");
+}
+
+/// The budget: the UML check costs at most 1.2× a raw boot of the same command.
+#[test]
+fn a_uml_check_costs_little_more_than_a_raw_boot() {
+    let _serial = serial();
+    let ws = workspace();
+    vlab(ws.path()).args(["start", "uml"]).assert().success();
+    let lab = ws.path().join("07-uml");
+    overlay(&labs().join("07-uml/solution"), &lab);
+    let raw = || {
+        let scratch = tempfile::tempdir_in(ws.path()).unwrap();
+        let started = std::time::Instant::now();
+        let out = assert_cmd::Command::new("sh")
+            .arg("boot.sh")
+            .current_dir(&lab)
+            .env("VLAB_NONCE", "raw")
+            .env("VLAB_SCRATCH", scratch.path())
+            .timeout(std::time::Duration::from_secs(90))
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("VLAB-REPORT-END nonce=raw"));
+        started.elapsed().as_secs_f64() * 1000.0
+    };
+    let Some((check, raw)) = interleaved(3, || check_ms(ws.path(), "uml", "boot"), raw) else { return };
+    eprintln!("uml check {check:.0} ms, raw boot {raw:.0} ms: {:.2}×", check / raw);
+    assert!(check <= 1.2 * raw, "a UML check took {check:.0} ms, a raw boot {raw:.0} ms");
 }

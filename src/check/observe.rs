@@ -53,7 +53,7 @@ pub fn observe(cmd: &Cmd, nonce: &str, workspace: &Path) -> Result<Observation, 
     loop {
         if let Some(pid) = find_probe(child.pid(), nonce) {
             // Give the probe a moment to print before we read its view.
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(5));
             facts = gather(pid, workspace);
             break;
         }
