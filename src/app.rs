@@ -304,16 +304,20 @@ fn submit(ctx: &Ctx, names: &[String], output: &std::path::Path, student: Option
     for lab in &labs {
         ctx.ws.require_started(lab)?;
     }
-    let student = student
-        .or_else(|| std::env::var("USER").ok())
-        .context("who is submitting? pass --student NAME")?;
+    let student = student.or_else(|| std::env::var("USER").ok()).context("who is submitting? pass --student NAME")?;
     let state = State::load(&ctx.ws.meta_dir())?;
     let reported = labs.iter().filter_map(|l| state.labs.get(&l.id).map(|s| (l.id.clone(), s.clone()))).collect();
     let manifest = crate::grade::bundle::pack(&labs, |l| ctx.ws.lab_dir(l), &student, reported, output)?;
     let files = manifest.labs.values().map(Vec::len).sum();
-    let done = Submitted { bundle: output.to_path_buf(), student, labs: manifest.labs.keys().cloned().collect(), files };
+    let done =
+        Submitted { bundle: output.to_path_buf(), student, labs: manifest.labs.keys().cloned().collect(), files };
     ctx.emit(&done, || {
-        format!("Wrote {} ({} files from {}); hand this file in.\n", done.bundle.display(), done.files, done.labs.join(", "))
+        format!(
+            "Wrote {} ({} files from {}); hand this file in.\n",
+            done.bundle.display(),
+            done.files,
+            done.labs.join(", ")
+        )
     })?;
     Ok(0)
 }
@@ -339,6 +343,7 @@ fn grade(ctx: &Ctx, args: GradeArgs) -> anyhow::Result<i32> {
         (args.inputs, args.out.context("--out DIR is required")?)
     };
     let opts = crate::grade::Options {
+        vlab: std::env::current_exe().context("cannot find the vlab executable")?,
         inputs,
         out: out.clone(),
         jobs,

@@ -66,7 +66,10 @@ pub fn pack(
         format: FORMAT,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         student: student.into(),
-        created_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        created_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
         labs: BTreeMap::new(),
         self_reported,
     };
@@ -77,8 +80,14 @@ pub fn pack(
         let mut entries = Vec::new();
         for file in declared_files(lab) {
             let path = dir.join(&file);
-            let data = std::fs::read(&path)
-                .with_context(|| format!("{} is missing from your workspace ({}); restore it or `vlab reset {}`", file, path.display(), lab.id))?;
+            let data = std::fs::read(&path).with_context(|| {
+                format!(
+                    "{} is missing from your workspace ({}); restore it or `vlab reset {}`",
+                    file,
+                    path.display(),
+                    lab.id
+                )
+            })?;
             if data.len() as u64 > MAX_FILE {
                 bail!("{} is {} bytes; submitted files are limited to {} bytes", path.display(), data.len(), MAX_FILE);
             }
@@ -92,7 +101,8 @@ pub fn pack(
         bail!("the submission would be {total} bytes; the limit is {MAX_TOTAL}");
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(parent).with_context(|| format!("cannot write in {}", parent.display()))?;
+    let tmp =
+        tempfile::NamedTempFile::new_in(parent).with_context(|| format!("cannot write in {}", parent.display()))?;
     {
         let gz = flate2::write::GzEncoder::new(tmp.as_file(), flate2::Compression::default());
         let mut tar = tar::Builder::new(gz);
@@ -143,7 +153,9 @@ fn safe_path(path: &Path) -> Result<Vec<String>, String> {
             Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
             Component::CurDir => {}
             Component::ParentDir => return Err(format!("entry `{}` climbs out with `..`", path.display())),
-            Component::RootDir | Component::Prefix(_) => return Err(format!("entry `{}` is an absolute path", path.display())),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("entry `{}` is an absolute path", path.display()));
+            }
         }
     }
     Ok(parts)
@@ -176,7 +188,11 @@ pub fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> 
             continue;
         }
         if !kind.is_file() {
-            return Err(reject(format!("entry `{}` is a {:?}, not a regular file (links and devices are refused)", path.display(), kind)));
+            return Err(reject(format!(
+                "entry `{}` is a {:?}, not a regular file (links and devices are refused)",
+                path.display(),
+                kind
+            )));
         }
         let size = entry.header().size().unwrap_or(u64::MAX);
         if size > MAX_FILE {
@@ -187,14 +203,22 @@ pub fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> 
             return Err(reject(format!("contents exceed {MAX_TOTAL} bytes")));
         }
         let mut data = Vec::new();
-        entry.by_ref().take(MAX_FILE + 1).read_to_end(&mut data).map_err(|e| reject(format!("damaged entry `{}`: {e}", path.display())))?;
+        entry
+            .by_ref()
+            .take(MAX_FILE + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| reject(format!("damaged entry `{}`: {e}", path.display())))?;
         match parts.as_slice() {
             [name] if name == "manifest.json" => {
-                manifest = Some(serde_json::from_slice::<Manifest>(&data).map_err(|e| reject(format!("manifest.json is not valid: {e}")))?);
+                manifest = Some(
+                    serde_json::from_slice::<Manifest>(&data)
+                        .map_err(|e| reject(format!("manifest.json is not valid: {e}")))?,
+                );
             }
             [files_dir, lab, rest @ ..] if files_dir == "files" && !rest.is_empty() => {
                 let rel = rest.join("/");
-                let declared = catalog.labs.iter().find(|l| &l.id == lab).is_some_and(|l| declared_files(l).contains(&rel));
+                let declared =
+                    catalog.labs.iter().find(|l| &l.id == lab).is_some_and(|l| declared_files(l).contains(&rel));
                 if declared {
                     files.entry(lab.clone()).or_default().insert(rel, data);
                 } else {
@@ -206,7 +230,10 @@ pub fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> 
     }
     let manifest = manifest.ok_or_else(|| reject("no manifest.json: make bundles with `vlab submit`".into()))?;
     if manifest.format != FORMAT {
-        return Err(reject(format!("bundle format {} is not {FORMAT}; re-submit with this vlab version", manifest.format)));
+        return Err(reject(format!(
+            "bundle format {} is not {FORMAT}; re-submit with this vlab version",
+            manifest.format
+        )));
     }
     Ok(Submission { manifest, files, hash, ignored })
 }

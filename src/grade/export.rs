@@ -37,7 +37,12 @@ pub fn gradebook(results: &[SubmissionResult]) -> anyhow::Result<String> {
         for lab in &labs {
             row.push(r.labs.iter().find(|l| &l.lab == lab).map(|l| l.points.to_string()).unwrap_or_default());
         }
-        row.extend([r.score.to_string(), r.max_score.to_string(), r.penalty_percent.to_string(), r.error.clone().unwrap_or_default()]);
+        row.extend([
+            r.score.to_string(),
+            r.max_score.to_string(),
+            r.penalty_percent.to_string(),
+            r.error.clone().unwrap_or_default(),
+        ]);
         w.write_record(&row)?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
@@ -78,7 +83,11 @@ pub fn gradescope(catalog: &Catalog, r: &SubmissionResult, policy: &Policy) -> G
         };
         for step in &report.steps {
             let hidden = policy.hidden(&lab.lab, &step.step);
-            let output = if hidden { "hidden until the instructor releases it".to_string() } else { step_output(catalog, &lab.lab, step) };
+            let output = if hidden {
+                "hidden until the instructor releases it".to_string()
+            } else {
+                step_output(catalog, &lab.lab, step)
+            };
             tests.push(GradescopeTest {
                 name: format!("{}: {} — {}", lab.lab, step.step, step.title),
                 score: step.points as f64,
@@ -140,7 +149,11 @@ pub fn junit(results: &[SubmissionResult]) -> String {
                 tests += 1;
                 errors += 1;
                 let msg = xml_escape(lab.error.as_deref().unwrap_or("not graded"));
-                let _ = writeln!(cases, "    <testcase classname=\"{class}\" name=\"{}\"><error message=\"{msg}\"/></testcase>", xml_escape(&lab.lab));
+                let _ = writeln!(
+                    cases,
+                    "    <testcase classname=\"{class}\" name=\"{}\"><error message=\"{msg}\"/></testcase>",
+                    xml_escape(&lab.lab)
+                );
                 continue;
             };
             for step in &report.steps {
@@ -150,7 +163,11 @@ pub fn junit(results: &[SubmissionResult]) -> String {
                     Outcome::Pass => String::new(),
                     Outcome::Fail => {
                         failures += 1;
-                        format!("<failure message=\"{}\">{}</failure>", xml_escape(step.message.lines().next().unwrap_or("")), xml_escape(&step.message))
+                        format!(
+                            "<failure message=\"{}\">{}</failure>",
+                            xml_escape(step.message.lines().next().unwrap_or("")),
+                            xml_escape(&step.message)
+                        )
                     }
                     Outcome::Error => {
                         errors += 1;
@@ -161,7 +178,11 @@ pub fn junit(results: &[SubmissionResult]) -> String {
                         format!("<skipped message=\"{}\"/>", xml_escape(&step.message))
                     }
                 };
-                let _ = writeln!(cases, "    <testcase classname=\"{class}\" name=\"{}\" time=\"{secs:.3}\">{body}</testcase>", xml_escape(&step.step));
+                let _ = writeln!(
+                    cases,
+                    "    <testcase classname=\"{class}\" name=\"{}\" time=\"{secs:.3}\">{body}</testcase>",
+                    xml_escape(&step.step)
+                );
             }
         }
         let _ = write!(

@@ -44,7 +44,8 @@ impl Jail {
         let root = Path::new("/sys/fs/cgroup");
         let leaf = format!("vlab-grade-{name}");
         let mut jail = Jail { dirs: Vec::new() };
-        let write = |p: PathBuf, v: String| std::fs::write(&p, v).map_err(|e| format!("cannot write {}: {e}", p.display()));
+        let write =
+            |p: PathBuf, v: String| std::fs::write(&p, v).map_err(|e| format!("cannot write {}: {e}", p.display()));
         if is_cgroup2(root) {
             let ctl = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
             for c in ["pids", "memory"] {
@@ -58,9 +59,10 @@ impl Jail {
             write(dir.join("pids.max"), limits.pids.to_string())?;
             write(dir.join("memory.max"), limits.memory_bytes.to_string())?;
         } else {
-            for (ctl, file, value) in
-                [("pids", "pids.max", limits.pids.to_string()), ("memory", "memory.limit_in_bytes", limits.memory_bytes.to_string())]
-            {
+            for (ctl, file, value) in [
+                ("pids", "pids.max", limits.pids.to_string()),
+                ("memory", "memory.limit_in_bytes", limits.memory_bytes.to_string()),
+            ] {
                 let dir = root.join(ctl).join(&leaf);
                 std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 jail.dirs.push(dir.clone());
@@ -110,7 +112,8 @@ pub fn remove_stale_jails() {
         let Ok(rd) = std::fs::read_dir(root) else { continue };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_prefix("vlab-grade-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok())
+            let Some(pid) =
+                name.strip_prefix("vlab-grade-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok())
             else {
                 continue;
             };

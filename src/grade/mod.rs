@@ -22,6 +22,8 @@ use limits::Limits;
 use policy::Policy;
 
 pub struct Options {
+    /// The vlab executable the sandbox runs (`vlab __grade-one`).
+    pub vlab: PathBuf,
     pub inputs: Vec<PathBuf>,
     pub out: PathBuf,
     pub jobs: usize,
@@ -89,20 +91,30 @@ pub fn discover(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             let mut files: Vec<PathBuf> = std::fs::read_dir(input)
                 .with_context(|| format!("cannot read {}", input.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && [".tar.gz", ".tgz", ".vlab"].iter().any(|x| p.to_string_lossy().ends_with(x)))
+                .filter(|p| {
+                    p.is_file() && [".tar.gz", ".tgz", ".vlab"].iter().any(|x| p.to_string_lossy().ends_with(x))
+                })
                 .collect();
             files.sort();
             found.extend(files);
         } else if input.is_file() {
             found.push(input.clone());
         } else {
-            bail!("{} does not exist; name submission bundles (made by `vlab submit`) or a directory of them", input.display());
+            bail!(
+                "{} does not exist; name submission bundles (made by `vlab submit`) or a directory of them",
+                input.display()
+            );
         }
     }
     let mut seen = BTreeMap::new();
     for b in &found {
         if let Some(other) = seen.insert(student_key(b), b.clone()) {
-            bail!("{} and {} would both be graded as student `{}`; rename one", other.display(), b.display(), student_key(b));
+            bail!(
+                "{} and {} would both be graded as student `{}`; rename one",
+                other.display(),
+                b.display(),
+                student_key(b)
+            );
         }
     }
     if found.is_empty() {
@@ -127,7 +139,8 @@ fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 
 /// A previous result for this bundle, if it is complete and for the same bytes.
 fn finished(out: &Path, student: &str, bundle: &Path) -> Option<SubmissionResult> {
-    let prev: SubmissionResult = serde_json::from_slice(&std::fs::read(results_dir(out).join(format!("{student}.json"))).ok()?).ok()?;
+    let prev: SubmissionResult =
+        serde_json::from_slice(&std::fs::read(results_dir(out).join(format!("{student}.json"))).ok()?).ok()?;
     let hash = bundle::sha256_hex(&std::fs::read(bundle).ok()?);
     (prev.bundle_hash == hash).then_some(prev)
 }
@@ -205,7 +218,9 @@ fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("grading {bar:30} {pos}/{len} ({per_sec}, ETA {eta}) {msg}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("grading {bar:30} {pos}/{len} ({per_sec}, ETA {eta}) {msg}")
+    {
         bar.set_style(style);
     }
     bar
@@ -261,7 +276,16 @@ pub fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path) -> Submi
         }
         let timeout = submission_timeout(catalog, &to_grade);
         let name = format!("{}-{}", std::process::id(), student);
-        sandbox::grade_sandboxed(&name, &catalog.root, &to_grade, &work.join("files"), &work, &opts.limits, timeout)
+        sandbox::grade_sandboxed(
+            &opts.vlab,
+            &name,
+            &catalog.root,
+            &to_grade,
+            &work.join("files"),
+            &work,
+            &opts.limits,
+            timeout,
+        )
     });
     let _ = std::fs::remove_dir_all(&work);
     match graded {
@@ -269,7 +293,13 @@ pub fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path) -> Submi
             result.protections = g.protections;
             for id in &lab_ids {
                 result.labs.push(match g.reports.iter().find(|r| &r.lab == id) {
-                    Some(r) => LabGrade { lab: id.clone(), report: Some(r.clone()), error: None, points: r.points, max_points: r.max_points },
+                    Some(r) => LabGrade {
+                        lab: id.clone(),
+                        report: Some(r.clone()),
+                        error: None,
+                        points: r.points,
+                        max_points: r.max_points,
+                    },
                     None => empty_grade(catalog, id, "not in this submission"),
                 });
             }
@@ -316,4 +346,3 @@ fn submission_timeout(catalog: &Catalog, labs: &[String]) -> Duration {
         .sum();
     Duration::from_secs(secs + 60)
 }
-

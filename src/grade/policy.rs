@@ -29,7 +29,8 @@ fn hundred() -> f64 {
 
 impl Policy {
     pub fn load(path: &Path) -> anyhow::Result<Policy> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the policy file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the policy file {}", path.display()))?;
         toml::from_str(&text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start].lines().count().max(1)).unwrap_or(0);
             anyhow::anyhow!("{}:{line}: {}", path.display(), e.message().trim())
@@ -59,7 +60,12 @@ mod tests {
 
     #[test]
     fn late_days_start_counting_after_the_deadline_and_cap() {
-        let p = Policy { deadline: Some(1000), late_penalty_percent_per_day: 30.0, max_late_penalty_percent: 50.0, ..Default::default() };
+        let p = Policy {
+            deadline: Some(1000),
+            late_penalty_percent_per_day: 30.0,
+            max_late_penalty_percent: 50.0,
+            ..Default::default()
+        };
         assert_eq!(p.lateness(1000), (0, 0.0));
         assert_eq!(p.lateness(1001), (1, 30.0));
         assert_eq!(p.lateness(1000 + 3 * 86_400), (3, 50.0));

@@ -12,7 +12,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::limits::{Jail, Limits};
-use crate::catalog::Catalog;
+use crate::catalog::{Capability, Catalog};
 use crate::check::LabReport;
 use crate::proc::Cmd;
 
@@ -44,7 +44,9 @@ fn is_root() -> bool {
 
 /// Grades the submission files under `files` for `lab_ids`, sandboxed. `name`
 /// must be unique among concurrent gradings (it names the cgroup).
+#[allow(clippy::too_many_arguments)]
 pub fn grade_sandboxed(
+    vlab: &Path,
     name: &str,
     labs_root: &Path,
     lab_ids: &[String],
@@ -76,13 +78,12 @@ pub fn grade_sandboxed(
     std::fs::create_dir_all(work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     let spec = work.join("sandbox.json");
     std::fs::write(&spec, serde_json::to_vec(&inside).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the vlab executable: {e}"))?;
     let mut cmd = Cmd::new("unshare").args(["--mount", "--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts"]);
     if !is_root() {
         cmd = cmd.args(["--user", "--map-root-user"]);
     }
     let out = cmd
-        .arg(exe)
+        .arg(vlab)
         .arg("__grade-one")
         .arg(&spec)
         .env("NO_COLOR", "1")
@@ -104,8 +105,12 @@ pub fn grade_sandboxed(
             Ok(g)
         }
         _ => {
-            let why: Vec<&str> =
-                out.stderr.lines().filter(|l| l.starts_with("vlab:") || l.contains("panicked") || l.contains("rror")).take(3).collect();
+            let why: Vec<&str> = out
+                .stderr
+                .lines()
+                .filter(|l| l.starts_with("vlab:") || l.contains("panicked") || l.contains("rror"))
+                .take(3)
+                .collect();
             Err(format!("the sandboxed grader {}: {}", out.describe_end(), why.join(" / ")))
         }
     }
@@ -120,7 +125,15 @@ pub fn grade_inside(spec: &Path) -> anyhow::Result<Graded> {
     let mut protections = inside.protections.clone();
     // Mounts made here must never reach the host.
     let root = std::ffi::CString::new("/")?;
-    unsafe { libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) };
+    unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
     // Our /proc must show this PID namespace, or the process runner could not
     // find (and kill, and reap) the submission's processes.
     let (proc_src, proc_dir) = (std::ffi::CString::new("proc")?, std::ffi::CString::new("/proc")?);
@@ -144,7 +157,13 @@ pub fn grade_inside(spec: &Path) -> anyhow::Result<Graded> {
 
     let catalog = Catalog::load(&inside.labs_root)?;
     let ws = crate::workspace::Workspace { root: ws_root };
-    let caps = crate::host::detect();
+    let needs_kvm = inside.lab_ids.iter().filter_map(|id| catalog.find(id).ok()).any(|l| {
+        l.requires
+            .iter()
+            .chain(l.steps.iter().flat_map(|s| s.requires.iter()))
+            .any(|c| matches!(c, Capability::Kvm | Capability::KvmFast))
+    });
+    let caps = crate::host::detect_with(needs_kvm);
     let mut reports = Vec::new();
     for id in &inside.lab_ids {
         let lab = catalog.find(id)?;
@@ -185,9 +204,11 @@ fn private_disk(work: &Path, mountpoint: &Path, mib: u64) -> anyhow::Result<()> 
     let f = std::fs::File::create(&image)?;
     f.set_len(mib << 20)?;
     drop(f);
-    let mkfs = Cmd::new("mkfs.ext4").args(["-q", "-F", "-m", "0"]).arg(&image).timeout(Duration::from_secs(60)).run()?;
+    let mkfs =
+        Cmd::new("mkfs.ext4").args(["-q", "-F", "-m", "0"]).arg(&image).timeout(Duration::from_secs(60)).run()?;
     anyhow::ensure!(mkfs.success(), "mkfs.ext4 {}", mkfs.describe_end());
-    let mount = Cmd::new("mount").args(["-o", "loop"]).arg(&image).arg(mountpoint).timeout(Duration::from_secs(30)).run()?;
+    let mount =
+        Cmd::new("mount").args(["-o", "loop"]).arg(&image).arg(mountpoint).timeout(Duration::from_secs(30)).run()?;
     anyhow::ensure!(mount.success(), "mount {}", mount.describe_end());
     // The image is only reachable through the mount now; unlink it so nothing stays behind.
     let _ = std::fs::remove_file(&image);
