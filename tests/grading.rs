@@ -37,7 +37,8 @@ fn raw_bundle(path: &Path, entries: &[(&str, tar::EntryType, &[u8], Option<&str>
     let manifest = br#"{"format":1,"tool_version":"0","student":"x","created_at":0,"labs":{},"self_reported":{}}"#;
     let gz = flate2::write::GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
-    let mut all: Vec<(&str, tar::EntryType, &[u8], Option<&str>)> = vec![("manifest.json", tar::EntryType::Regular, manifest, None)];
+    let mut all: Vec<(&str, tar::EntryType, &[u8], Option<&str>)> =
+        vec![("manifest.json", tar::EntryType::Regular, manifest, None)];
     all.extend_from_slice(entries);
     for (name, kind, data, link) in all {
         let mut h = tar::Header::new_old();
@@ -94,8 +95,14 @@ fn a_hostile_class_is_graded_fairly_and_the_host_is_unharmed() {
          printf 'nonce=%s\\nanswer=%s\\n' \"$VLAB_NONCE\" \"$a\" > \"$VLAB_RESULTS\"\n"
     );
     submit(dir, "network", &net);
-    raw_bundle(&dir.join("escape.tar.gz"), &[("files/01-script/../../../../tmp/vlab-escape", tar::EntryType::Regular, b"x", None)]);
-    raw_bundle(&dir.join("symlink.tar.gz"), &[("files/01-script/work.sh", tar::EntryType::Symlink, b"", Some("/etc/shadow"))]);
+    raw_bundle(
+        &dir.join("escape.tar.gz"),
+        &[("files/01-script/../../../../tmp/vlab-escape", tar::EntryType::Regular, b"x", None)],
+    );
+    raw_bundle(
+        &dir.join("symlink.tar.gz"),
+        &[("files/01-script/work.sh", tar::EntryType::Symlink, b"", Some("/etc/shadow"))],
+    );
     let permissive = "id = \"01-script\"\n[[steps]]\n";
     raw_bundle(
         &dir.join("ownlab.tar.gz"),
@@ -116,11 +123,14 @@ fn a_hostile_class_is_graded_fairly_and_the_host_is_unharmed() {
     let score = |s: &str| result(out.path(), s)["score"].as_f64().unwrap();
     assert_eq!(score("honest"), 3.0);
     assert_eq!(score("half"), 2.0);
-    for zero in ["starter", "forkbomb", "endless", "flood", "filler", "replay", "network", "escape", "symlink", "ownlab"] {
+    for zero in
+        ["starter", "forkbomb", "endless", "flood", "filler", "replay", "network", "escape", "symlink", "ownlab"]
+    {
         assert_eq!(score(zero), 0.0, "{zero} must score 0: {:#}", result(out.path(), zero));
     }
     // Clear errors for the hostile ones.
-    let message = |s: &str| result(out.path(), s)["labs"][0]["report"]["steps"][0]["message"].as_str().unwrap_or("").to_string();
+    let message =
+        |s: &str| result(out.path(), s)["labs"][0]["report"]["steps"][0]["message"].as_str().unwrap_or("").to_string();
     assert!(message("endless").contains("did not finish within 5s"), "{}", message("endless"));
     assert!(message("forkbomb").contains("did not finish within 5s"), "{}", message("forkbomb"));
     assert!(message("replay").contains("old nonce"), "{}", message("replay"));
@@ -140,7 +150,14 @@ fn a_hostile_class_is_graded_fairly_and_the_host_is_unharmed() {
     // An honest submission scores the same graded alone.
     let alone = tempfile::tempdir().unwrap();
     vlab_g(ws.path()).args(["grade", "--out"]).arg(alone.path()).arg(dir.join("honest.tar.gz")).assert().success();
-    let steps = |o: &Path| result(o, "honest")["labs"][0]["report"]["steps"].as_array().unwrap().iter().map(|s| s["outcome"].clone()).collect::<Vec<_>>();
+    let steps = |o: &Path| {
+        result(o, "honest")["labs"][0]["report"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["outcome"].clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(steps(out.path()), steps(alone.path()));
 
     check_exports(out.path(), 12);
@@ -157,11 +174,19 @@ fn check_exports(out: &Path, students: usize) {
     assert_eq!(doc.root_element().tag_name().name(), "testsuites");
     assert_eq!(doc.root_element().children().filter(|n| n.has_tag_name("testsuite")).count(), students);
     for entry in std::fs::read_dir(out.join("gradescope")).unwrap() {
-        let gs: serde_json::Value = serde_json::from_slice(&std::fs::read(entry.unwrap().path().join("results.json")).unwrap()).unwrap();
+        let gs: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path().join("results.json")).unwrap()).unwrap();
         assert!(gs["score"].is_number());
         for t in gs["tests"].as_array().unwrap() {
-            assert!(t["name"].is_string() && t["score"].is_number() && t["max_score"].is_number() && t["output"].is_string());
-            assert!(["hidden", "after_due_date", "after_published", "visible"].contains(&t["visibility"].as_str().unwrap()));
+            assert!(
+                t["name"].is_string()
+                    && t["score"].is_number()
+                    && t["max_score"].is_number()
+                    && t["output"].is_string()
+            );
+            assert!(
+                ["hidden", "after_due_date", "after_published", "visible"].contains(&t["visibility"].as_str().unwrap())
+            );
         }
     }
     assert_eq!(std::fs::read_dir(out.join("feedback")).unwrap().count(), students);
@@ -197,7 +222,8 @@ fn a_killed_grader_resumes_without_losing_or_duplicating_grades() {
     assert!(before < 6, "the grader finished before it could be killed");
 
     let (code, summary) = {
-        let o = vlab_g(ws.path()).args(["--json", "grade", "--out"]).arg(out.path()).arg(class.path()).output().unwrap();
+        let o =
+            vlab_g(ws.path()).args(["--json", "grade", "--out"]).arg(out.path()).arg(class.path()).output().unwrap();
         (o.status.code(), serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap())
     };
     assert_eq!(code, Some(0));
@@ -209,7 +235,10 @@ fn a_killed_grader_resumes_without_losing_or_duplicating_grades() {
     }
     check_exports(out.path(), 6);
     std::thread::sleep(Duration::from_millis(200));
-    assert!(vlab_cgroups().iter().all(|c| !c.contains(&format!("-{}-", grader.id()))), "the killed grader's cgroups were not cleaned");
+    assert!(
+        vlab_cgroups().iter().all(|c| !c.contains(&format!("-{}-", grader.id()))),
+        "the killed grader's cgroups were not cleaned"
+    );
 }
 
 #[test]
@@ -220,12 +249,26 @@ fn policy_applies_late_penalties_and_hides_steps() {
     std::fs::write(&policy, "deadline = 1000\nlate_penalty_percent_per_day = 10\nmax_late_penalty_percent = 30\nhidden_steps = [\"01-script/file\"]\n").unwrap();
     let out = tempfile::tempdir().unwrap();
     let ws = workspace();
-    vlab_g(ws.path()).args(["grade", "--policy"]).arg(&policy).arg("--out").arg(out.path()).arg(class.path().join("late.tar.gz")).assert().success();
+    vlab_g(ws.path())
+        .args(["grade", "--policy"])
+        .arg(&policy)
+        .arg("--out")
+        .arg(out.path())
+        .arg(class.path().join("late.tar.gz"))
+        .assert()
+        .success();
     let r = result(out.path(), "late");
     assert_eq!(r["penalty_percent"].as_f64().unwrap(), 30.0);
     assert!((r["score"].as_f64().unwrap() - 2.1).abs() < 1e-9);
-    let gs: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("gradescope/late/results.json")).unwrap()).unwrap();
-    let file_test = gs["tests"].as_array().unwrap().iter().find(|t| t["name"].as_str().unwrap().contains(": file")).unwrap().clone();
+    let gs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("gradescope/late/results.json")).unwrap()).unwrap();
+    let file_test = gs["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"].as_str().unwrap().contains(": file"))
+        .unwrap()
+        .clone();
     assert_eq!(file_test["visibility"], "after_published");
     let feedback = std::fs::read_to_string(out.path().join("feedback/late.md")).unwrap();
     assert!(feedback.contains("hidden until released"));
@@ -249,7 +292,8 @@ fn gradescope_mode_reads_the_autograder_layout() {
     submit(&root.path().join("submission"), "gs", SOLUTION);
     let ws = workspace();
     vlab_g(ws.path()).args(["grade", "--gradescope", "--autograder-root"]).arg(root.path()).assert().success();
-    let gs: serde_json::Value = serde_json::from_slice(&std::fs::read(root.path().join("results/results.json")).unwrap()).unwrap();
+    let gs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.path().join("results/results.json")).unwrap()).unwrap();
     assert_eq!(gs["score"].as_f64().unwrap(), 3.0);
     assert_eq!(gs["tests"].as_array().unwrap().len(), 2);
 }

@@ -153,6 +153,10 @@ pub struct Check {
     pub record: Vec<String>,
     /// Observe checks: workspace-relative directory where the runner places its probe.
     pub probe_dir: Option<String>,
+    /// Start a TCP sink on 127.0.0.1 for this check: its port is $VLAB_SINK_PORT
+    /// (10.0.2.2:PORT from a QEMU user-net guest); facts `sink.*` count what arrived.
+    #[serde(default)]
+    pub sink: bool,
     /// The runner makes empty cgroups for the command (`VLAB_CGROUP_*`), reads
     /// them afterwards (`cgroup.*` facts) and removes them.
     #[serde(default)]

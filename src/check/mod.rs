@@ -5,6 +5,7 @@
 pub mod boot;
 pub mod facts;
 pub mod observe;
+pub mod sink;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -217,6 +218,13 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
         .env("VLAB_WORKSPACE", workspace)
         .env("VLAB_RUNC_ROOT", runc_root.path())
         .timeout(Duration::from_secs(check.timeout_secs));
+    let sink = match check.sink {
+        true => Some(sink::Sink::start().map_err(|e| format!("cannot open a network sink on 127.0.0.1: {e}"))?),
+        false => None,
+    };
+    if let Some(s) = &sink {
+        cmd = cmd.env("VLAB_SINK_PORT", s.port().to_string());
+    }
     if let Some(group) = cgroups.as_mut() {
         for (k, v) in group.env() {
             cmd = cmd.env(k, v);
@@ -293,6 +301,9 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
     if let Some(mut group) = cgroups.take() {
         facts.extend(group.facts());
         group.remove().map_err(|e| format!("{e:#}"))?;
+    }
+    if let Some(s) = &sink {
+        facts.extend(s.facts());
     }
     let result_text = std::fs::read_to_string(&results).unwrap_or_default();
     facts.extend(facts::parse_results(&result_text));
