@@ -94,6 +94,43 @@ pub fn facts(pid: i32, workspace: &Path) -> Facts {
     if let Some(limit) = memory_limit(pid) {
         f.insert("memory.limit_bytes".into(), limit);
     }
+    f.extend(runc_facts(pid));
+    f
+}
+
+fn argv(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+        })
+        .unwrap_or_default()
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// If `pid` was started by `runc run`, what runc itself says of that
+/// container: `runc.id`, `runc.status` and `runc.init_is_probe` (the
+/// container's init, by `runc state`, is this very process).
+fn runc_facts(pid: i32) -> Facts {
+    let mut f = Facts::new();
+    let Some(parent) = parent_of(pid) else { return f };
+    let args = argv(parent);
+    let is_runc = args.first().is_some_and(|a| a.rsplit('/').next() == Some("runc"));
+    if !is_runc || !args.iter().any(|a| a == "run") {
+        return f;
+    }
+    let root = args.iter().position(|a| a == "--root").and_then(|i| args.get(i + 1)).cloned();
+    let root = root.or_else(|| args.iter().find_map(|a| a.strip_prefix("--root=")).map(str::to_string));
+    let (Some(root), Some(id)) = (root, args.last()) else { return f };
+    if let Some(state) = super::runc::state(Path::new(&root), id) {
+        f.insert("runc.id".into(), id.clone());
+        f.insert("runc.status".into(), state["status"].as_str().unwrap_or("unknown").to_string());
+        let init = state["pid"].as_i64() == Some(pid as i64);
+        f.insert("runc.init_is_probe".into(), if init { "yes" } else { "no" }.into());
+    }
     f
 }
 
