@@ -66,6 +66,19 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             grade(&ctx, args)
         }
         Command::GradeOne { spec } => grade_one(&spec),
+        Command::Compare { svg } => compare(&ctx, svg),
+        Command::Advise { other_os, other_arch, strong_isolation, live_migration, dedicated_resources, hardware_virt } => {
+            let flag = |f: Option<crate::cli::YesNo>| f.map(crate::cli::YesNo::get);
+            let needs = crate::compare::Needs {
+                other_os: flag(other_os),
+                other_arch: flag(other_arch),
+                strong_isolation: flag(strong_isolation),
+                live_migration: flag(live_migration),
+                dedicated_resources: flag(dedicated_resources),
+                hardware_virt: flag(hardware_virt),
+            };
+            advise(&ctx, needs)
+        }
         Command::Guest { action } => guest_command(&ctx, action),
         Command::Kvm { action: crate::cli::KvmAction::Run { file, nonce } } => kvm_run(&ctx, &file, nonce),
         Command::Kvm { action: crate::cli::KvmAction::Verdict { command } } => crate::guest::vmm::verdict(&command),
@@ -160,6 +173,9 @@ fn run_checks(ctx: &Ctx, lab: &Lab, step: Option<&str>, caps: &host::Capabilitie
     let dir = ctx.ws.require_started(lab)?;
     crate::prepare::prepare(lab, &dir)?;
     let report = check::check_lab(lab, &dir, caps, step)?;
+    if crate::cleanup::interrupted() {
+        bail!("interrupted");
+    }
     let mut state = State::load(&ctx.ws.meta_dir())?;
     state.record(&report);
     state.save(&ctx.ws.meta_dir())?;
@@ -475,4 +491,66 @@ fn emu_command(action: crate::cli::EmuAction) -> anyhow::Result<i32> {
         crate::cli::EmuAction::Translate { command } => crate::guest::emu::translate(&command),
         crate::cli::EmuAction::Cross { command } => crate::guest::emu::cross(&command),
     }
+}
+
+#[derive(Serialize)]
+struct Compared {
+    #[serde(flatten)]
+    comparison: crate::compare::Comparison,
+    svg: PathBuf,
+}
+
+fn compare(ctx: &Ctx, svg: Option<PathBuf>) -> anyhow::Result<i32> {
+    let state = State::load(&ctx.ws.meta_dir())?;
+    let comparison = crate::compare::compare(&state);
+    let path = svg.unwrap_or_else(|| ctx.ws.root.join("compare.svg"));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut tmp = tempfile::NamedTempFile::new_in(path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")))?;
+    tmp.write_all(crate::report::chart::svg(&comparison).as_bytes())?;
+    tmp.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    let done = Compared { comparison, svg: path };
+    ctx.emit(&done, || crate::report::comparison(&done.comparison, Some(&done.svg), &ctx.style))?;
+    Ok(0)
+}
+
+/// Asks a yes/no question on the terminal; None when not interactive or skipped.
+fn ask(question: &str) -> Option<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprint!("{question} [y/n/Enter to skip] ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).ok()?;
+    match line.trim().to_lowercase().as_str() {
+        "y" | "yes" => Some(true),
+        "n" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn advise(ctx: &Ctx, mut needs: crate::compare::Needs) -> anyhow::Result<i32> {
+    let questions: [(&mut Option<bool>, &str); 5] = [
+        (&mut needs.other_os, "Must it run a different kernel or OS than the host?"),
+        (&mut needs.other_arch, "Must it run code for another CPU architecture?"),
+        (&mut needs.strong_isolation, "Must tenants be isolated by separate kernels?"),
+        (&mut needs.live_migration, "Must running instances move between hosts?"),
+        (&mut needs.dedicated_resources, "Must each workload own fixed CPUs and memory?"),
+    ];
+    if !ctx.cli_json {
+        for (answer, q) in questions {
+            if answer.is_none() {
+                *answer = ask(q);
+            }
+        }
+    }
+    if needs.hardware_virt.is_none() {
+        needs.hardware_virt = Some(host::detect().kvm.fast);
+    }
+    let state = State::load(&ctx.ws.meta_dir())?;
+    let advice = crate::compare::advise(&needs, &crate::compare::compare(&state));
+    ctx.emit(&advice, || crate::report::advice(&advice, &ctx.style))?;
+    Ok(0)
 }

@@ -19,6 +19,22 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Has Ctrl-C (or SIGTERM) been received?
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Exits with `code`, unless interrupted: then the handler is cleaning up and
+/// exits with 130 itself, so this waits for it.
+pub fn exit(code: i32) -> ! {
+    while interrupted() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::process::exit(code)
+}
+
 /// Installs the SIGINT/SIGTERM handler once. It kills every registered group,
 /// removes every registered path and exits 130, so Ctrl-C leaves nothing.
 pub fn install_interrupt_handler() {
@@ -26,6 +42,9 @@ pub fn install_interrupt_handler() {
         // Orphans of our children re-parent to us, so the sweep can find them.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         let _ = ctrlc::set_handler(|| {
+            // First, so the main thread (which sees its children die) does not
+            // report their deaths as results or exit with its own status.
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
             kill_everything();
             eprintln!("vlab: interrupted; every child was stopped and scratch files removed");
             std::process::exit(130);

@@ -123,6 +123,36 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = "/autograder")]
         autograder_root: PathBuf,
     },
+    /// Your measurements of every tier side by side, as a table and an SVG chart
+    Compare {
+        /// Where to write the chart (default: <workspace>/compare.svg)
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+    /// Which tier fits a job? Answers the field guide's questions with your numbers
+    #[command(after_help = "Questions not given as flags are asked when run on a terminal;\n\
+                            otherwise they count as \"no strong need\". --hardware-virt defaults to\n\
+                            what `vlab doctor` measures.")]
+    Advise {
+        /// Must it run a different kernel or OS than the host?
+        #[arg(long, value_name = "yes|no")]
+        other_os: Option<YesNo>,
+        /// Must it run code for another CPU architecture?
+        #[arg(long, value_name = "yes|no")]
+        other_arch: Option<YesNo>,
+        /// Must tenants be isolated by separate kernels?
+        #[arg(long, value_name = "yes|no")]
+        strong_isolation: Option<YesNo>,
+        /// Must running instances move between hosts (live migration)?
+        #[arg(long, value_name = "yes|no")]
+        live_migration: Option<YesNo>,
+        /// Must each workload own fixed CPUs and memory?
+        #[arg(long, value_name = "yes|no")]
+        dedicated_resources: Option<YesNo>,
+        /// Is fast hardware virtualization available (default: measured)
+        #[arg(long, value_name = "yes|no")]
+        hardware_virt: Option<YesNo>,
+    },
     /// Internal: grade one submission inside the sandbox (run by `vlab grade`)
     #[command(name = "__grade-one", hide = true)]
     GradeOne { spec: PathBuf },
@@ -215,4 +245,16 @@ pub enum EmuAction {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum YesNo {
+    Yes,
+    No,
+}
+
+impl YesNo {
+    pub fn get(self) -> bool {
+        self == YesNo::Yes
+    }
 }

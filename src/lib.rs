@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod check;
 pub mod cleanup;
 pub mod cli;
+pub mod compare;
 pub mod container;
 pub mod grade;
 pub mod guest;

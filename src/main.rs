@@ -4,10 +4,11 @@ fn main() {
     let cli = vlab::cli::Cli::parse();
     let code = match vlab::app::run(cli) {
         Ok(code) => code,
-        Err(e) => {
+        Err(e) if !vlab::cleanup::interrupted() => {
             eprintln!("vlab: {e:#}");
             2
         }
+        Err(_) => 130,
     };
-    std::process::exit(code);
+    vlab::cleanup::exit(code);
 }

@@ -24,7 +24,8 @@ pub struct LabState {
     /// Step id → last outcome and points.
     #[serde(default)]
     pub steps: BTreeMap<String, StepState>,
-    /// Fact name → value, from passing checks that record it.
+    /// `<step>.<fact>` → value, from passing checks that record it (keyed by
+    /// step, since two steps may measure the same thing under different setups).
     #[serde(default)]
     pub measurements: BTreeMap<String, String>,
     pub last_checked: Option<u64>,
@@ -79,7 +80,7 @@ impl State {
                 },
             );
             for check in &step.checks {
-                lab.measurements.extend(check.recorded.clone());
+                lab.measurements.extend(check.recorded.iter().map(|(k, v)| (format!("{}.{k}", step.step), v.clone())));
             }
         }
     }

@@ -79,7 +79,7 @@ fn check_starter_fails_with_messages_then_solution_passes() {
     let (_, status) = json(ws.path(), &["status"]);
     let lab = &status["labs"]["01-bare-metal"];
     assert_eq!(lab["steps"]["io"]["outcome"], "pass");
-    let syscalls: f64 = lab["measurements"]["result.syscall_count"].as_str().unwrap().parse().unwrap();
+    let syscalls: f64 = lab["measurements"]["syscall.result.syscall_count"].as_str().unwrap().parse().unwrap();
     assert!(syscalls >= 100000.0);
     vlab(ws.path()).arg("status").assert().success().stdout(predicate::str::contains("8/8"));
 }

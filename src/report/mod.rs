@@ -1,5 +1,7 @@
 //! Results rendered for people. Programs get the same models as JSON (`--json`).
 
+pub mod chart;
+
 use std::fmt::Write;
 
 use crate::catalog::{Catalog, Lab};
@@ -163,5 +165,45 @@ pub fn doctor(c: &Capabilities, s: &Style) -> String {
             writeln!(out, "\n  missing tools: run `vlab setup` (as root) or `sudo apt-get install {}`", pkgs.join(" "));
     }
     let _ = writeln!(out, "  (measured in {:.0} ms)", c.elapsed_ms);
+    out
+}
+
+pub fn comparison(c: &crate::compare::Comparison, svg: Option<&std::path::Path>, s: &Style) -> String {
+    let mut out = format!("{}\n", s.bold(&format!("Every tier, measured on {}", c.host)));
+    let mut last = String::new();
+    for r in c.measured() {
+        let title = if r.title != last { r.title.clone() } else { String::new() };
+        last = r.title.clone();
+        let value = r.value.map(|v| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.2}") }).unwrap_or_default();
+        let rel = r.vs_bare_metal.map(|x| format!("{x:.2}× bare metal")).unwrap_or_default();
+        let _ = writeln!(out, "  {title:<36} {:<32} {:>10} {:<13} {rel}", r.tier, value, r.unit);
+    }
+    if c.measured().next().is_none() {
+        let _ = writeln!(out, "  no measurements yet; the labs below record them.");
+    }
+    if !c.missing.is_empty() {
+        let _ = writeln!(out, "\nmissing ({}):", c.missing.len());
+        for m in &c.missing {
+            let _ = writeln!(out, "  {}", s.dim(m));
+        }
+    }
+    if let Some(p) = svg {
+        let _ = writeln!(out, "\nchart: {}", p.display());
+    }
+    out
+}
+
+pub fn advice(a: &crate::compare::Advice, s: &Style) -> String {
+    let mut out = format!("Recommended tier: {}\n", s.bold(&a.tier));
+    for w in &a.why {
+        let _ = writeln!(out, "  because {w}");
+    }
+    let _ = writeln!(out, "Your numbers:");
+    for e in &a.evidence {
+        let _ = writeln!(out, "  {e}");
+    }
+    if !a.alternatives.is_empty() {
+        let _ = writeln!(out, "Also consider: {}", a.alternatives.join("; "));
+    }
     out
 }
