@@ -165,28 +165,10 @@ pub fn gather(pid: i32, workspace: &Path) -> Facts {
 /// a directory of the workspace (compared by device and inode, which survive
 /// bind mounts and pivot_root), else "other".
 fn root_of(pid: i32, workspace: &Path) -> String {
-    let Ok(theirs) = std::fs::metadata(format!("/proc/{pid}/root/.")) else { return "unknown".into() };
-    let same = |m: &std::fs::Metadata| m.dev() == theirs.dev() && m.ino() == theirs.ino();
-    if std::fs::metadata("/").is_ok_and(|m| same(&m)) {
-        return "host".into();
+    match std::fs::metadata(format!("/proc/{pid}/root/.")) {
+        Ok(theirs) => crate::container::process::locate(theirs.dev(), theirs.ino(), workspace),
+        Err(_) => "unknown".into(),
     }
-    let mut frontier = vec![(workspace.to_path_buf(), 0)];
-    while let Some((dir, depth)) = frontier.pop() {
-        if std::fs::metadata(&dir).is_ok_and(|m| same(&m)) {
-            let rel = dir.strip_prefix(workspace).unwrap_or(&dir).display().to_string();
-            return format!("workspace:{}", if rel.is_empty() { "." } else { &rel });
-        }
-        if depth < 2
-            && let Ok(rd) = std::fs::read_dir(&dir)
-        {
-            frontier.extend(
-                rd.filter_map(|e| e.ok())
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| (e.path(), depth + 1)),
-            );
-        }
-    }
-    "other".into()
 }
 
 /// The hostname in the process's UTS namespace, read by entering it.
