@@ -140,7 +140,7 @@ impl Comparison {
     }
 }
 
-fn lookup<'a>(state: &'a State, lab: &str, key: &str) -> Option<f64> {
+fn lookup(state: &State, lab: &str, key: &str) -> Option<f64> {
     state.labs.get(lab)?.measurements.get(key)?.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
