@@ -67,7 +67,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::GradeOne { spec } => grade_one(&spec),
         Command::Compare { svg } => compare(&ctx, svg),
-        Command::Advise { other_os, other_arch, strong_isolation, live_migration, dedicated_resources, hardware_virt } => {
+        Command::Advise {
+            other_os,
+            other_arch,
+            strong_isolation,
+            live_migration,
+            dedicated_resources,
+            hardware_virt,
+        } => {
             let flag = |f: Option<crate::cli::YesNo>| f.map(crate::cli::YesNo::get);
             let needs = crate::compare::Needs {
                 other_os: flag(other_os),
@@ -507,7 +514,9 @@ fn compare(ctx: &Ctx, svg: Option<PathBuf>) -> anyhow::Result<i32> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(
+        path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")),
+    )?;
     tmp.write_all(crate::report::chart::svg(&comparison).as_bytes())?;
     tmp.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
     let done = Compared { comparison, svg: path };

@@ -48,8 +48,16 @@ const METRICS: &[Metric] = &[
         unit: "ns/call",
         better: Better::Lower,
         sources: &[
-            Source { tier: BARE, lab: "01-bare-metal", formula: Formula::Ratio("syscall.result.syscall_us", "syscall.result.syscall_count", 1000.0) },
-            Source { tier: "User-Mode-Linux", lab: "07-uml", formula: Formula::Ratio("boot.guest.syscall_us", "boot.guest.syscall_count", 1000.0) },
+            Source {
+                tier: BARE,
+                lab: "01-bare-metal",
+                formula: Formula::Ratio("syscall.result.syscall_us", "syscall.result.syscall_count", 1000.0),
+            },
+            Source {
+                tier: "User-Mode-Linux",
+                lab: "07-uml",
+                formula: Formula::Ratio("boot.guest.syscall_us", "boot.guest.syscall_count", 1000.0),
+            },
         ],
     },
     Metric {
@@ -58,10 +66,34 @@ const METRICS: &[Metric] = &[
         unit: "ns/iteration",
         better: Better::Lower,
         sources: &[
-            Source { tier: BARE, lab: "01-bare-metal", formula: Formula::Ratio("cpu.result.cpu_us", "cpu.result.cpu_iterations", 1000.0) },
-            Source { tier: "software emulation (qemu-user)", lab: "09-software-emulation", formula: Formula::Relative("cross.result.slowdown") },
-            Source { tier: "software emulation (TCG guest)", lab: "10-kvm", formula: Formula::Ratio("tcg-baseline.guest.measure.cpu_us", "tcg-baseline.guest.measure.cpu_iterations", 1000.0) },
-            Source { tier: "hardware-assisted (KVM)", lab: "10-kvm", formula: Formula::Ratio("kvm-boot.guest.measure.cpu_us", "kvm-boot.guest.measure.cpu_iterations", 1000.0) },
+            Source {
+                tier: BARE,
+                lab: "01-bare-metal",
+                formula: Formula::Ratio("cpu.result.cpu_us", "cpu.result.cpu_iterations", 1000.0),
+            },
+            Source {
+                tier: "software emulation (qemu-user)",
+                lab: "09-software-emulation",
+                formula: Formula::Relative("cross.result.slowdown"),
+            },
+            Source {
+                tier: "software emulation (TCG guest)",
+                lab: "10-kvm",
+                formula: Formula::Ratio(
+                    "tcg-baseline.guest.measure.cpu_us",
+                    "tcg-baseline.guest.measure.cpu_iterations",
+                    1000.0,
+                ),
+            },
+            Source {
+                tier: "hardware-assisted (KVM)",
+                lab: "10-kvm",
+                formula: Formula::Ratio(
+                    "kvm-boot.guest.measure.cpu_us",
+                    "kvm-boot.guest.measure.cpu_iterations",
+                    1000.0,
+                ),
+            },
         ],
     },
     Metric {
@@ -70,8 +102,16 @@ const METRICS: &[Metric] = &[
         unit: "MB/s",
         better: Better::Higher,
         sources: &[
-            Source { tier: BARE, lab: "01-bare-metal", formula: Formula::Ratio("io.result.io_bytes", "io.result.io_us", 1.0) },
-            Source { tier: "User-Mode-Linux", lab: "07-uml", formula: Formula::Ratio("boot.guest.io_bytes", "boot.guest.io_us", 1.0) },
+            Source {
+                tier: BARE,
+                lab: "01-bare-metal",
+                formula: Formula::Ratio("io.result.io_bytes", "io.result.io_us", 1.0),
+            },
+            Source {
+                tier: "User-Mode-Linux",
+                lab: "07-uml",
+                formula: Formula::Ratio("boot.guest.io_bytes", "boot.guest.io_us", 1.0),
+            },
         ],
     },
     Metric {
@@ -80,9 +120,17 @@ const METRICS: &[Metric] = &[
         unit: "ms",
         better: Better::Lower,
         sources: &[
-            Source { tier: "containers", lab: "06-density", formula: Formula::Value("containers.density.container_start_ms", 1.0) },
+            Source {
+                tier: "containers",
+                lab: "06-density",
+                formula: Formula::Value("containers.density.container_start_ms", 1.0),
+            },
             Source { tier: "User-Mode-Linux", lab: "07-uml", formula: Formula::Value("boot.boot.ms", 1.0) },
-            Source { tier: "software emulation (TCG guest)", lab: "09-software-emulation", formula: Formula::Value("boot.boot.ms", 1.0) },
+            Source {
+                tier: "software emulation (TCG guest)",
+                lab: "09-software-emulation",
+                formula: Formula::Value("boot.boot.ms", 1.0),
+            },
             Source { tier: "hardware-assisted (KVM)", lab: "10-kvm", formula: Formula::Value("kvm-boot.boot.ms", 1.0) },
         ],
     },
@@ -92,7 +140,11 @@ const METRICS: &[Metric] = &[
         unit: "KiB",
         better: Better::Lower,
         sources: &[
-            Source { tier: "containers", lab: "06-density", formula: Formula::Value("containers.density.container_kib", 1.0) },
+            Source {
+                tier: "containers",
+                lab: "06-density",
+                formula: Formula::Value("containers.density.container_kib", 1.0),
+            },
             Source { tier: "User-Mode-Linux", lab: "06-density", formula: Formula::Value("uml.density.uml_kib", 1.0) },
         ],
     },
@@ -242,9 +294,17 @@ pub fn advise(needs: &Needs, cmp: &Comparison) -> Advice {
             vec![],
         )
     } else if yes(needs.other_os) || yes(needs.live_migration) {
-        let reason = if yes(needs.other_os) { "a different kernel or OS needs a virtual machine of its own" } else { "live migration moves whole virtual machines, not processes" };
+        let reason = if yes(needs.other_os) {
+            "a different kernel or OS needs a virtual machine of its own"
+        } else {
+            "live migration moves whole virtual machines, not processes"
+        };
         if hw {
-            ("hardware-assisted (KVM)", vec![reason.into(), "this machine's KVM runs at hardware speed".into()], vec!["paravirtualization (Xen PV) for guests that cooperate"])
+            (
+                "hardware-assisted (KVM)",
+                vec![reason.into(), "this machine's KVM runs at hardware speed".into()],
+                vec!["paravirtualization (Xen PV) for guests that cooperate"],
+            )
         } else {
             (
                 "paravirtualization",
@@ -262,7 +322,11 @@ pub fn advise(needs: &Needs, cmp: &Comparison) -> Advice {
         if hw {
             ("hardware-assisted (KVM)", vec!["a separate kernel per tenant: a kernel bug in one guest does not reach the others; microVMs keep the cost low".into()], vec!["containers with a user-space kernel (gVisor)"])
         } else {
-            ("User-Mode-Linux or paravirtualization", vec!["a separate kernel per tenant without hardware support".into()], vec!["containers, if one shared kernel is acceptable"])
+            (
+                "User-Mode-Linux or paravirtualization",
+                vec!["a separate kernel per tenant without hardware support".into()],
+                vec!["containers, if one shared kernel is acceptable"],
+            )
         }
     } else {
         ("containers", vec!["one kernel is acceptable, so the lightest tier wins: no second kernel, near bare-metal speed, the highest density".into()], vec!["hardware-assisted VMs if isolation needs grow"])
@@ -295,7 +359,11 @@ mod tests {
     fn state(entries: &[(&str, &str, &str)]) -> State {
         let mut s = State::default();
         for (lab, key, v) in entries {
-            s.labs.entry(lab.to_string()).or_insert_with(LabState::default).measurements.insert(key.to_string(), v.to_string());
+            s.labs
+                .entry(lab.to_string())
+                .or_insert_with(LabState::default)
+                .measurements
+                .insert(key.to_string(), v.to_string());
         }
         s
     }
@@ -326,8 +394,14 @@ mod tests {
         let ask = |n: Needs| advise(&n, &c).tier;
         assert_eq!(ask(Needs::default()), "containers");
         assert_eq!(ask(Needs { other_arch: Some(true), ..Default::default() }), "software emulation");
-        assert_eq!(ask(Needs { other_os: Some(true), hardware_virt: Some(true), ..Default::default() }), "hardware-assisted (KVM)");
-        assert_eq!(ask(Needs { other_os: Some(true), hardware_virt: Some(false), ..Default::default() }), "paravirtualization");
+        assert_eq!(
+            ask(Needs { other_os: Some(true), hardware_virt: Some(true), ..Default::default() }),
+            "hardware-assisted (KVM)"
+        );
+        assert_eq!(
+            ask(Needs { other_os: Some(true), hardware_virt: Some(false), ..Default::default() }),
+            "paravirtualization"
+        );
         assert_eq!(ask(Needs { dedicated_resources: Some(true), ..Default::default() }), "hardware partitioning");
     }
 }

@@ -28,11 +28,9 @@ fn svg_texts(path: &std::path::Path) -> (usize, String) {
 #[test]
 fn with_no_results_it_says_which_labs_to_run() {
     let ws = workspace();
-    vlab(ws.path())
-        .arg("compare")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("no measurements yet").and(predicate::str::contains("vlab check 01-bare-metal")));
+    vlab(ws.path()).arg("compare").assert().success().stdout(
+        predicate::str::contains("no measurements yet").and(predicate::str::contains("vlab check 01-bare-metal")),
+    );
     let (bars, text) = svg_texts(&ws.path().join("compare.svg"));
     assert_eq!(bars, 0);
     assert!(text.contains("no numbers yet"), "{text}");
@@ -53,27 +51,53 @@ fn recorded_results_become_a_table_and_a_chart() {
                     ("cpu.result.cpu_iterations", "300000"),
                 ],
             ),
-            ("07-uml", &[("boot.guest.syscall_us", "9000000"), ("boot.guest.syscall_count", "400000"), ("boot.boot.ms", "3800")]),
-            ("06-density", &[("containers.density.container_kib", "1300"), ("containers.density.container_start_ms", "50")]),
+            (
+                "07-uml",
+                &[
+                    ("boot.guest.syscall_us", "9000000"),
+                    ("boot.guest.syscall_count", "400000"),
+                    ("boot.boot.ms", "3800"),
+                ],
+            ),
+            (
+                "06-density",
+                &[("containers.density.container_kib", "1300"), ("containers.density.container_start_ms", "50")],
+            ),
         ],
     );
     let out = ws.path().join("charts/mine.svg");
     let (code, json) = json(ws.path(), &["compare", "--svg", out.to_str().unwrap()]);
     assert_eq!(code, 0);
-    let uml = json["rows"].as_array().unwrap().iter().find(|r| r["metric"] == "syscall" && r["tier"] == "User-Mode-Linux").unwrap().clone();
+    let uml = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["metric"] == "syscall" && r["tier"] == "User-Mode-Linux")
+        .unwrap()
+        .clone();
     assert_eq!(uml["vs_bare_metal"].as_f64().unwrap(), 60.0);
     assert!(json["missing"].as_array().unwrap().iter().any(|m| m.as_str().unwrap().contains("09-software-emulation")));
     let (bars, text) = svg_texts(&out);
     assert!(bars >= 6, "{bars} bars");
     assert!(text.contains("60.00×") && text.contains("Every tier, measured on"), "{text}");
     assert!(text.contains("log scale"), "axes say their scale: {text}");
-    vlab(ws.path()).args(["compare", "--svg", out.to_str().unwrap()]).assert().success().stdout(predicate::str::contains("60.00× bare metal"));
+    vlab(ws.path())
+        .args(["compare", "--svg", out.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("60.00× bare metal"));
 }
 
 #[test]
 fn advise_answers_the_field_guides_questions_with_measured_numbers() {
     let ws = workspace();
-    write_state(ws.path(), &[("06-density", &[("containers.density.container_kib", "1300"), ("containers.density.container_start_ms", "50")])]);
+    write_state(
+        ws.path(),
+        &[(
+            "06-density",
+            &[("containers.density.container_kib", "1300"), ("containers.density.container_start_ms", "50")],
+        )],
+    );
     let (_, a) = json(ws.path(), &["advise", "--other-os", "no", "--strong-isolation", "no", "--hardware-virt", "no"]);
     assert_eq!(a["tier"], "containers");
     assert!(a["evidence"].to_string().contains("1300"), "{a}");

@@ -40,7 +40,13 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 fn tick_label(t: f64) -> String {
-    if t >= 1000.0 { format!("{}k", t / 1000.0) } else if t >= 1.0 { format!("{t}") } else { format!("{t:.1}") }
+    if t >= 1000.0 {
+        format!("{}k", t / 1000.0)
+    } else if t >= 1.0 {
+        format!("{t}")
+    } else {
+        format!("{t:.1}")
+    }
 }
 
 fn panel(svg: &mut String, y: f64, title: &str, axis: &str, bars: &[Bar], empty: &str, reference: Option<f64>) -> f64 {
@@ -58,27 +64,70 @@ fn panel(svg: &mut String, y: f64, title: &str, axis: &str, bars: &[Bar], empty:
     let bottom = top + bars.len() as f64 * ROW_H;
     for t in ticks(lo, hi) {
         let _ = writeln!(svg, r##"<line x1="{0:.1}" y1="{top}" x2="{0:.1}" y2="{bottom}" stroke="#ddd"/>"##, x(t));
-        let _ = writeln!(svg, r##"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle" fill="#444">{}</text>"##, x(t), bottom + 14.0, tick_label(t));
+        let _ = writeln!(
+            svg,
+            r##"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle" fill="#444">{}</text>"##,
+            x(t),
+            bottom + 14.0,
+            tick_label(t)
+        );
     }
     for (i, b) in bars.iter().enumerate() {
         let row = top + i as f64 * ROW_H;
-        let _ = writeln!(svg, r#"<text x="{}" y="{}" font-size="13" text-anchor="end">{}</text>"#, LABEL_W - 8.0, row + 17.0, esc(&b.label));
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" font-size="13" text-anchor="end">{}</text>"#,
+            LABEL_W - 8.0,
+            row + 17.0,
+            esc(&b.label)
+        );
         let w = (x(b.value) - LABEL_W).max(1.0);
-        let _ = writeln!(svg, r#"<rect x="{LABEL_W}" y="{}" width="{w:.1}" height="{}" fill="{}"/>"#, row + 4.0, ROW_H - 8.0, b.color);
-        let _ = writeln!(svg, r#"<text x="{:.1}" y="{}" font-size="12">{}</text>"#, LABEL_W + w + 6.0, row + 17.0, esc(&b.text));
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{LABEL_W}" y="{}" width="{w:.1}" height="{}" fill="{}"/>"#,
+            row + 4.0,
+            ROW_H - 8.0,
+            b.color
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{}" font-size="12">{}</text>"#,
+            LABEL_W + w + 6.0,
+            row + 17.0,
+            esc(&b.text)
+        );
     }
     if let Some(r) = reference {
-        let _ = writeln!(svg, r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{bottom}" stroke="#222" stroke-dasharray="4 3"/>"##, x(r), top - 4.0);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{bottom}" stroke="#222" stroke-dasharray="4 3"/>"##,
+            x(r),
+            top - 4.0
+        );
     }
-    let _ = writeln!(svg, r##"<line x1="{LABEL_W}" y1="{bottom}" x2="{}" y2="{bottom}" stroke="#222"/>"##, LABEL_W + BAR_W);
-    let _ = writeln!(svg, r##"<text x="{}" y="{}" font-size="12" text-anchor="middle" fill="#222">{}</text>"##, LABEL_W + BAR_W / 2.0, bottom + 32.0, esc(axis));
+    let _ =
+        writeln!(svg, r##"<line x1="{LABEL_W}" y1="{bottom}" x2="{}" y2="{bottom}" stroke="#222"/>"##, LABEL_W + BAR_W);
+    let _ = writeln!(
+        svg,
+        r##"<text x="{}" y="{}" font-size="12" text-anchor="middle" fill="#222">{}</text>"##,
+        LABEL_W + BAR_W / 2.0,
+        bottom + 32.0,
+        esc(axis)
+    );
     bottom + 48.0
 }
 
 /// Renders the comparison: overhead relative to bare metal, then start times and memory.
 pub fn svg(cmp: &Comparison) -> String {
     let color_of = |tier: &str| {
-        let tiers = ["bare metal", "hardware partitioning", "containers", "User-Mode-Linux", "software emulation", "hardware-assisted"];
+        let tiers = [
+            "bare metal",
+            "hardware partitioning",
+            "containers",
+            "User-Mode-Linux",
+            "software emulation",
+            "hardware-assisted",
+        ];
         COLORS[tiers.iter().position(|t| tier.starts_with(t)).unwrap_or(0) % COLORS.len()]
     };
     let overhead: Vec<Bar> = cmp
@@ -86,7 +135,12 @@ pub fn svg(cmp: &Comparison) -> String {
         .iter()
         .filter_map(|r| {
             let x = r.vs_bare_metal?;
-            Some(Bar { label: format!("{}: {}", r.title, r.tier), value: x, text: format!("{x:.2}×"), color: color_of(&r.tier) })
+            Some(Bar {
+                label: format!("{}: {}", r.title, r.tier),
+                value: x,
+                text: format!("{x:.2}×"),
+                color: color_of(&r.tier),
+            })
         })
         .collect();
     let absolute = |metric: &str| -> Vec<Bar> {
@@ -95,7 +149,12 @@ pub fn svg(cmp: &Comparison) -> String {
             .filter(|r| r.metric == metric)
             .filter_map(|r| {
                 let v = r.value?;
-                Some(Bar { label: r.tier.clone(), value: v.max(0.001), text: format!("{v:.0} {}", r.unit), color: color_of(&r.tier) })
+                Some(Bar {
+                    label: r.tier.clone(),
+                    value: v.max(0.001),
+                    text: format!("{v:.0} {}", r.unit),
+                    color: color_of(&r.tier),
+                })
             })
             .collect()
     };
@@ -110,8 +169,24 @@ pub fn svg(cmp: &Comparison) -> String {
         "no numbers yet: run 01-bare-metal and another tier's lab",
         Some(1.0),
     );
-    y = panel(&mut body, y, "Start or boot time", "milliseconds to a running instance (log scale)", &absolute("start"), "no numbers yet: run 06-density, 07-uml, 09-software-emulation", None);
-    y = panel(&mut body, y, "Memory per instance", "KiB per running instance (log scale)", &absolute("memory"), "no numbers yet: run 06-density", None);
+    y = panel(
+        &mut body,
+        y,
+        "Start or boot time",
+        "milliseconds to a running instance (log scale)",
+        &absolute("start"),
+        "no numbers yet: run 06-density, 07-uml, 09-software-emulation",
+        None,
+    );
+    y = panel(
+        &mut body,
+        y,
+        "Memory per instance",
+        "KiB per running instance (log scale)",
+        &absolute("memory"),
+        "no numbers yet: run 06-density",
+        None,
+    );
     let height = y + 10.0;
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">
