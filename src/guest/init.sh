@@ -10,14 +10,20 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
 read -r cmdline < /proc/cmdline
 nonce=missing measure="" cpu_iterations=20000 ata=0
+sink="" disk_mib=8 net_kib=1024
 for w in $cmdline; do
     case "$w" in
         vlab.nonce=*) nonce=${w#vlab.nonce=} ;;
         vlab.measure=*) measure=${w#vlab.measure=} ;;
         vlab.cpu_iterations=*) cpu_iterations=${w#vlab.cpu_iterations=} ;;
         vlab.ata=*) ata=${w#vlab.ata=} ;;
+        vlab.sink=*) sink=${w#vlab.sink=} ;;
+        vlab.disk_mib=*) disk_mib=${w#vlab.disk_mib=} ;;
+        vlab.net_kib=*) net_kib=${w#vlab.net_kib=} ;;
     esac
 done
+# The disk measurement is about the emulated IDE disk when there is one.
+case ",$measure," in *,disk,*) ata=1 ;; esac
 
 # Drivers for the devices present: virtio (vendor 0x1af4), IDE (class 0x0101,
 # on every PC machine, so only when asked with vlab.ata=1), other NICs (class 0x0200).
@@ -74,6 +80,91 @@ now_ns() {
     done < /proc/timer_list
 }
 
+# Paravirtualization lab (vlab.measure=disk,net,tty): throughput through the
+# devices under test, and the drivers serving them. The disk under test is
+# the guest's only disk and is overwritten; O_DIRECT keeps the page cache out.
+pci_driver() {
+    p=$(readlink -f "$1")
+    while [ "${#p}" -gt 12 ]; do
+        case "$(readlink "$p/subsystem")" in
+            */pci) t=$(readlink "$p/driver") && { echo "${t##*/}"; return; } ;;
+        esac
+        p=${p%/*}
+    done
+    echo none
+}
+rate() { echo $(($1 * 1000000000 / ($2 > 0 ? $2 : 1))); }
+measure_disk() {
+    dev=""
+    for b in /sys/block/vd* /sys/block/sd* /sys/block/hd*; do
+        [ -e "$b/device" ] && { dev=${b##*/}; break; }
+    done
+    [ -n "$dev" ] || { echo "measure.disk=no-disk"; return; }
+    echo "disk.dev=$dev"
+    t=$(readlink "/sys/block/$dev/device/driver")
+    echo "disk.driver=${t##*/}"
+    echo "disk.controller=$(pci_driver "/sys/block/$dev/device")"
+    ok=ok
+    t0=$(now_ns)
+    dd if=/dev/zero of="/dev/$dev" bs=1M count="$disk_mib" oflag=direct 2>/dev/null || ok=write-failed
+    t1=$(now_ns)
+    dd if="/dev/$dev" of=/dev/null bs=1M count="$disk_mib" iflag=direct 2>/dev/null || ok=read-failed
+    t2=$(now_ns)
+    echo "measure.disk=$ok"
+    echo "measure.disk_bytes=$((disk_mib * 1048576))"
+    echo "measure.disk_write_us=$(((t1 - t0) / 1000))"
+    echo "measure.disk_read_us=$(((t2 - t1) / 1000))"
+    echo "measure.disk_write_kib_s=$(rate $((disk_mib * 1024)) $((t1 - t0)))"
+    echo "measure.disk_read_kib_s=$(rate $((disk_mib * 1024)) $((t2 - t1)))"
+}
+# Bytes to the runner's sink (vlab.sink=PORT) through `$1`: a TCP connection
+# over the first NIC (net), or the second serial port wired to it (tty).
+send() {
+    ok=ok
+    t0=$(now_ns)
+    case "$1" in
+        net) dd if=/dev/zero bs=1024 count="$net_kib" 2>/dev/null | nc 10.0.2.2 "$sink" || ok=send-failed ;;
+        tty) dd if=/dev/zero of=/dev/ttyS1 bs=1024 count="$net_kib" 2>/dev/null || ok=send-failed ;;
+    esac
+    t1=$(now_ns)
+    echo "measure.$1=$ok"
+    echo "measure.$1_bytes=$((net_kib * 1024))"
+    echo "measure.$1_us=$(((t1 - t0) / 1000))"
+    echo "measure.$1_kib_s=$(rate "$net_kib" $((t1 - t0)))"
+}
+measure_net() {
+    ifc=""
+    for n in /sys/class/net/*; do
+        [ -e "$n/device" ] && { ifc=${n##*/}; break; }
+    done
+    [ -n "$ifc" ] || { echo "measure.net=no-nic"; return; }
+    [ -n "$sink" ] || { echo "measure.net=no-sink"; return; }
+    t=$(readlink "/sys/class/net/$ifc/device/driver")
+    echo "net.dev=$ifc"
+    echo "net.driver=${t##*/}"
+    echo "net.controller=$(pci_driver "/sys/class/net/$ifc/device")"
+    ip link set "$ifc" up && ip addr add 10.0.2.15/24 dev "$ifc"
+    send net
+}
+measure_tty() {
+    [ -e /sys/class/tty/ttyS1/device/driver ] || { echo "measure.tty=no-ttyS1"; return; }
+    t=$(readlink /sys/class/tty/ttyS1/device/driver)
+    echo "tty.dev=ttyS1"
+    echo "tty.driver=${t##*/}"
+    stty -F /dev/ttyS1 raw -echo 2>/dev/null
+    send tty
+}
+# A hypervisor detector (/detect.sh, from an extra initramfs the boot appends):
+# its key=value lines become detect.* facts, beside the DMI vendor read here.
+detect() {
+    v=none
+    [ -r /sys/class/dmi/id/sys_vendor ] && read -r v < /sys/class/dmi/id/sys_vendor
+    echo "dmi.sys_vendor=$v"
+    sh /detect.sh 2>&1 | while IFS= read -r l; do
+        case "$l" in *VLAB-REPORT*) ;; [a-z]*=*) echo "detect.$l" ;; esac
+    done
+}
+
 echo "VLAB-REPORT-BEGIN nonce=$nonce"
 echo "kernel=$release"
 echo "arch=$arch"
@@ -85,6 +176,7 @@ echo "hypervisor.vendor=$hv_vendor"
 echo "block=$(drivers /sys/block/*)"
 echo "net=$(drivers /sys/class/net/*)"
 echo "uptime_ms=$((secs * 1000 + ${cents:-0} * 10))"
+[ -f /detect.sh ] && detect
 for m in $(echo "$measure" | tr ',' ' '); do
     case "$m" in
         cpu)
@@ -95,6 +187,9 @@ for m in $(echo "$measure" | tr ',' ' '); do
             echo "measure.cpu_iterations=$cpu_iterations"
             echo "measure.cpu_us=$(( (t1 - t0) / 1000 ))"
             ;;
+        disk) measure_disk ;;
+        net) measure_net ;;
+        tty) measure_tty ;;
         *) echo "measure.$m=unknown" ;;
     esac
 done

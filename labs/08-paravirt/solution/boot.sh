@@ -1,0 +1,64 @@
+#!/bin/sh
+# Boot the vlab guest under TCG with one set of devices.
+# Usage: sh boot.sh emulated|virtio|detect|detect-hidden|detect-kvm
+#   (vlab check runs it with VLAB_NONCE, VLAB_SCRATCH and VLAB_SINK_PORT set)
+#
+# assets/vmlinuz and assets/initrd.img are the runner's guest: its probe
+# (/init) measures the disk and the path to the sink that vlab.measure names,
+# prints a report on the console and powers off.
+set -eu
+MODE=${1:?usage: sh boot.sh emulated|virtio|detect|detect-hidden|detect-kvm}
+NONCE=${VLAB_NONCE:-by-hand}
+SCRATCH=${VLAB_SCRATCH:-/tmp}
+PORT=${VLAB_SINK_PORT:-0}
+ACCEL=tcg
+CPU=qemu64
+INITRD=assets/initrd.img
+
+# The disk under test: a 64 MiB raw image, overwritten by the guest.
+DISK=$SCRATCH/disk.img
+truncate -s 64M "$DISK"
+
+case "$MODE" in
+    emulated)
+        # An IDE disk on the PIIX controller, and the second 16550 UART wired
+        # to the sink: every byte the guest sends is a port write QEMU emulates.
+        MEASURE=disk,tty
+        set -- -drive "file=$DISK,format=raw,if=ide" \
+            -serial "tcp:127.0.0.1:$PORT"
+        ;;
+    virtio)
+        # virtio-blk and virtio-net (user networking: the host is 10.0.2.2).
+        MEASURE=disk,net
+        set -- -drive "file=$DISK,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
+            -netdev user,id=n0 -device virtio-net-pci,netdev=n0
+        ;;
+    detect | detect-hidden | detect-kvm)
+        # detect.sh goes into the guest as /detect.sh in a second initramfs
+        # appended to the runner's (the kernel unpacks both).
+        MEASURE=
+        mkdir -p "$SCRATCH/extra"
+        cp detect.sh "$SCRATCH/extra/detect.sh"
+        (cd "$SCRATCH/extra" && echo detect.sh | busybox cpio -o -H newc) > "$SCRATCH/extra.cpio" 2>/dev/null
+        cat assets/initrd.img "$SCRATCH/extra.cpio" > "$SCRATCH/initrd.img"
+        INITRD=$SCRATCH/initrd.img
+        [ "$MODE" = detect-hidden ] && CPU=qemu64,-hypervisor
+        [ "$MODE" = detect-kvm ] && ACCEL=kvm && CPU=qemu64
+        set --
+        ;;
+    *)
+        echo "boot.sh: unknown mode $MODE (emulated, virtio, detect, detect-hidden or detect-kvm)" >&2
+        exit 2
+        ;;
+esac
+
+exec qemu-system-x86_64 \
+    -accel "$ACCEL" -cpu "$CPU" \
+    -m 256 \
+    -nodefaults -display none \
+    -serial stdio \
+    -no-reboot \
+    -kernel assets/vmlinuz \
+    -initrd "$INITRD" \
+    -append "console=ttyS0 panic=-1 quiet vlab.nonce=$NONCE vlab.measure=$MEASURE vlab.sink=$PORT" \
+    "$@"

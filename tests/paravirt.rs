@@ -1,0 +1,104 @@
+//! Lab 08 on real guests under TCG: the emulated device set binds ata_piix
+//! and the 8250 UART, the virtio set binds virtio_blk and virtio_net, both
+//! record their numbers, a configuration that only names virtio fails on the
+//! drivers the guest bound, and no QEMU outlives a check.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const LAB: &str = "08-paravirt";
+
+/// A workspace with the lab started, or None (with the reason) when this machine cannot boot guests.
+fn started_or_skip() -> Option<tempfile::TempDir> {
+    if vlab::host::tools::which("qemu-system-x86_64").is_none() {
+        eprintln!("skipped: qemu-system-x86_64 is not installed (`vlab setup`)");
+        return None;
+    }
+    if let Err(e) = vlab::guest::assets::ensure() {
+        eprintln!("skipped: the guest assets are not available here: {e:#}");
+        return None;
+    }
+    let ws = workspace();
+    vlab(ws.path()).args(["start", LAB]).assert().success();
+    Some(ws)
+}
+
+/// The only check of `step`, run alone: (outcome, message, evidence, recorded).
+fn check(ws: &std::path::Path, step: &str) -> (String, String, Value, Value) {
+    let (_, report) = json(ws, &["check", LAB, "--step", step]);
+    let c = report["steps"][0]["checks"][0].clone();
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (s(&c["outcome"]), s(&c["message"]), c["evidence"].clone(), c["recorded"].clone())
+}
+
+fn fact<'a>(evidence: &'a Value, name: &str) -> &'a str {
+    evidence[name].as_str().unwrap_or_else(|| panic!("no fact {name} in {evidence:#}"))
+}
+
+fn number(recorded: &Value, name: &str) -> f64 {
+    let v = recorded[name].as_str().unwrap_or_else(|| panic!("{name} was not recorded: {recorded:#}"));
+    v.parse().unwrap_or_else(|_| panic!("{name} = {v} is not a number"))
+}
+
+/// Processes still running in the lab's workspace (the student's QEMU runs there).
+fn left_in(ws: &std::path::Path) -> Vec<i32> {
+    let dir = ws.join(LAB).canonicalize().unwrap();
+    vlab::proc::processes()
+        .into_iter()
+        .map(|p| p.pid)
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir)))
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+#[test]
+fn both_device_sets_bind_their_drivers_and_record_numbers() {
+    let Some(ws) = started_or_skip() else { return };
+    overlay(&labs().join(LAB).join("solution"), &ws.path().join(LAB));
+
+    let (outcome, message, ev, rec) = check(ws.path(), "emulated");
+    assert_eq!(outcome, "pass", "emulated: {message}");
+    assert_eq!(fact(&ev, "vmm.accel"), "tcg");
+    assert!(fact(&ev, "vmm.devices").split(',').any(|d| d == "drive:ide"), "{ev:#}");
+    assert_eq!((fact(&ev, "guest.disk.driver"), fact(&ev, "guest.disk.controller")), ("sd", "ata_piix"));
+    assert!(fact(&ev, "guest.tty.driver").starts_with("serial"), "{ev:#}");
+    assert_eq!(fact(&ev, "sink.bytes"), fact(&ev, "guest.measure.tty_bytes"), "the sink got what the guest sent");
+    let emulated_tty = number(&rec, "guest.measure.tty_kib_s");
+    assert!(number(&rec, "guest.measure.disk_write_kib_s") > 0.0 && emulated_tty > 0.0);
+    assert!(number(&rec, "sink.mbit_s") > 0.0);
+    assert!(left_in(ws.path()).is_empty(), "a QEMU outlived the emulated check: {:?}", left_in(ws.path()));
+
+    let (outcome, message, ev, rec) = check(ws.path(), "virtio");
+    assert_eq!(outcome, "pass", "virtio: {message}");
+    assert_eq!((fact(&ev, "guest.disk.driver"), fact(&ev, "guest.disk.controller")), ("virtio_blk", "virtio-pci"));
+    assert_eq!((fact(&ev, "guest.net.driver"), fact(&ev, "guest.net.controller")), ("virtio_net", "virtio-pci"));
+    assert_eq!(fact(&ev, "sink.bytes"), fact(&ev, "guest.measure.net_bytes"));
+    assert!(number(&rec, "guest.measure.disk_read_kib_s") > 0.0 && number(&rec, "sink.mbit_s") > 0.0);
+    // The point of the lab, with a wide margin for a loaded machine: virtio-net
+    // moves bytes far faster than the emulated UART.
+    let virtio_net = number(&rec, "guest.measure.net_kib_s");
+    assert!(virtio_net > 2.0 * emulated_tty, "virtio-net {virtio_net} KiB/s against the UART's {emulated_tty} KiB/s");
+    assert!(left_in(ws.path()).is_empty(), "a QEMU outlived the virtio check: {:?}", left_in(ws.path()));
+
+    let (_, status) = json(ws.path(), &["status"]);
+    let text = status.to_string();
+    for key in ["emulated.guest.measure.disk_write_kib_s", "virtio.guest.measure.net_kib_s", "virtio.sink.mbit_s"] {
+        assert!(text.contains(key), "`vlab status` lacks the measurement {key}: {text}");
+    }
+}
+
+#[test]
+fn a_configuration_that_only_names_virtio_fails() {
+    let Some(ws) = started_or_skip() else { return };
+    // Every id says virtio; the devices are an IDE disk and an RTL8139.
+    overlay(&repo().join("tests").join("fakes").join(LAB), &ws.path().join(LAB));
+    let (outcome, message, ev, rec) = check(ws.path(), "virtio");
+    assert_eq!(outcome, "fail", "a disguised emulated configuration passed: {ev:#}");
+    assert_eq!(fact(&ev, "report.nonce"), "fresh", "the guest did boot");
+    assert_eq!(fact(&ev, "guest.disk.driver"), "sd");
+    assert!(message.contains("virtio_blk"), "the failure must name the driver the guest bound: {message}");
+    assert!(rec.as_object().is_none_or(|m| m.is_empty()), "a failed check recorded numbers: {rec}");
+    assert!(left_in(ws.path()).is_empty(), "a QEMU outlived the failed check: {:?}", left_in(ws.path()));
+}
