@@ -19,6 +19,8 @@ pub fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
             })?,
             Prepare::Arm64Busybox => crate::guest::prepare_arm64_busybox(&dir.join("assets"))
                 .with_context(|| format!("cannot prepare the aarch64 busybox in {}/assets", dir.display()))?,
+            Prepare::XenAssets => crate::guest::xen::prepare_assets(&dir.join("assets"))
+                .with_context(|| format!("cannot prepare the Xen hypervisor in {}/assets", dir.display()))?,
         }
     }
     Ok(())

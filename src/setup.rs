@@ -72,12 +72,14 @@ pub fn guest_assets(root: bool) -> anyhow::Result<()> {
         Err(e) => return Err(e),
     };
     let busybox = crate::guest::assets::arm64_busybox()?;
+    let xen = crate::guest::xen::refresh()?;
     eprintln!(
-        "guest assets ready: kernel {} (sha256 {}), initramfs {}, aarch64 busybox {}",
+        "guest assets ready: kernel {} (sha256 {}), initramfs {}, aarch64 busybox {}, Xen {}",
         assets.kernel.release,
         &assets.kernel.sha256[..16],
         assets.initrd.display(),
-        busybox.display()
+        busybox.display(),
+        xen.display()
     );
     Ok(())
 }

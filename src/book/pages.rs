@@ -346,6 +346,7 @@ fn checklist(lab: &Lab, sections: &[(String, String)]) -> String {
                 Prepare::BusyboxRootfs => "a busybox root filesystem in `rootfs/` (with `rootfs/.vlab/` for the probe)",
                 Prepare::GuestAssets => "the guest kernel and initramfs in `assets/`",
                 Prepare::Arm64Busybox => "an aarch64 busybox at `assets/busybox-arm64`",
+                Prepare::XenAssets => "the Xen hypervisor at `assets/xen.elf`",
             })
             .collect();
         let _ = writeln!(out, "`vlab start` and every check also prepare {}.\n", made.join(" and "));

@@ -114,6 +114,8 @@ pub enum Prepare {
     GuestAssets,
     /// An aarch64 static busybox (Debian's busybox-static:arm64) at `assets/busybox-arm64`.
     Arm64Busybox,
+    /// The Xen hypervisor (Debian's xen-hypervisor package) at `assets/xen.elf`.
+    XenAssets,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

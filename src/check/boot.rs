@@ -105,6 +105,7 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
         facts.insert("boot.ms".into(), format!("{:.0}", at.as_secs_f64() * 1000.0));
     }
     facts.extend(report.unwrap_or_default());
+    facts.extend(crate::guest::xen::console_facts(&console));
     let panic = panic_line(&console);
     facts.insert("boot.panic".into(), if panic.is_some() { "yes" } else { "no" }.into());
     let console = if stderr.trim().is_empty() { console } else { format!("{console}\n[stderr]\n{stderr}") };

@@ -121,12 +121,12 @@ fn assets(refresh: bool) -> anyhow::Result<GuestAssets> {
 }
 
 /// Serialises cache writers across vlab processes (parallel checks, tests).
-struct Lock {
+pub(super) struct Lock {
     _file: std::fs::File,
 }
 
 impl Lock {
-    fn take(cache: &Path) -> anyhow::Result<Self> {
+    pub(super) fn take(cache: &Path) -> anyhow::Result<Self> {
         use std::os::fd::AsRawFd;
         std::fs::create_dir_all(cache).with_context(|| format!("cannot create the cache {}", cache.display()))?;
         let file = std::fs::File::create(cache.join(".lock"))?;
@@ -204,7 +204,7 @@ fn current_kernel_package() -> anyhow::Result<(String, String)> {
 }
 
 /// Downloads `pkg` with apt-get into `dir`; returns the .deb's path.
-fn download(pkg: &str, dir: &Path, extra: &[&str]) -> anyhow::Result<PathBuf> {
+pub(super) fn download(pkg: &str, dir: &Path, extra: &[&str]) -> anyhow::Result<PathBuf> {
     let mut args = sandbox_opts();
     args.extend_from_slice(extra);
     args.extend(["download", pkg]);
@@ -222,7 +222,7 @@ fn download(pkg: &str, dir: &Path, extra: &[&str]) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("`apt-get download {pkg}` succeeded but left no .deb in {}", dir.display()))
 }
 
-fn unpack(deb: &Path, into: &Path) -> anyhow::Result<()> {
+pub(super) fn unpack(deb: &Path, into: &Path) -> anyhow::Result<()> {
     let name = deb.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let out = with_progress(format!("unpacking {name}"), || {
         Ok(Cmd::new("dpkg-deb").arg("-x").arg(deb).arg(into).timeout(Duration::from_secs(600)).run()?)

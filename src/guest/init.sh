@@ -80,6 +80,53 @@ now_ns() {
     done < /proc/timer_list
 }
 
+# Xen (only when the kernel runs on it): what the guest sees of the
+# hypervisor, its balloon, and the event channels bound to interrupts.
+xen_facts() {
+    [ -r /sys/hypervisor/type ] || return 0
+    read -r t < /sys/hypervisor/type
+    echo "hypervisor.type=$t"
+    [ -r /sys/hypervisor/guest_type ] && read -r t < /sys/hypervisor/guest_type && echo "xen.guest_type=$t"
+    if [ -r /sys/hypervisor/version/major ]; then
+        read -r a < /sys/hypervisor/version/major
+        read -r b < /sys/hypervisor/version/minor
+        read -r c < /sys/hypervisor/version/extra
+        echo "xen.version=$a.$b$c"
+    fi
+    for p in /sys/hypervisor/properties/*; do
+        [ -f "$p" ] && read -r t < "$p" && echo "xen.properties.${p##*/}=$t"
+    done
+    b=/sys/devices/system/xen_memory/xen_memory0
+    [ -r $b/target_kb ] && read -r t < $b/target_kb && echo "xen.balloon.target_kib=$t"
+    [ -r $b/info/current_kb ] && read -r t < $b/info/current_kb && echo "xen.balloon.current_kib=$t"
+    found=$(dmesg | grep -m 1 -o 'Booting kernel on Xen.*\|Booting paravirtualized kernel on Xen.*')
+    [ -n "$found" ] && echo "xen.boot_message=$found"
+    found=$(dmesg | grep -m 1 -o 'Xen version: .*')
+    [ -n "$found" ] && echo "xen.dmesg_version=${found#Xen version: }"
+    percpu=0 dyn=0 pirq=0 events=0
+    while read -r irq rest; do
+        case "$rest" in *xen-*) ;; *) continue ;; esac
+        set -- $rest
+        while [ $# -gt 0 ]; do
+            case "$1" in
+                xen-percpu*) percpu=$((percpu + 1)) ;;
+                xen-dyn*) dyn=$((dyn + 1)) ;;
+                xen-pirq*) pirq=$((pirq + 1)) ;;
+                *[!0-9]*) ;;
+                *) events=$((events + $1)) ;;
+            esac
+            shift
+        done
+    done < /proc/interrupts
+    echo "xen.irq.percpu=$percpu"
+    echo "xen.irq.dyn=$dyn"
+    echo "xen.irq.pirq=$pirq"
+    echo "xen.irq.events=$events"
+}
+while read -r k v _; do
+    [ "$k" = MemTotal: ] && { mem_kib=$v; break; }
+done < /proc/meminfo
+
 # Paravirtualization lab (vlab.measure=disk,net,tty): throughput through the
 # devices under test, and the drivers serving them. The disk under test is
 # the guest's only disk and is overwritten; O_DIRECT keeps the page cache out.
@@ -165,7 +212,10 @@ detect() {
     done
 }
 
+report() {
 echo "VLAB-REPORT-BEGIN nonce=$nonce"
+echo "mem.total_kib=$mem_kib"
+xen_facts
 echo "kernel=$release"
 echo "arch=$arch"
 echo "cpu.vendor=$vendor"
@@ -194,4 +244,18 @@ for m in $(echo "$measure" | tr ',' ' '); do
     esac
 done
 echo "VLAB-REPORT-END nonce=$nonce"
+}
+
+# A kernel without CONFIG_XEN_DOM0 (Debian's cloud kernel) booted as Xen's
+# dom0 has no working hvc console: what init writes to /dev/console is lost.
+# Its kernel log still reaches Xen's serial line (earlyprintk=xen), so there
+# the report goes through /dev/kmsg, without timestamps or rate limit.
+case "$(cat /proc/consoles 2>/dev/null)" in
+    *xenboot*)
+        echo N > /sys/module/printk/parameters/time
+        echo on > /proc/sys/kernel/printk_devkmsg
+        report | while IFS= read -r line; do echo "<2>$line" > /dev/kmsg; done
+        ;;
+    *) report ;;
+esac
 poweroff -f

@@ -8,6 +8,7 @@ pub mod elf;
 pub mod emu;
 pub mod initramfs;
 pub mod vmm;
+pub mod xen;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,0 +1,169 @@
+//! The Xen hypervisor as a guest of QEMU: Debian's hypervisor package,
+//! fetched with apt-get and unpacked (never installed on the host), its
+//! gzipped image inflated to the multiboot ELF that QEMU's `-kernel` loads;
+//! and what Xen itself prints on the serial line, read as facts.
+//!
+//! Cache layout under $XDG_CACHE_HOME/vlab (or ~/.cache/vlab):
+//!   xen/<package>_<version>/xen.elf   xen/current names the directory in use
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::assets::{self, Lock};
+use crate::check::facts::Facts;
+use crate::cleanup::Scratch;
+
+/// Debian's hypervisor package (bookworm ships Xen 4.17).
+pub const XEN_PACKAGE: &str = "xen-hypervisor-4.17-amd64";
+
+/// The hypervisor image, cached; fetched from Debian the first time.
+pub fn ensure() -> anyhow::Result<PathBuf> {
+    hypervisor(false)
+}
+
+/// Like `ensure`, but fetches the package again (`vlab setup`).
+pub fn refresh() -> anyhow::Result<PathBuf> {
+    hypervisor(true)
+}
+
+fn hypervisor(refresh: bool) -> anyhow::Result<PathBuf> {
+    let cache = assets::cache_dir();
+    let _lock = Lock::take(&cache)?;
+    let base = cache.join("xen");
+    let current = base.join("current");
+    if !refresh && let Ok(name) = std::fs::read_to_string(&current) {
+        let elf = base.join(name.trim()).join("xen.elf");
+        if is_elf(&elf) {
+            return Ok(elf);
+        }
+    }
+    std::fs::create_dir_all(&base)?;
+    let work = Scratch::new_in(&cache, "fetch-")?;
+    let deb = assets::download(XEN_PACKAGE, work.path(), &[])?;
+    let root = work.path().join("root");
+    assets::unpack(&deb, &root)?;
+    let gz = std::fs::read_dir(root.join("boot"))
+        .with_context(|| format!("{XEN_PACKAGE} has no /boot"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("xen-") && n.to_string_lossy().ends_with(".gz"))
+        })
+        .with_context(|| format!("{XEN_PACKAGE} has no /boot/xen-*.gz"))?;
+    let mut image = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&gz)?)
+        .read_to_end(&mut image)
+        .with_context(|| format!("cannot inflate {}", gz.display()))?;
+    if !image.starts_with(b"\x7fELF") {
+        bail!("{} did not inflate to an ELF image; the package layout changed", gz.display());
+    }
+    let name = deb.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    let dir = base.join(&name);
+    let staged = work.path().join("xen");
+    std::fs::create_dir_all(&staged)?;
+    std::fs::write(staged.join("xen.elf"), &image)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&staged, &dir).with_context(|| format!("cannot move the hypervisor into {}", dir.display()))?;
+    std::fs::write(&current, &name)?;
+    Ok(dir.join("xen.elf"))
+}
+
+fn is_elf(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"\x7fELF"
+}
+
+/// Lab prepare `xen-assets`: `xen.elf` in `dir`, linked to the cache.
+pub fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
+    let elf = ensure()?;
+    std::fs::create_dir_all(dir)?;
+    let link = dir.join("xen.elf");
+    if std::fs::read_link(&link).ok().as_deref() != Some(elf.as_path()) {
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&elf, &link)?;
+    }
+    Ok(())
+}
+
+/// Facts from the hypervisor's own `(XEN)` lines on the console (none when
+/// there are none): `xen.version`, `xen.cmdline`, `xen.dom0_mem_kib` (the
+/// first size of its `dom0_mem=`), `xen.cpus` (CPUs Xen brought up),
+/// `xen.dom0_vcpus`, `xen.dom0_halted`.
+pub fn console_facts(console: &str) -> Facts {
+    let mut facts = Facts::new();
+    let lines = console.lines().filter_map(|l| l.trim_end_matches('\r').strip_prefix("(XEN) "));
+    for line in lines {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("Xen version ") {
+            facts.entry("xen.version".into()).or_insert_with(|| v.split_whitespace().next().unwrap_or("").to_string());
+        } else if let Some(v) = line.strip_prefix("Command line:") {
+            let cmdline = v.trim().to_string();
+            if let Some(kib) =
+                cmdline.split_whitespace().find_map(|w| w.strip_prefix("dom0_mem=")).and_then(dom0_mem_kib)
+            {
+                facts.insert("xen.dom0_mem_kib".into(), kib.to_string());
+            }
+            facts.insert("xen.cmdline".into(), cmdline);
+        } else if let Some(v) = line.strip_prefix("Brought up ").and_then(|v| v.strip_suffix(" CPUs")) {
+            facts.insert("xen.cpus".into(), v.to_string());
+        } else if let Some(v) = line.strip_prefix("Dom0 has maximum ").and_then(|v| v.strip_suffix(" VCPUs")) {
+            facts.insert("xen.dom0_vcpus".into(), v.to_string());
+        } else if line.starts_with("Hardware Dom0 halted") {
+            facts.insert("xen.dom0_halted".into(), "yes".into());
+        }
+    }
+    facts
+}
+
+/// The first plain size of a `dom0_mem=` value (`512M`, `512M,max:512M`,
+/// `min:128M,384M`), in KiB; Xen reads a bare number as KiB.
+fn dom0_mem_kib(value: &str) -> Option<u64> {
+    let size = value.split(',').find(|p| !p.contains(':'))?;
+    let (digits, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit()).unwrap_or(size.len()));
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "K" => 0,
+        "M" => 10,
+        "G" => 20,
+        "T" => 30,
+        "B" => return Some(n >> 10),
+        _ => return None,
+    };
+    Some(n << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_xen_printed() {
+        let console = "(XEN) Xen version 4.17.7 (Debian 4.17.7+13) (pkg-xen-devel@lists) debug=n\r\n\
+                       (XEN) Command line: console=com1 dom0_mem=384M,max:384M dom0_max_vcpus=1\r\n\
+                       (XEN) Brought up 2 CPUs\n(XEN) Dom0 has maximum 1 VCPUs\n\
+                       [    2.2] Xen version: 4.17.7 (preserve-AD)\n(XEN) Hardware Dom0 halted: halting machine\n";
+        let f = console_facts(console);
+        assert_eq!(f["xen.version"], "4.17.7");
+        assert_eq!(f["xen.cmdline"], "console=com1 dom0_mem=384M,max:384M dom0_max_vcpus=1");
+        assert_eq!(f["xen.dom0_mem_kib"], "393216");
+        assert_eq!(f["xen.cpus"], "2");
+        assert_eq!(f["xen.dom0_vcpus"], "1");
+        assert_eq!(f["xen.dom0_halted"], "yes");
+    }
+
+    #[test]
+    fn a_console_without_xen_gives_no_facts() {
+        assert!(console_facts("[    0.0] Linux version 6.1\nXen version 4.17 (XEN) Command line: x\n").is_empty());
+    }
+
+    #[test]
+    fn dom0_mem_sizes() {
+        assert_eq!(dom0_mem_kib("512M"), Some(524288));
+        assert_eq!(dom0_mem_kib("min:128M,1G"), Some(1048576));
+        assert_eq!(dom0_mem_kib("262144"), Some(262144));
+        assert_eq!(dom0_mem_kib("max:512M"), None);
+        assert_eq!(dom0_mem_kib("12Q"), None);
+    }
+}

@@ -1,0 +1,93 @@
+//! The Xen lab for real: Debian's hypervisor under QEMU's TCG boots the
+//! Debian kernel as a PV dom0 with the runner's probe; plain Linux dressed up
+//! with Xen's text fails; `-cpu max` kills dom0 as the lab text says; and no
+//! QEMU outlives a check.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const LAB: &str = "11-xen";
+
+/// A started lab workspace, or None (with the reason printed) when this
+/// machine cannot boot Xen.
+fn lab_or_skip() -> Option<tempfile::TempDir> {
+    if vlab::host::tools::which("qemu-system-x86_64").is_none() {
+        eprintln!("skipped: qemu-system-x86_64 is not installed (`vlab setup`)");
+        return None;
+    }
+    if let Err(e) = vlab::guest::assets::ensure().and_then(|_| vlab::guest::xen::ensure()) {
+        eprintln!("skipped: the guest or Xen assets are not available here: {e:#}");
+        return None;
+    }
+    let ws = workspace();
+    vlab(ws.path()).args(["start", LAB]).assert().success();
+    Some(ws)
+}
+
+/// Checks the boot step; returns (outcome, message, evidence).
+fn check_boot(ws: &Path) -> (String, String, serde_json::Value) {
+    let (_, report) = json(ws, &["check", LAB, "--step", "boot"]);
+    let step = &report["steps"][0];
+    let check = &step["checks"][0];
+    (
+        step["outcome"].as_str().unwrap().to_string(),
+        check["message"].as_str().unwrap_or("").to_string(),
+        check["evidence"].clone(),
+    )
+}
+
+/// Processes still running in the lab's workspace (the student's QEMU runs there).
+fn left_in(ws: &Path) -> Vec<i32> {
+    let dir = ws.join(LAB).canonicalize().unwrap();
+    vlab::proc::processes()
+        .into_iter()
+        .map(|p| p.pid)
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir)))
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+#[test]
+fn the_solution_boots_xen_with_a_pv_dom0_and_leaves_no_qemu() {
+    let Some(ws) = lab_or_skip() else { return };
+    overlay(&labs().join(LAB).join("solution"), &ws.path().join(LAB));
+    let (outcome, message, facts) = check_boot(ws.path());
+    assert_eq!(outcome, "pass", "{message}");
+    assert_eq!(facts["guest.hypervisor.type"], "xen");
+    assert_eq!(facts["guest.xen.guest_type"], "PV");
+    // What dom0 learnt by hypercall is what Xen printed on its own console.
+    assert_eq!(facts["guest.xen.version"], facts["xen.version"]);
+    assert_eq!(facts["guest.xen.balloon.target_kib"], "393216");
+    assert!(left_in(ws.path()).is_empty(), "QEMU outlived the check: {:?}", left_in(ws.path()));
+}
+
+#[test]
+fn plain_linux_printing_xen_text_fails() {
+    let Some(ws) = lab_or_skip() else { return };
+    overlay(&repo().join("tests/fakes").join(LAB), &ws.path().join(LAB));
+    let (outcome, message, facts) = check_boot(ws.path());
+    assert_eq!(outcome, "fail", "{message}");
+    assert!(message.contains("/sys/hypervisor/type"), "{message}");
+    // The faker did boot a guest: the probe reported, from plain Linux.
+    assert_eq!(facts["report.nonce"], "fresh", "{message}");
+    assert!(left_in(ws.path()).is_empty(), "QEMU outlived the check");
+}
+
+#[test]
+fn with_cpu_max_dom0_crashes_as_the_lab_says() {
+    let Some(ws) = lab_or_skip() else { return };
+    let dir = ws.path().join(LAB);
+    overlay(&labs().join(LAB).join("solution"), &dir);
+    let script = std::fs::read_to_string(dir.join("boot.sh")).unwrap();
+    assert!(script.contains("-cpu qemu64"));
+    std::fs::write(dir.join("boot.sh"), script.replace("-cpu qemu64", "-cpu max")).unwrap();
+    let started = std::time::Instant::now();
+    let (outcome, message, _) = check_boot(ws.path());
+    assert_eq!(outcome, "fail", "{message}");
+    assert!(message.contains("Dom0 crashed") || message.contains("create_bounce_frame"), "{message}");
+    assert!(started.elapsed().as_secs() < 90, "the crash took {:?} to notice", started.elapsed());
+    assert!(left_in(ws.path()).is_empty(), "QEMU outlived the check");
+}
