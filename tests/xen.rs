@@ -1,7 +1,8 @@
 //! The Xen lab for real: Debian's hypervisor under QEMU's TCG boots the
 //! Debian kernel as a PV dom0 with the runner's probe; plain Linux dressed up
-//! with Xen's text fails; `-cpu max` kills dom0 as the lab text says; and no
-//! QEMU outlives a check.
+//! with Xen's text fails; `-cpu max` kills dom0 as the lab text says; a dom0
+//! whose log does not reach the serial line fails as soon as Xen halts; and
+//! no QEMU outlives a check.
 
 mod common;
 
@@ -89,5 +90,23 @@ fn with_cpu_max_dom0_crashes_as_the_lab_says() {
     assert_eq!(outcome, "fail", "{message}");
     assert!(message.contains("Dom0 crashed") || message.contains("create_bounce_frame"), "{message}");
     assert!(started.elapsed().as_secs() < 90, "the crash took {:?} to notice", started.elapsed());
+    assert!(left_in(ws.path()).is_empty(), "QEMU outlived the check");
+}
+
+#[test]
+fn without_earlyprintk_the_check_ends_when_xen_halts() {
+    let Some(ws) = lab_or_skip() else { return };
+    let dir = ws.path().join(LAB);
+    overlay(&labs().join(LAB).join("solution"), &dir);
+    let script = std::fs::read_to_string(dir.join("boot.sh")).unwrap();
+    assert!(script.contains("earlyprintk=xen "));
+    std::fs::write(dir.join("boot.sh"), script.replace("earlyprintk=xen ", "")).unwrap();
+    let started = std::time::Instant::now();
+    let (outcome, message, _) = check_boot(ws.path());
+    assert_eq!(outcome, "fail", "{message}");
+    // dom0 ran and powered off, but its report never reached the serial line;
+    // the check does not wait for its 150 s deadline with a halted machine.
+    assert!(message.contains("Hardware Dom0 halted"), "{message}");
+    assert!(started.elapsed().as_secs() < 90, "took {:?}", started.elapsed());
     assert!(left_in(ws.path()).is_empty(), "QEMU outlived the check");
 }

@@ -76,6 +76,11 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
             std::thread::sleep(Duration::from_millis(300));
             break;
         }
+        if let Some(line) = crate::guest::xen::dom0_ended(&console) {
+            // Xen stops its CPUs when dom0 ends, but QEMU runs on: nothing more will come.
+            ended_early = Some(format!("ended (Xen: \"{line}\")"));
+            break;
+        }
         if let Some(ended) = child.wait_until(Instant::now() + Duration::from_millis(50))? {
             // The report may have come out just before the VMM powered off.
             if child.read_stdout(CONSOLE_LIMIT).0.lines().any(|l| l.contains(END)) {

@@ -117,6 +117,15 @@ pub fn console_facts(console: &str) -> Facts {
     facts
 }
 
+/// Xen's line saying dom0 has ended (halted, shut down or crashed), after
+/// which the machine does nothing more.
+pub fn dom0_ended(console: &str) -> Option<&str> {
+    console
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("(XEN) "))
+        .find(|l| ["halted", "shutdown", "crashed"].iter().any(|w| l.starts_with(&format!("Hardware Dom0 {w}"))))
+}
+
 /// The first plain size of a `dom0_mem=` value (`512M`, `512M,max:512M`,
 /// `min:128M,384M`), in KiB; Xen reads a bare number as KiB.
 fn dom0_mem_kib(value: &str) -> Option<u64> {
@@ -156,6 +165,16 @@ mod tests {
     #[test]
     fn a_console_without_xen_gives_no_facts() {
         assert!(console_facts("[    0.0] Linux version 6.1\nXen version 4.17 (XEN) Command line: x\n").is_empty());
+    }
+
+    #[test]
+    fn dom0_ending_is_seen() {
+        assert_eq!(
+            dom0_ended("x\n(XEN) Hardware Dom0 halted: halting machine\r\n"),
+            Some("Hardware Dom0 halted: halting machine")
+        );
+        assert!(dom0_ended("(XEN) Hardware Dom0 crashed: rebooting machine in 5 seconds.\n").is_some());
+        assert_eq!(dom0_ended("[ 1.0] Hardware Dom0 halted\n(XEN) Dom0 has maximum 1 VCPUs\n"), None);
     }
 
     #[test]
