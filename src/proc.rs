@@ -21,6 +21,15 @@ use crate::cleanup;
 /// mistakes a just-spawned child of another thread for an orphan.
 static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
+/// Every process group this process has started: an orphan in one of them is ours.
+static SPAWNED: Mutex<std::collections::BTreeSet<i32>> = Mutex::new(std::collections::BTreeSet::new());
+
+/// Set in every child's environment to the runner's pid, and inherited by their
+/// descendants: an orphan that `setsid`ed into a group of its own is still ours
+/// by this mark. Children this process started some other way (a test
+/// harness's own) carry no mark and are left alone.
+const MARK: &str = "VLAB_RUNNER_PID";
+
 /// Bytes of stdout/stderr kept when read back; the rest is counted, not kept.
 pub const DEFAULT_OUTPUT_LIMIT: usize = 256 * 1024;
 
@@ -221,6 +230,7 @@ impl Cmd {
         if let Some(dir) = &self.dir {
             expr = expr.dir(dir);
         }
+        expr = expr.env(MARK, std::process::id().to_string());
         for (k, v) in &self.env {
             expr = expr.env(k, v);
         }
@@ -235,6 +245,7 @@ impl Cmd {
         })?;
         let pid = handle.pids().first().copied().unwrap_or(0) as i32;
         cleanup::register_group(pid);
+        SPAWNED.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
         drop(guard);
         Ok(Child { handle, pid, program, started, deadline: started + self.timeout, stdout, stderr, finished: false })
     }
@@ -344,15 +355,25 @@ fn sweep() {
 }
 
 /// Kills and reaps every direct child of ours that is not the leader of, or
-/// inside, a live registered group: these are orphans re-parented to us.
+/// inside, a live registered group, and that we started (by group or by the
+/// environment mark): these are orphans of finished commands, re-parented to us.
 /// With `spare_live` false (Ctrl-C), every child goes.
 pub fn kill_orphans(spare_live: bool) {
     let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     // Read the live set under the lock: a child spawned meanwhile is in it.
     let live_groups = if spare_live { cleanup::live_groups() } else { Vec::new() };
     let me = std::process::id() as i32;
+    let spawned = SPAWNED.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mark = format!("{MARK}={me}");
+    let marked = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|c| *c == 0).any(|kv| kv == mark.as_bytes()))
+    };
     for p in processes() {
         if p.ppid != me || live_groups.contains(&p.pgid) || live_groups.contains(&p.pid) {
+            continue;
+        }
+        if !spawned.contains(&p.pgid) && !marked(p.pid) {
             continue;
         }
         for d in descendants(p.pid) {

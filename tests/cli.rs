@@ -202,7 +202,7 @@ fn a_broken_lab_toml_names_file_line_and_choices() {
     vlab_with_labs(ws.path(), labs.path()).arg("list").assert().code(2).stderr(
         predicate::str::contains("01-broken/lab.toml:17")
             .and(predicate::str::contains("`exe`"))
-            .and(predicate::str::contains("`run` or `observe`")),
+            .and(predicate::str::contains("`run`, `observe`")),
     );
 }
 
