@@ -132,6 +132,47 @@ const METRICS: &[Metric] = &[
                 formula: Formula::Value("boot.boot.ms", 1.0),
             },
             Source { tier: "hardware-assisted (KVM)", lab: "10-kvm", formula: Formula::Value("kvm-boot.boot.ms", 1.0) },
+            Source {
+                tier: "paravirtualization (Xen PV dom0)",
+                lab: "11-xen",
+                formula: Formula::Value("boot.boot.ms", 1.0),
+            },
+        ],
+    },
+    Metric {
+        id: "pvdisk",
+        title: "Guest disk writes",
+        unit: "KiB/s",
+        better: Better::Higher,
+        sources: &[
+            Source {
+                tier: "emulated devices (IDE)",
+                lab: "08-paravirt",
+                formula: Formula::Value("emulated.guest.measure.disk_write_kib_s", 1.0),
+            },
+            Source {
+                tier: "paravirtual devices (virtio-blk)",
+                lab: "08-paravirt",
+                formula: Formula::Value("virtio.guest.measure.disk_write_kib_s", 1.0),
+            },
+        ],
+    },
+    Metric {
+        id: "pvnet",
+        title: "Guest to host bytes",
+        unit: "Mbit/s",
+        better: Better::Higher,
+        sources: &[
+            Source {
+                tier: "emulated devices",
+                lab: "08-paravirt",
+                formula: Formula::Value("emulated.sink.mbit_s", 1.0),
+            },
+            Source {
+                tier: "paravirtual devices (virtio-net)",
+                lab: "08-paravirt",
+                formula: Formula::Value("virtio.sink.mbit_s", 1.0),
+            },
         ],
     },
     Metric {

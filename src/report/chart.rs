@@ -10,7 +10,7 @@ const WIDTH: f64 = 860.0;
 const LABEL_W: f64 = 330.0;
 const BAR_W: f64 = 410.0;
 const ROW_H: f64 = 26.0;
-const COLORS: [&str; 6] = ["#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b7791f", "#c53030"];
+const COLORS: [&str; 8] = ["#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b7791f", "#c53030", "#2c7a7b", "#975a16"];
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -117,7 +117,8 @@ fn panel(svg: &mut String, y: f64, title: &str, axis: &str, bars: &[Bar], empty:
     bottom + 48.0
 }
 
-/// Renders the comparison: overhead relative to bare metal, then start times and memory.
+/// Renders the comparison: overhead relative to bare metal, then start times,
+/// memory, and emulated against paravirtual devices.
 pub fn svg(cmp: &Comparison) -> String {
     let color_of = |tier: &str| {
         let tiers = [
@@ -127,6 +128,8 @@ pub fn svg(cmp: &Comparison) -> String {
             "User-Mode-Linux",
             "software emulation",
             "hardware-assisted",
+            "paravirtual",
+            "emulated devices",
         ];
         COLORS[tiers.iter().position(|t| tier.starts_with(t)).unwrap_or(0) % COLORS.len()]
     };
@@ -185,6 +188,24 @@ pub fn svg(cmp: &Comparison) -> String {
         "KiB per running instance (log scale)",
         &absolute("memory"),
         "no numbers yet: run 06-density",
+        None,
+    );
+    y = panel(
+        &mut body,
+        y,
+        "Emulated against paravirtual devices: disk",
+        "KiB/s written by the guest (log scale)",
+        &absolute("pvdisk"),
+        "no numbers yet: run 08-paravirt",
+        None,
+    );
+    y = panel(
+        &mut body,
+        y,
+        "Emulated against paravirtual devices: bytes to the host",
+        "Mbit/s counted by the runner's sink (log scale)",
+        &absolute("pvnet"),
+        "no numbers yet: run 08-paravirt",
         None,
     );
     let height = y + 10.0;
