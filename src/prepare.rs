@@ -17,6 +17,11 @@ pub fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
             Prepare::GuestAssets => crate::guest::prepare_assets(&dir.join("assets")).with_context(|| {
                 format!("cannot prepare the guest kernel and initramfs in {}/assets", dir.display())
             })?,
+            Prepare::GuestAssetsGeneric => {
+                crate::guest::prepare_generic_assets(&dir.join("assets")).with_context(|| {
+                    format!("cannot prepare the generic guest kernel and initramfs in {}/assets", dir.display())
+                })?
+            }
             Prepare::Arm64Busybox => crate::guest::prepare_arm64_busybox(&dir.join("assets"))
                 .with_context(|| format!("cannot prepare the aarch64 busybox in {}/assets", dir.display()))?,
             Prepare::XenAssets => crate::guest::xen::prepare_assets(&dir.join("assets"))

@@ -51,8 +51,9 @@ pub fn install(pkgs: &[String], root: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fetches the guest kernel (the current Debian cloud kernel), builds the
-/// initramfs and fetches the aarch64 busybox, so the guest labs are ready.
+/// Fetches the guest kernels (the current Debian cloud kernel, and the generic
+/// one for emulated NICs), builds their initramfs images and fetches the
+/// aarch64 busybox, so the guest labs are ready.
 /// As root, refreshes apt's package lists once if the kernel is unknown.
 pub fn guest_assets(root: bool) -> anyhow::Result<()> {
     let assets = match crate::guest::assets::refresh() {
@@ -71,13 +72,16 @@ pub fn guest_assets(root: bool) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e),
     };
+    let generic = crate::guest::assets::generic(true)?;
     let busybox = crate::guest::assets::arm64_busybox()?;
     let xen = crate::guest::xen::refresh()?;
     eprintln!(
-        "guest assets ready: kernel {} (sha256 {}), initramfs {}, aarch64 busybox {}, Xen {}",
+        "guest assets ready: kernel {} (sha256 {}), initramfs {}, generic kernel {} with initramfs {}, aarch64 busybox {}, Xen {}",
         assets.kernel.release,
         &assets.kernel.sha256[..16],
         assets.initrd.display(),
+        generic.kernel.release,
+        generic.initrd.display(),
         busybox.display(),
         xen.display()
     );

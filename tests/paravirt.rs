@@ -1,6 +1,6 @@
-//! Lab 08 on real guests under TCG: the emulated device set binds ata_piix
-//! and the 8250 UART, the virtio set binds virtio_blk and virtio_net, both
-//! record their numbers, a configuration that only names virtio fails on the
+//! Lab 08 on real guests under TCG: the emulated device set (generic kernel)
+//! binds ata_piix and e1000, the virtio set binds virtio_blk and virtio_net,
+//! both record their numbers, a configuration that only names virtio fails on the
 //! drivers the guest bound, and no QEMU outlives a check.
 
 mod common;
@@ -16,7 +16,7 @@ fn started_or_skip() -> Option<tempfile::TempDir> {
         eprintln!("skipped: qemu-system-x86_64 is not installed (`vlab setup`)");
         return None;
     }
-    if let Err(e) = vlab::guest::assets::ensure() {
+    if let Err(e) = vlab::guest::assets::ensure().and_then(|_| vlab::guest::assets::generic(false)) {
         eprintln!("skipped: the guest assets are not available here: {e:#}");
         return None;
     }
@@ -61,13 +61,14 @@ fn both_device_sets_bind_their_drivers_and_record_numbers() {
     let (outcome, message, ev, rec) = check(ws.path(), "emulated");
     assert_eq!(outcome, "pass", "emulated: {message}");
     assert_eq!(fact(&ev, "vmm.accel"), "tcg");
-    assert!(fact(&ev, "vmm.devices").split(',').any(|d| d == "drive:ide"), "{ev:#}");
+    let devices: Vec<&str> = fact(&ev, "vmm.devices").split(',').collect();
+    assert!(devices.contains(&"drive:ide") && devices.contains(&"nic:e1000"), "{ev:#}");
     assert_eq!((fact(&ev, "guest.disk.driver"), fact(&ev, "guest.disk.controller")), ("sd", "ata_piix"));
-    assert!(fact(&ev, "guest.tty.driver").starts_with("serial"), "{ev:#}");
-    assert_eq!(fact(&ev, "sink.bytes"), fact(&ev, "guest.measure.tty_bytes"), "the sink got what the guest sent");
-    let emulated_tty = number(&rec, "guest.measure.tty_kib_s");
-    assert!(number(&rec, "guest.measure.disk_write_kib_s") > 0.0 && emulated_tty > 0.0);
+    assert_eq!(fact(&ev, "guest.net.driver"), "e1000", "{ev:#}");
+    assert_eq!(fact(&ev, "sink.bytes"), fact(&ev, "guest.measure.net_bytes"), "the sink got what the guest sent");
+    assert!(number(&rec, "guest.measure.disk_write_kib_s") > 0.0 && number(&rec, "guest.measure.net_kib_s") > 0.0);
     assert!(number(&rec, "sink.mbit_s") > 0.0);
+    assert!(fact(&ev, "guest.net.link_ms").parse::<u64>().is_ok(), "{ev:#}");
     assert!(left_in(ws.path()).is_empty(), "a QEMU outlived the emulated check: {:?}", left_in(ws.path()));
 
     let (outcome, message, ev, rec) = check(ws.path(), "virtio");
@@ -76,15 +77,20 @@ fn both_device_sets_bind_their_drivers_and_record_numbers() {
     assert_eq!((fact(&ev, "guest.net.driver"), fact(&ev, "guest.net.controller")), ("virtio_net", "virtio-pci"));
     assert_eq!(fact(&ev, "sink.bytes"), fact(&ev, "guest.measure.net_bytes"));
     assert!(number(&rec, "guest.measure.disk_read_kib_s") > 0.0 && number(&rec, "sink.mbit_s") > 0.0);
-    // The point of the lab, with a wide margin for a loaded machine: virtio-net
-    // moves bytes far faster than the emulated UART.
-    let virtio_net = number(&rec, "guest.measure.net_kib_s");
-    assert!(virtio_net > 2.0 * emulated_tty, "virtio-net {virtio_net} KiB/s against the UART's {emulated_tty} KiB/s");
+    assert!(number(&rec, "guest.measure.net_kib_s") > 0.0);
+    // No speed comparison: under TCG both cards move bytes at the pace of the
+    // emulated CPU (the README says so), so either may come out ahead.
+    assert!(fact(&ev, "guest.net.link_ms").parse::<u64>().is_ok(), "{ev:#}");
     assert!(left_in(ws.path()).is_empty(), "a QEMU outlived the virtio check: {:?}", left_in(ws.path()));
 
     let (_, status) = json(ws.path(), &["status"]);
     let text = status.to_string();
-    for key in ["emulated.guest.measure.disk_write_kib_s", "virtio.guest.measure.net_kib_s", "virtio.sink.mbit_s"] {
+    for key in [
+        "emulated.guest.measure.disk_write_kib_s",
+        "emulated.guest.measure.net_kib_s",
+        "virtio.guest.measure.net_kib_s",
+        "virtio.sink.mbit_s",
+    ] {
         assert!(text.contains(key), "`vlab status` lacks the measurement {key}: {text}");
     }
 }

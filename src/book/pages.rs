@@ -345,6 +345,10 @@ fn checklist(lab: &Lab, sections: &[(String, String)]) -> String {
             .map(|p| match p {
                 Prepare::BusyboxRootfs => "a busybox root filesystem in `rootfs/` (with `rootfs/.vlab/` for the probe)",
                 Prepare::GuestAssets => "the guest kernel and initramfs in `assets/`",
+                Prepare::GuestAssetsGeneric => {
+                    "Debian's generic guest kernel (with emulated NIC drivers) and its initramfs at \
+                     `assets/vmlinuz-generic` and `assets/initrd-generic.img`"
+                }
                 Prepare::Arm64Busybox => "an aarch64 busybox at `assets/busybox-arm64`",
                 Prepare::XenAssets => "the Xen hypervisor at `assets/xen.elf`",
             })

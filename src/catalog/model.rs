@@ -112,6 +112,9 @@ pub enum Prepare {
     BusyboxRootfs,
     /// The guest kernel and the runner's initramfs at `assets/vmlinuz` and `assets/initrd.img`.
     GuestAssets,
+    /// Debian's generic kernel (it has emulated NIC drivers: e1000, 8139too, 8139cp) and
+    /// its initramfs at `assets/vmlinuz-generic` and `assets/initrd-generic.img`.
+    GuestAssetsGeneric,
     /// An aarch64 static busybox (Debian's busybox-static:arm64) at `assets/busybox-arm64`.
     Arm64Busybox,
     /// The Xen hypervisor (Debian's xen-hypervisor package) at `assets/xen.elf`.

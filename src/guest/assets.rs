@@ -2,9 +2,13 @@
 //! (Debian's linux-image-*-cloud-amd64, unpacked, never installed; or the
 //! kernel named by VLAB_GUEST_KERNEL), the driver modules it needs, the
 //! runner's initramfs, and an aarch64 busybox for the cross-architecture lab.
+//! A second flavour, Debian's generic linux-image-*-amd64, is fetched the same
+//! way for labs that need emulated NICs (e1000, rtl8139): the cloud kernel has
+//! no drivers for them.
 //!
 //! Cache layout under $XDG_CACHE_HOME/vlab (or ~/.cache/vlab):
 //!   kernel/<package>_<version>/   vmlinuz, config, modules/*.ko, kernel.json
+//!   kernel/current, current-generic   the directory name last fetched per flavour
 //!   initramfs/<sha256>.img         content-addressed by everything put in it
 //!   arm64/busybox                  from busybox-static:arm64
 
@@ -21,8 +25,33 @@ use super::{elf, initramfs};
 use crate::cleanup::Scratch;
 use crate::proc::Cmd;
 
-/// The Debian meta-package that always depends on the current cloud kernel.
-pub const KERNEL_META_PACKAGE: &str = "linux-image-cloud-amd64";
+/// Which Debian kernel a guest boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// linux-image-*-cloud-amd64: small, virtio and IDE only; boots fastest.
+    Cloud,
+    /// linux-image-*-amd64: also ships the drivers of emulated NICs.
+    Generic,
+}
+
+impl Flavour {
+    /// The Debian meta-package that always depends on the current kernel of this flavour.
+    pub fn meta_package(self) -> &'static str {
+        match self {
+            Flavour::Cloud => "linux-image-cloud-amd64",
+            Flavour::Generic => "linux-image-amd64",
+        }
+    }
+
+    /// The file under kernel/ naming the directory last fetched.
+    fn current_file(self) -> &'static str {
+        match self {
+            Flavour::Cloud => "current",
+            Flavour::Generic => "current-generic",
+        }
+    }
+}
+
 /// Environment variable naming a kernel (bzImage) to use instead of Debian's.
 pub const KERNEL_ENV: &str = "VLAB_GUEST_KERNEL";
 
@@ -91,25 +120,32 @@ pub fn cache_dir() -> PathBuf {
 /// cached. Offline once cached: the Debian kernel last fetched is reused
 /// without asking apt (`refresh` looks for a newer one).
 pub fn ensure() -> anyhow::Result<GuestAssets> {
-    assets(false)
+    assets(Flavour::Cloud, false)
 }
 
 /// Like `ensure`, but asks apt for the current kernel package first (`vlab setup`).
 pub fn refresh() -> anyhow::Result<GuestAssets> {
-    assets(true)
+    assets(Flavour::Cloud, true)
 }
 
-fn assets(refresh: bool) -> anyhow::Result<GuestAssets> {
+/// The generic kernel (emulated NIC drivers) and its initramfs, like `ensure`;
+/// `refresh` asks apt for the current package first. VLAB_GUEST_KERNEL, when
+/// set, replaces this flavour too.
+pub fn generic(refresh: bool) -> anyhow::Result<GuestAssets> {
+    assets(Flavour::Generic, refresh)
+}
+
+fn assets(flavour: Flavour, refresh: bool) -> anyhow::Result<GuestAssets> {
     let cache = cache_dir();
     let _lock = Lock::take(&cache)?;
-    let current = cache.join("kernel").join("current");
+    let current = cache.join("kernel").join(flavour.current_file());
     let cached = || load_cached(&cache.join("kernel").join(std::fs::read_to_string(&current).ok()?.trim()));
     let kernel = match std::env::var_os(KERNEL_ENV).filter(|v| !v.is_empty()) {
         Some(path) => named_kernel(&cache, Path::new(&path))?,
         None => match cached().filter(|_| !refresh) {
             Some(k) => k,
             None => {
-                let k = debian_kernel(&cache)?;
+                let k = debian_kernel(&cache, flavour)?;
                 let name = k.dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
                 std::fs::write(&current, name)?;
                 k
@@ -178,8 +214,9 @@ fn sandbox_opts() -> Vec<&'static str> {
 }
 
 /// The concrete package the meta-package currently depends on, and its version.
-fn current_kernel_package() -> anyhow::Result<(String, String)> {
-    let deps = apt("apt-cache", &["depends", "--important", KERNEL_META_PACKAGE], None)?;
+fn current_kernel_package(flavour: Flavour) -> anyhow::Result<(String, String)> {
+    let meta = flavour.meta_package();
+    let deps = apt("apt-cache", &["depends", "--important", meta], None)?;
     let pkg = deps
         .stdout
         .lines()
@@ -189,7 +226,7 @@ fn current_kernel_package() -> anyhow::Result<(String, String)> {
         .map(str::to_string);
     let Some(pkg) = pkg else {
         bail!(
-            "apt knows no package {KERNEL_META_PACKAGE}: refresh the package lists with `apt-get update` \
+            "apt knows no package {meta}: refresh the package lists with `apt-get update` \
              (as root; `vlab setup` does it), or name a kernel with {KERNEL_ENV}=/path/to/vmlinuz"
         );
     };
@@ -240,8 +277,8 @@ fn load_cached(dir: &Path) -> Option<Kernel> {
     k.vmlinuz().is_file().then_some(k)
 }
 
-fn debian_kernel(cache: &Path) -> anyhow::Result<Kernel> {
-    let (pkg, version) = current_kernel_package()?;
+fn debian_kernel(cache: &Path, flavour: Flavour) -> anyhow::Result<Kernel> {
+    let (pkg, version) = current_kernel_package(flavour)?;
     let dir = cache.join("kernel").join(format!("{pkg}_{version}").replace(['/', ':'], "_"));
     if let Some(k) = load_cached(&dir) {
         return Ok(k);

@@ -191,6 +191,16 @@ measure_net() {
     echo "net.driver=${t##*/}"
     echo "net.controller=$(pci_driver "/sys/class/net/$ifc/device")"
     ip link set "$ifc" up && ip addr add 10.0.2.15/24 dev "$ifc"
+    # The send times the transfer, not the link: an emulated e1000 often
+    # reports carrier seconds after `up` (its driver learns of the link from
+    # a link-change interrupt and a watchdog). At most 10 s.
+    t0=$(now_ns)
+    i=0
+    while read -r c < "/sys/class/net/$ifc/carrier" && [ "$c" != 1 ] && [ $i -lt 200 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    echo "net.link_ms=$((($(now_ns) - t0) / 1000000))"
     send net
 }
 measure_tty() {

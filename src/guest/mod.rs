@@ -158,6 +158,16 @@ pub fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lab prepare `guest-assets-generic`: `vmlinuz-generic` and `initrd-generic.img`
+/// in `dir` (Debian's generic kernel, with emulated NIC drivers), linked to the cache.
+pub fn prepare_generic_assets(dir: &Path) -> anyhow::Result<()> {
+    let assets = assets::generic(false)?;
+    std::fs::create_dir_all(dir)?;
+    link(&assets.kernel.vmlinuz(), &dir.join("vmlinuz-generic"))?;
+    link(&assets.initrd, &dir.join("initrd-generic.img"))?;
+    Ok(())
+}
+
 /// Lab prepare `arm64-busybox`: `busybox-arm64` in `dir`, linked to the cache.
 pub fn prepare_arm64_busybox(dir: &Path) -> anyhow::Result<()> {
     let busybox = assets::arm64_busybox()?;

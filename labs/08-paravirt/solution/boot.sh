@@ -5,7 +5,9 @@
 #
 # assets/vmlinuz and assets/initrd.img are the runner's guest: its probe
 # (/init) measures the disk and the path to the sink that vlab.measure names,
-# prints a report on the console and powers off.
+# prints a report on the console and powers off. assets/vmlinuz-generic and
+# assets/initrd-generic.img are the same guest on Debian's generic kernel,
+# which has drivers for emulated NICs (the cloud kernel has none).
 set -eu
 MODE=${1:?usage: sh boot.sh emulated|virtio|detect|detect-hidden|detect-kvm}
 NONCE=${VLAB_NONCE:-by-hand}
@@ -13,6 +15,7 @@ SCRATCH=${VLAB_SCRATCH:-/tmp}
 PORT=${VLAB_SINK_PORT:-0}
 ACCEL=tcg
 CPU=qemu64
+KERNEL=assets/vmlinuz
 INITRD=assets/initrd.img
 
 # The disk under test: a 64 MiB raw image, overwritten by the guest.
@@ -21,11 +24,15 @@ truncate -s 64M "$DISK"
 
 case "$MODE" in
     emulated)
-        # An IDE disk on the PIIX controller, and the second 16550 UART wired
-        # to the sink: every byte the guest sends is a port write QEMU emulates.
-        MEASURE=disk,tty
+        # An IDE disk on the PIIX controller and an Intel e1000 NIC on user
+        # networking (the host is 10.0.2.2): every register the guest's
+        # drivers touch is a trap into QEMU's model of the real chip. The
+        # generic kernel has the e1000 driver.
+        MEASURE=disk,net
+        KERNEL=assets/vmlinuz-generic
+        INITRD=assets/initrd-generic.img
         set -- -drive "file=$DISK,format=raw,if=ide" \
-            -serial "tcp:127.0.0.1:$PORT"
+            -nic user,model=e1000
         ;;
     virtio)
         # virtio-blk and virtio-net (user networking: the host is 10.0.2.2).
@@ -58,7 +65,7 @@ exec qemu-system-x86_64 \
     -nodefaults -display none \
     -serial stdio \
     -no-reboot \
-    -kernel assets/vmlinuz \
+    -kernel "$KERNEL" \
     -initrd "$INITRD" \
     -append "console=ttyS0 panic=-1 quiet vlab.nonce=$NONCE vlab.measure=$MEASURE vlab.sink=$PORT" \
     "$@"

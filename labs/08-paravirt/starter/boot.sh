@@ -5,7 +5,9 @@
 #
 # assets/vmlinuz and assets/initrd.img are the runner's guest: its probe
 # (/init) measures the disk and the path to the sink that vlab.measure names,
-# prints a report on the console and powers off.
+# prints a report on the console and powers off. assets/vmlinuz-generic and
+# assets/initrd-generic.img are the same guest on Debian's generic kernel,
+# which has drivers for emulated NICs (the cloud kernel has none).
 set -eu
 MODE=${1:?usage: sh boot.sh emulated|virtio|detect|detect-hidden|detect-kvm}
 NONCE=${VLAB_NONCE:-by-hand}
@@ -13,6 +15,7 @@ SCRATCH=${VLAB_SCRATCH:-/tmp}
 PORT=${VLAB_SINK_PORT:-0}
 ACCEL=tcg
 CPU=qemu64
+KERNEL=assets/vmlinuz
 INITRD=assets/initrd.img
 
 # The disk under test: a 64 MiB raw image, overwritten by the guest.
@@ -21,8 +24,10 @@ truncate -s 64M "$DISK"
 
 case "$MODE" in
     emulated)
-        # TODO (README, Step 1): an IDE disk on $DISK, and the second serial
-        # port connected to the sink at 127.0.0.1:$PORT; MEASURE=disk,tty.
+        # TODO (README, Step 1): an IDE disk on $DISK and an emulated NIC
+        # (e1000 or rtl8139) on user networking, booted from the generic
+        # kernel (assets/vmlinuz-generic, assets/initrd-generic.img);
+        # MEASURE=disk,net.
         echo "boot.sh: the emulated devices are not configured yet (see the lab's README, Step 1)" >&2
         exit 1
         ;;
@@ -57,7 +62,7 @@ exec qemu-system-x86_64 \
     -nodefaults -display none \
     -serial stdio \
     -no-reboot \
-    -kernel assets/vmlinuz \
+    -kernel "$KERNEL" \
     -initrd "$INITRD" \
     -append "console=ttyS0 panic=-1 quiet vlab.nonce=$NONCE vlab.measure=$MEASURE vlab.sink=$PORT" \
     "$@"
