@@ -125,13 +125,8 @@ fn a_lab_check_leaves_no_qemu_behind() {
     let out = run_vlab(ws.path(), &["check", lab, "--step", "boot"]);
     assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
     // The student's QEMU runs in the lab's workspace; nothing may still run there.
-    let dir = ws.path().join(lab).canonicalize().unwrap();
-    let left: Vec<i32> = vlab::proc::processes()
-        .into_iter()
-        .map(|p| p.pid)
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir)))
-        .filter(|pid| alive(*pid))
-        .collect();
+    let dir = ws.path().join(lab);
+    let left = running_in(&dir);
     assert!(left.is_empty(), "processes of the check survived in {}: {left:?}", dir.display());
 }
 

@@ -44,13 +44,7 @@ fn number(recorded: &Value, name: &str) -> f64 {
 
 /// Processes still running in the lab's workspace (the student's QEMU runs there).
 fn left_in(ws: &std::path::Path) -> Vec<i32> {
-    let dir = ws.join(LAB).canonicalize().unwrap();
-    vlab::proc::processes()
-        .into_iter()
-        .map(|p| p.pid)
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir)))
-        .filter(|pid| alive(*pid))
-        .collect()
+    running_in(&ws.join(LAB))
 }
 
 #[test]

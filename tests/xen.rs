@@ -42,13 +42,7 @@ fn check_boot(ws: &Path) -> (String, String, serde_json::Value) {
 
 /// Processes still running in the lab's workspace (the student's QEMU runs there).
 fn left_in(ws: &Path) -> Vec<i32> {
-    let dir = ws.join(LAB).canonicalize().unwrap();
-    vlab::proc::processes()
-        .into_iter()
-        .map(|p| p.pid)
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir)))
-        .filter(|pid| alive(*pid))
-        .collect()
+    running_in(&ws.join(LAB))
 }
 
 #[test]

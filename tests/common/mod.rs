@@ -105,3 +105,15 @@ pub fn outcomes(report: &serde_json::Value) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+/// Processes still running with their working directory under `dir` (a
+/// student's QEMU or UML runs in the lab's workspace).
+pub fn running_in(dir: &Path) -> Vec<i32> {
+    let dir = dir.canonicalize().unwrap();
+    vlab::proc::processes()
+        .into_iter()
+        .map(|p| p.pid)
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir)))
+        .filter(|pid| alive(*pid))
+        .collect()
+}
