@@ -73,20 +73,6 @@ pub enum Capability {
 }
 
 impl Capability {
-    pub const ALL: [Capability; 11] = [
-        Capability::Root,
-        Capability::Userns,
-        Capability::CgroupWritable,
-        Capability::Kvm,
-        Capability::KvmFast,
-        Capability::QemuSystem,
-        Capability::QemuUser,
-        Capability::Runc,
-        Capability::Uml,
-        Capability::Busybox,
-        Capability::Nsenter,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Capability::Root => "root",

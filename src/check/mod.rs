@@ -7,7 +7,6 @@ pub mod facts;
 pub mod observe;
 pub mod sink;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -364,9 +363,4 @@ fn expectations(
         facts::judge(rule, facts, &vars).map_err(|seen| format!("{} ({seen})", rule.message))?;
     }
     Ok(())
-}
-
-/// Per-step totals for progress displays.
-pub fn summary(report: &LabReport) -> BTreeMap<String, Outcome> {
-    report.steps.iter().map(|s| (s.step.clone(), s.outcome)).collect()
 }
