@@ -511,14 +511,7 @@ fn compare(ctx: &Ctx, svg: Option<PathBuf>) -> anyhow::Result<i32> {
     let state = State::load(&ctx.ws.meta_dir())?;
     let comparison = crate::compare::compare(&state);
     let path = svg.unwrap_or_else(|| ctx.ws.root.join("compare.svg"));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut tmp = tempfile::NamedTempFile::new_in(
-        path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")),
-    )?;
-    tmp.write_all(crate::report::chart::svg(&comparison).as_bytes())?;
-    tmp.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    crate::files::write_atomic(&path, crate::report::chart::svg(&comparison).as_bytes())?;
     let done = Compared { comparison, svg: path };
     ctx.emit(&done, || crate::report::comparison(&done.comparison, Some(&done.svg), &ctx.style))?;
     Ok(0)

@@ -13,6 +13,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod compare;
 pub mod container;
+pub mod files;
 pub mod grade;
 pub mod guest;
 pub mod host;

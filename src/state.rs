@@ -59,11 +59,8 @@ impl State {
     }
 
     pub fn save(&self, meta_dir: &Path) -> anyhow::Result<()> {
-        std::fs::create_dir_all(meta_dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(meta_dir)?;
-        serde_json::to_writer_pretty(&mut tmp, self)?;
-        tmp.persist(Self::path(meta_dir)).context("cannot save progress")?;
-        Ok(())
+        let json = serde_json::to_vec_pretty(self)?;
+        crate::files::write_atomic(&Self::path(meta_dir), &json).context("cannot save progress")
     }
 
     pub fn record(&mut self, report: &LabReport) {

@@ -65,7 +65,7 @@ fn assets_are_cached_by_content() {
     let name = first.initrd.file_stem().unwrap().to_string_lossy().into_owned();
     assert_eq!(name.len(), 64, "the initramfs is named by its content hash: {name}");
     let image = std::fs::read(&first.initrd).unwrap();
-    assert_eq!(assets::sha256_hex(&image), first.initrd_sha256);
+    assert_eq!(vlab::files::sha256_hex(&image), first.initrd_sha256);
 }
 
 #[test]

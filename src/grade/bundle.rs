@@ -10,9 +10,9 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, Lab};
+use crate::files::sha256_hex;
 use crate::state::LabState;
 
 pub const FORMAT: u32 = 1;
@@ -39,10 +39,6 @@ pub struct FileEntry {
     pub path: String,
     pub sha256: String,
     pub size: u64,
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The files a lab declares, across its steps, sorted and unique.
@@ -100,20 +96,17 @@ pub fn pack(
     if total > MAX_TOTAL {
         bail!("the submission would be {total} bytes; the limit is {MAX_TOTAL}");
     }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp =
-        tempfile::NamedTempFile::new_in(parent).with_context(|| format!("cannot write in {}", parent.display()))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     {
-        let gz = flate2::write::GzEncoder::new(tmp.as_file(), flate2::Compression::default());
-        let mut tar = tar::Builder::new(gz);
+        let mut tar = tar::Builder::new(&mut gz);
         let json = serde_json::to_vec_pretty(&manifest)?;
         append(&mut tar, "manifest.json", &json)?;
         for (name, data) in &contents {
             append(&mut tar, name, data)?;
         }
-        tar.into_inner()?.finish()?;
+        tar.finish()?;
     }
-    tmp.persist(out).with_context(|| format!("cannot create {}", out.display()))?;
+    crate::files::write_atomic(out, &gz.finish()?)?;
     Ok(manifest)
 }
 
@@ -247,10 +240,5 @@ mod tests {
         assert!(safe_path(Path::new("files/01-x/a.sh")).is_ok());
         assert!(safe_path(Path::new("files/../../etc/passwd")).unwrap_err().contains(".."));
         assert!(safe_path(Path::new("/etc/passwd")).unwrap_err().contains("absolute"));
-    }
-
-    #[test]
-    fn sha256_is_hex() {
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

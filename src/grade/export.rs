@@ -6,10 +6,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::SubmissionResult;
 use super::policy::Policy;
-use super::{SubmissionResult, write_atomic};
 use crate::catalog::Catalog;
 use crate::check::Outcome;
+use crate::files::write_atomic;
 
 pub fn write_all(catalog: &Catalog, results: &[SubmissionResult], policy: &Policy, out: &Path) -> anyhow::Result<()> {
     write_atomic(&out.join("gradebook.csv"), gradebook(results)?.as_bytes())?;

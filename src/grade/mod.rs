@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::check::LabReport;
+use crate::files::{sha256_hex, write_atomic};
 use crate::state::LabState;
 use limits::Limits;
 use policy::Policy;
@@ -127,21 +128,11 @@ fn results_dir(out: &Path) -> PathBuf {
     out.join("results")
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("result path has no parent")?;
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)?;
-    Ok(())
-}
-
 /// A previous result for this bundle, if it is complete and for the same bytes.
 fn finished(out: &Path, student: &str, bundle: &Path) -> Option<SubmissionResult> {
     let prev: SubmissionResult =
         serde_json::from_slice(&std::fs::read(results_dir(out).join(format!("{student}.json"))).ok()?).ok()?;
-    let hash = bundle::sha256_hex(&std::fs::read(bundle).ok()?);
+    let hash = sha256_hex(&std::fs::read(bundle).ok()?);
     (prev.bundle_hash == hash).then_some(prev)
 }
 
@@ -235,7 +226,7 @@ pub fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path) -> Submi
     let mut result = SubmissionResult {
         student: student.clone(),
         bundle: bundle_path.to_path_buf(),
-        bundle_hash: std::fs::read(bundle_path).map(|b| bundle::sha256_hex(&b)).unwrap_or_default(),
+        bundle_hash: std::fs::read(bundle_path).map(|b| sha256_hex(&b)).unwrap_or_default(),
         claimed_student: None,
         submitted_at,
         labs: Vec::new(),

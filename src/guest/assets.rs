@@ -17,9 +17,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::files::sha256_hex;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{elf, initramfs};
 use crate::cleanup::Scratch;
@@ -171,11 +171,6 @@ impl Lock {
         }
         Ok(Lock { _file: file })
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A spinner on stderr while `f` runs; nothing when stderr is not a terminal.

@@ -3,14 +3,14 @@
 //! Content-addressed: the file name is the hash of everything put in, so a
 //! second build with the same inputs costs a hash and nothing else.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use super::assets::{Kernel, sha256_hex};
+use super::assets::Kernel;
 use super::cpio::{Entry, Writer};
+use crate::files::sha256_hex;
 
 /// The probe init, run as PID 1 in every vlab guest.
 pub const PROBE_INIT: &str = include_str!("init.sh");
@@ -107,10 +107,7 @@ pub fn ensure(dir: &Path, kernel: &Kernel) -> anyhow::Result<(PathBuf, String)> 
         Ok(existing) => sha256_hex(&existing),
         Err(_) => {
             let image = build(&entries)?;
-            std::fs::create_dir_all(dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            tmp.write_all(&image)?;
-            tmp.persist(&path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
+            crate::files::write_atomic(&path, &image)?;
             sha256_hex(&image)
         }
     };
