@@ -24,14 +24,6 @@ impl Default for Limits {
     }
 }
 
-const CGROUP2_MAGIC: i64 = 0x6367_7270;
-
-fn is_cgroup2(p: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else { return false };
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_MAGIC }
-}
-
 /// A cgroup (one directory per v1 controller, or one v2 directory) that dies with this value.
 #[derive(Debug)]
 pub struct Jail {
@@ -46,7 +38,7 @@ impl Jail {
         let mut jail = Jail { dirs: Vec::new() };
         let write =
             |p: PathBuf, v: String| std::fs::write(&p, v).map_err(|e| format!("cannot write {}: {e}", p.display()));
-        if is_cgroup2(root) {
+        if crate::host::cgroup::detect().mode == crate::host::cgroup::Mode::V2 {
             let ctl = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
             for c in ["pids", "memory"] {
                 if !ctl.split_whitespace().any(|x| x == c) {
