@@ -238,13 +238,7 @@ fn hint(ctx: &Ctx, name: &str, step: Option<&str>) -> anyhow::Result<i32> {
     let lab = cat.find(name)?;
     let mut state = State::load(&ctx.ws.meta_dir())?;
     let step = match step {
-        Some(id) => lab.steps.iter().find(|s| s.id == id).with_context(|| {
-            format!(
-                "lab {} has no step `{id}`; its steps are: {}",
-                lab.id,
-                lab.steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
-            )
-        })?,
+        Some(id) => lab.step(id)?,
         None => {
             let done = |id: &str| {
                 state.labs.get(&lab.id).and_then(|l| l.steps.get(id)).is_some_and(|s| s.outcome == Outcome::Pass)

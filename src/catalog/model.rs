@@ -29,6 +29,16 @@ pub struct Lab {
     pub dir: PathBuf,
 }
 
+impl Lab {
+    /// The step named `id`, or an error listing the lab's steps.
+    pub fn step(&self, id: &str) -> anyhow::Result<&Step> {
+        self.steps.iter().find(|s| s.id == id).ok_or_else(|| {
+            let ids: Vec<&str> = self.steps.iter().map(|s| s.id.as_str()).collect();
+            anyhow::anyhow!("lab {} has no step `{id}`; its steps are: {}", self.id, ids.join(", "))
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tier {

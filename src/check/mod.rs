@@ -77,10 +77,7 @@ pub fn check_lab(
     only_step: Option<&str>,
 ) -> anyhow::Result<LabReport> {
     let steps: Vec<&Step> = match only_step {
-        Some(id) => vec![lab.steps.iter().find(|s| s.id == id).ok_or_else(|| {
-            let ids: Vec<&str> = lab.steps.iter().map(|s| s.id.as_str()).collect();
-            anyhow::anyhow!("lab {} has no step `{id}`; its steps are: {}", lab.id, ids.join(", "))
-        })?],
+        Some(id) => vec![lab.step(id)?],
         None => lab.steps.iter().collect(),
     };
     let steps: Vec<StepResult> = steps.into_iter().map(|s| check_step(lab, s, workspace, caps)).collect();

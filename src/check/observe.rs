@@ -108,10 +108,6 @@ fn innermost_nspid(pid: i32) -> Option<(String, usize)> {
     Some((ids.last()?.to_string(), ids.len()))
 }
 
-fn ppid(pid: i32) -> Option<i32> {
-    proc::processes().into_iter().find(|p| p.pid == pid).map(|p| p.ppid)
-}
-
 fn ns_inode(pid: &str, ns: &str) -> Option<String> {
     std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok().map(|l| l.to_string_lossy().into_owned())
 }
@@ -129,7 +125,7 @@ pub fn gather(pid: i32, workspace: &Path) -> Facts {
         f.insert("pid_in_ns".into(), id);
         f.insert("pid_ns_depth".into(), depth.to_string());
     }
-    if let Some((id, _)) = ppid(pid).and_then(innermost_nspid) {
+    if let Some((id, _)) = proc::info(pid).and_then(|p| innermost_nspid(p.ppid)) {
         f.insert("parent.pid_in_ns".into(), id);
     }
     f.insert("root".into(), root_of(pid, workspace));
