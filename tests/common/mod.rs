@@ -83,12 +83,7 @@ pub fn fixture_labs(
     root
 }
 
-pub fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| !s[i + 2..].starts_with('Z')))
-        .unwrap_or(false)
-}
+pub use vlab::proc::alive;
 
 /// Step outcomes of a `vlab check --json` report.
 pub fn outcomes(report: &serde_json::Value) -> Vec<(String, String, String)> {
