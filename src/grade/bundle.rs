@@ -125,8 +125,6 @@ pub struct Submission {
     pub manifest: Manifest,
     /// lab id → (declared path → contents). Only files the canonical lab declares.
     pub files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-    /// sha256 of the whole bundle file: the key for resuming.
-    pub hash: String,
     /// Entries that were ignored (not declared by a canonical lab), for the instructor.
     pub ignored: Vec<String>,
 }
@@ -161,7 +159,6 @@ pub fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> 
     if raw.len() as u64 > MAX_TOTAL * 2 {
         return Err(reject(format!("{} bytes is larger than any valid submission", raw.len())));
     }
-    let hash = sha256_hex(&raw);
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(raw.as_slice()));
     let entries = archive.entries().map_err(|e| reject(format!("not a vlab submission (gzip'd tar): {e}")))?;
     let mut manifest = None;
@@ -228,7 +225,7 @@ pub fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> 
             manifest.format
         )));
     }
-    Ok(Submission { manifest, files, hash, ignored })
+    Ok(Submission { manifest, files, ignored })
 }
 
 #[cfg(test)]
