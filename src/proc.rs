@@ -297,6 +297,16 @@ impl Child {
         read_capped(&self.stdout, limit)
     }
 
+    /// Stdout bytes from `offset` on, at most `limit` of them: a watcher reads
+    /// only what is new instead of the whole output on every poll.
+    pub fn read_stdout_at(&self, offset: u64, limit: usize) -> Vec<u8> {
+        let len = self.stdout.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut buf = vec![0u8; (len.saturating_sub(offset) as usize).min(limit)];
+        let n = self.stdout.read_at(&mut buf, offset).unwrap_or(0);
+        buf.truncate(n);
+        buf
+    }
+
     pub fn read_stderr(&self, limit: usize) -> (String, bool) {
         read_capped(&self.stderr, limit)
     }

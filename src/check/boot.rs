@@ -55,6 +55,26 @@ fn panic_line(console: &str) -> Option<String> {
     console.lines().find(|l| PANICS.iter().any(|p| l.contains(p))).map(|l| l.trim().to_string())
 }
 
+/// Reads the console as it grows and scans each complete line once.
+#[derive(Default)]
+struct ConsoleWatch {
+    scanned: u64,
+}
+
+impl ConsoleWatch {
+    /// The complete lines written since the last call.
+    fn new_lines(&mut self, child: &proc::Child) -> String {
+        let room = (CONSOLE_LIMIT as u64).saturating_sub(self.scanned) as usize;
+        let bytes = child.read_stdout_at(self.scanned, room);
+        let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else { return String::new() };
+        self.scanned += end as u64 + 1;
+        String::from_utf8_lossy(&bytes[..=end]).into_owned()
+    }
+}
+
+/// How often the console is looked at: the report's arrival is timed to this.
+const POLL: Duration = Duration::from_millis(10);
+
 /// Starts `cmd` and waits for a complete report, a panic, its exit or its deadline.
 pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> {
     let child = cmd.spawn()?;
@@ -62,26 +82,27 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
     let mut ended_early = None;
     let mut timed_out = false;
     let mut report_at = None;
+    let mut watch = ConsoleWatch::default();
     loop {
         if vmm.is_empty() {
             vmm = inspect_vmm(child.pid());
         }
-        let (console, _) = child.read_stdout(CONSOLE_LIMIT);
-        if console.lines().any(|l| l.contains(END)) {
+        let lines = watch.new_lines(&child);
+        if lines.lines().any(|l| l.contains(END)) {
             report_at = Some(child.started().elapsed());
             break;
         }
-        if panic_line(&console).is_some() {
+        if panic_line(&lines).is_some() {
             // Let the panic's backtrace reach the console for the student.
             std::thread::sleep(Duration::from_millis(300));
             break;
         }
-        if let Some(line) = crate::guest::xen::dom0_ended(&console) {
+        if let Some(line) = crate::guest::xen::dom0_ended(&lines) {
             // Xen stops its CPUs when dom0 ends, but QEMU runs on: nothing more will come.
             ended_early = Some(format!("ended (Xen: \"{line}\")"));
             break;
         }
-        if let Some(ended) = child.wait_until(Instant::now() + Duration::from_millis(50))? {
+        if let Some(ended) = child.wait_until(Instant::now() + POLL)? {
             // The report may have come out just before the VMM powered off.
             if child.read_stdout(CONSOLE_LIMIT).0.lines().any(|l| l.contains(END)) {
                 report_at = Some(child.started().elapsed());
@@ -195,6 +216,25 @@ mod tests {
 
     fn argv(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn the_console_is_scanned_a_complete_line_at_a_time() {
+        let child = Cmd::new("sh")
+            .args(["-c", "printf 'one\\ntw'; sleep 1; printf 'o\\nthree'"])
+            .timeout(Duration::from_secs(10))
+            .spawn()
+            .unwrap();
+        let mut watch = ConsoleWatch::default();
+        let mut first = String::new();
+        while first.is_empty() {
+            first = watch.new_lines(&child);
+            std::thread::sleep(POLL);
+        }
+        assert_eq!(first, "one\n", "the partial line is held back until it ends");
+        child.wait_until(Instant::now() + Duration::from_secs(5)).unwrap();
+        assert_eq!(watch.new_lines(&child), "two\n", "each line once, whole; an unended one not at all");
+        child.stop().unwrap();
     }
 
     #[test]
