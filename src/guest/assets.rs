@@ -7,7 +7,8 @@
 //! no drivers for them.
 //!
 //! Cache layout under $XDG_CACHE_HOME/vlab (or ~/.cache/vlab):
-//!   kernel/<package>_<version>/   vmlinuz, config, modules/*.ko, kernel.json
+//!   kernel/<package>_<version>/   vmlinuz, config, modules/*.ko, kernel.json,
+//!                                  vmlinux (unpacked for a direct boot) or vmlinux.none (why not)
 //!   kernel/current, current-generic   the directory name last fetched per flavour
 //!   initramfs/<sha256>.img         content-addressed by everything put in it
 //!   arm64/busybox                  from busybox-static:arm64
@@ -21,7 +22,7 @@ use crate::files::sha256_hex;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{elf, initramfs};
+use super::{elf, initramfs, vmlinux};
 use crate::cleanup::Scratch;
 use crate::proc::Cmd;
 
@@ -86,11 +87,22 @@ pub struct Kernel {
     /// The directory holding `vmlinuz` and `modules/` (filled on load).
     #[serde(skip)]
     pub dir: PathBuf,
+    /// The uncompressed kernel the launcher boots directly (PVH), when it could be unpacked.
+    #[serde(skip_deserializing)]
+    pub vmlinux: Option<PathBuf>,
+    /// Why there is no `vmlinux` (the launcher then boots the bzImage).
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub vmlinux_unavailable: Option<String>,
 }
 
 impl Kernel {
     pub fn vmlinuz(&self) -> PathBuf {
         self.dir.join("vmlinuz")
+    }
+
+    /// What the launcher boots: the unpacked vmlinux when there is one, else the bzImage.
+    pub fn boot_image(&self) -> PathBuf {
+        self.vmlinux.clone().unwrap_or_else(|| self.vmlinuz())
     }
 
     pub fn module_path(&self, name: &str) -> PathBuf {
@@ -140,7 +152,7 @@ fn assets(flavour: Flavour, refresh: bool) -> anyhow::Result<GuestAssets> {
     let _lock = Lock::take(&cache)?;
     let current = cache.join("kernel").join(flavour.current_file());
     let cached = || load_cached(&cache.join("kernel").join(std::fs::read_to_string(&current).ok()?.trim()));
-    let kernel = match std::env::var_os(KERNEL_ENV).filter(|v| !v.is_empty()) {
+    let mut kernel = match std::env::var_os(KERNEL_ENV).filter(|v| !v.is_empty()) {
         Some(path) => named_kernel(&cache, Path::new(&path))?,
         None => match cached().filter(|_| !refresh) {
             Some(k) => k,
@@ -152,8 +164,39 @@ fn assets(flavour: Flavour, refresh: bool) -> anyhow::Result<GuestAssets> {
             }
         },
     };
+    direct_boot(&mut kernel);
     let (initrd, initrd_sha256) = initramfs::ensure(&cache.join("initramfs"), &kernel)?;
     Ok(GuestAssets { kernel, initrd, initrd_sha256 })
+}
+
+/// Unpacks the kernel's vmlinux next to its bzImage, once. A kernel that
+/// cannot boot directly keeps its reason in `vmlinux.none`, so later runs
+/// neither retry nor fail: the launcher boots the bzImage instead.
+fn direct_boot(k: &mut Kernel) {
+    let (target, none) = (k.dir.join("vmlinux"), k.dir.join("vmlinux.none"));
+    if target.is_file() {
+        k.vmlinux = Some(target);
+        return;
+    }
+    if let Ok(why) = std::fs::read_to_string(&none) {
+        k.vmlinux_unavailable = Some(why);
+        return;
+    }
+    let unpacked = with_progress("unpacking the kernel for a direct boot".into(), || {
+        let bzimage = std::fs::read(k.vmlinuz())?;
+        Ok(vmlinux::extract(&bzimage))
+    });
+    match unpacked {
+        Ok(Ok(elf)) => match crate::files::write_atomic(&target, &elf) {
+            Ok(()) => k.vmlinux = Some(target),
+            Err(e) => k.vmlinux_unavailable = Some(format!("{e:#}")),
+        },
+        Ok(Err(why)) => {
+            let _ = std::fs::write(&none, &why);
+            k.vmlinux_unavailable = Some(why);
+        }
+        Err(e) => k.vmlinux_unavailable = Some(format!("{e:#}")),
+    }
 }
 
 /// Serialises cache writers across vlab processes (parallel checks, tests).
@@ -392,6 +435,8 @@ fn build_kernel_dir(
         drivers,
         groups,
         dir: dir.to_path_buf(),
+        vmlinux: None,
+        vmlinux_unavailable: None,
     };
     std::fs::write(staged.join("kernel.json"), serde_json::to_string_pretty(&kernel)?)?;
     std::fs::create_dir_all(dir.parent().unwrap_or(dir))?;

@@ -55,6 +55,46 @@ fn section<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
     })
 }
 
+/// XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit PVH entry point of a kernel built with CONFIG_PVH.
+const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+
+/// The PVH entry address of a 64-bit little-endian kernel ELF: the "Xen" note
+/// QEMU and Xen read to boot it without a bootloader or decompressor.
+pub fn pvh_entry(bytes: &[u8]) -> Option<u64> {
+    if bytes.get(4) != Some(&2) || machine(bytes).is_none() {
+        return None;
+    }
+    let phoff = u64_at(bytes, 0x20)? as usize;
+    let phentsize = u16_at(bytes, 0x36)? as usize;
+    let phnum = u16_at(bytes, 0x38)? as usize;
+    let align4 = |n: usize| (n + 3) & !3;
+    (0..phnum).find_map(|i| {
+        let h = phoff + i * phentsize;
+        if u32_at(bytes, h)? != 4 {
+            return None; // not PT_NOTE
+        }
+        let (off, len) = (u64_at(bytes, h + 8)? as usize, u64_at(bytes, h + 32)? as usize);
+        let notes = bytes.get(off..off.checked_add(len)?)?;
+        let mut at = 0;
+        while at + 12 <= notes.len() {
+            let (namesz, descsz, kind) =
+                (u32_at(notes, at)? as usize, u32_at(notes, at + 4)? as usize, u32_at(notes, at + 8)?);
+            let name = notes.get(at + 12..at + 12 + namesz)?;
+            let desc_at = at + 12 + align4(namesz);
+            if name == b"Xen\0" && kind == XEN_ELFNOTE_PHYS32_ENTRY {
+                let desc = notes.get(desc_at..desc_at + descsz)?;
+                return match descsz {
+                    4 => Some(u32_at(desc, 0)? as u64),
+                    8 => u64_at(desc, 0),
+                    _ => None,
+                };
+            }
+            at = desc_at + align4(descsz);
+        }
+        None
+    })
+}
+
 /// The modules a kernel module needs loaded first (`depends=` in `.modinfo`).
 pub fn module_depends(bytes: &[u8]) -> Option<Vec<String>> {
     let info = section(bytes, ".modinfo")?;
@@ -80,5 +120,12 @@ mod tests {
         assert!(section(&me, ".text").is_some_and(|t| !t.is_empty()));
         assert!(section(&me, ".modinfo").is_none());
         assert_eq!(module_depends(&me), None);
+    }
+
+    #[test]
+    fn finds_the_pvh_entry_note() {
+        let me = std::fs::read("/proc/self/exe").unwrap();
+        assert_eq!(pvh_entry(&me), None, "a program has no PVH entry");
+        assert_eq!(pvh_entry(b"\x7fELF"), None);
     }
 }

@@ -150,6 +150,8 @@ mod tests {
             drivers: BTreeMap::new(),
             groups: BTreeMap::new(),
             dir: PathBuf::new(),
+            vmlinux: None,
+            vmlinux_unavailable: None,
         }
     }
 
