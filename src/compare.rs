@@ -265,7 +265,10 @@ pub fn compare(state: &State) -> Comparison {
                 _ => None,
             };
             if v.is_none() {
-                missing.push(format!("{} — {}: run `vlab check {}`", m.title, s.tier, s.lab));
+                missing.push(match skipped_here(state, s) {
+                    Some(why) => format!("{} — {}: not measurable on this machine: {why}", m.title, s.tier),
+                    None => format!("{} — {}: run `vlab check {}`", m.title, s.tier, s.lab),
+                });
             }
             rows.push(Row {
                 metric: m.id.into(),
@@ -280,6 +283,17 @@ pub fn compare(state: &State) -> Comparison {
         }
     }
     Comparison { host: host_name(), rows, missing }
+}
+
+/// Why the step that records `s` was skipped on this machine (e.g. KVM is
+/// slow here), when its last check was skipped; checking again would not help.
+fn skipped_here<'a>(state: &'a State, s: &Source) -> Option<&'a str> {
+    let key = match s.formula {
+        Formula::Ratio(key, _, _) | Formula::Value(key, _) | Formula::Relative(key) => key,
+    };
+    let step = key.split('.').next()?;
+    let last = state.labs.get(s.lab)?.steps.get(step)?;
+    (last.outcome == crate::check::Outcome::Skipped).then_some(last.message.as_str())
 }
 
 fn state_relative(state: &State, s: &Source) -> Option<f64> {
@@ -427,6 +441,26 @@ mod tests {
         let emu = c.rows.iter().find(|r| r.tier.contains("qemu-user")).unwrap();
         assert_eq!((emu.value, emu.vs_bare_metal), (Some(800.0), Some(8.0)));
         assert!(c.missing.iter().any(|m| m.contains("10-kvm")));
+    }
+
+    #[test]
+    fn a_step_skipped_on_this_machine_is_not_sent_back_to_be_checked() {
+        let mut s = state(&[("10-kvm", "tcg-baseline.boot.ms", "2500")]);
+        let skipped = crate::state::StepState {
+            outcome: crate::check::Outcome::Skipped,
+            points: 0,
+            max_points: 4,
+            message: "KVM is slow here (kvm_pvm)".into(),
+        };
+        s.labs.get_mut("10-kvm").unwrap().steps.insert("kvm-boot".into(), skipped);
+        let c = compare(&s);
+        let kvm: Vec<&String> = c.missing.iter().filter(|m| m.contains("(KVM)")).collect();
+        assert!(!kvm.is_empty());
+        assert!(
+            kvm.iter().all(|m| m.contains("not measurable on this machine: KVM is slow here") && !m.contains("run `")),
+            "{kvm:?}"
+        );
+        assert!(c.missing.iter().any(|m| m.contains("run `vlab check 01-bare-metal`")));
     }
 
     #[test]

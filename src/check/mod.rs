@@ -131,7 +131,12 @@ pub fn fresh_nonce() -> String {
 }
 
 fn check_name(check: &Check) -> String {
-    check.name.clone().unwrap_or_else(|| check.command.join(" "))
+    check.name.clone().unwrap_or_else(|| shown(&check.command))
+}
+
+/// A check's command as the student would type it: `{vlab}` reads `vlab`.
+fn shown(command: &[String]) -> String {
+    command.iter().map(|a| a.replace("{vlab}", "vlab")).collect::<Vec<_>>().join(" ")
 }
 
 /// Runs one check with a fresh nonce and judges what the runner saw.
@@ -227,7 +232,7 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
         }
         group.watch();
     }
-    let shown = check.command.join(" ");
+    let shown = shown(&check.command);
     let not_found = |e: ProcError| e.to_string();
     let mut facts = Facts::new();
     let (stdout, stderr) = match check.kind {
@@ -360,4 +365,15 @@ fn expectations(
         facts::judge(rule, facts, &vars).map_err(|seen| format!("{} ({seen})", rule.message))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_shown_as_the_student_would_type_them() {
+        let command: Vec<String> = ["{vlab}", "emu", "cross", "--", "sh", "cross.sh"].map(String::from).into();
+        assert_eq!(shown(&command), "vlab emu cross -- sh cross.sh");
+    }
 }
