@@ -290,7 +290,7 @@ fn book_in_a_browser() {
         let v = b.eval(
             "JSON.stringify({links: [...document.querySelectorAll('a[href]')].map(a => a.href), \
              ids: [...document.querySelectorAll('[id]')].map(e => e.id), \
-             broken: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)})",
+             broken: [...document.images].filter(i => !('vlabLive' in i.dataset) && !(i.complete && i.naturalWidth > 0)).map(i => i.src)})",
         );
         let v: Value = serde_json::from_str(v.as_str().unwrap()).unwrap();
         let broken: Vec<&Value> = v["broken"].as_array().unwrap().iter().collect();
@@ -368,6 +368,23 @@ fn book_in_a_browser() {
     b.goto(&base);
     b.wait_for("document.querySelector('a[href$=\"labs/01-bare-metal.html\"] .vlab-badge')", 15, "a sidebar badge");
     b.screenshot(&shots.join("home.png"));
+
+    // The choosing chapter draws the reader's comparison, and redraws it after a check.
+    b.goto(&format!("{base}choosing.html"));
+    let chart = "(document.querySelector('.vlab-compare img') || {})";
+    b.wait_for(&format!("{chart}.complete && {chart}.naturalWidth > 0"), 15, "the comparison chart");
+    let before = b.eval(&format!("{chart}.src"));
+    common::overlay(&labs.join("01-bare-metal/solution"), &ws.path().join("01-bare-metal"));
+    assert_eq!(check(ws.path(), &labs, "01-bare-metal", "cpu"), 0, "the solution passes the cpu step");
+    b.wait_for(
+        &format!("{chart}.src !== {before} && {chart}.complete && {chart}.naturalWidth > 0"),
+        15,
+        "a redrawn chart",
+    );
+    let svg = b.eval("fetch('_vlab/compare.svg').then(r => r.text())");
+    assert!(svg.as_str().unwrap().contains("Shell loop (CPU): bare metal"), "the chart lacks the new number: {svg}");
+    b.eval("document.querySelector('.vlab-compare').scrollIntoView()");
+    b.screenshot(&shots.join("choosing.png"));
 
     // Live reload: an edit under book/ reaches the open page by itself.
     b.goto(&format!("{base}introduction.html"));

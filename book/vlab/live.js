@@ -178,11 +178,31 @@
             : "Lab status unavailable: " + status.error;
     }
 
+    // The reader's comparison chart (choosing chapter), fetched again when a
+    // check has run since it was drawn.
+    let drawn = 0;
+    function renderComparison(status) {
+        const key = JSON.stringify(Object.values(status.labs).map((l) => [l.last_checked, l.steps.map((s) => s.outcome)]));
+        document.querySelectorAll(".vlab-compare").forEach((box) => {
+            if (box.dataset.key === key) {
+                return;
+            }
+            box.dataset.key = key;
+            drawn += 1;
+            const img = el("img");
+            img.dataset.vlabLive = "";
+            img.alt = "Your measurements of every tier, relative to your bare-metal baseline (vlab compare)";
+            img.src = root + "_vlab/compare.svg?drawn=" + drawn;
+            box.replaceChildren(img);
+        });
+    }
+
     function render(status) {
         document.querySelectorAll(".vlab-status[data-lab]").forEach((p) => {
             renderPanel(p, status);
             renderSteps(p, status);
         });
+        renderComparison(status);
         renderLinks(status);
         renderBuildError(status);
     }

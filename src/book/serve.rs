@@ -2,7 +2,8 @@
 //! anything under book/ or labs/ changes, and answer `/_vlab/status` with the
 //! live lab status. The book's own script (book/vlab/live.js) polls that
 //! endpoint: it marks labs and steps with their last check result and reloads
-//! the page when the generation changes.
+//! the page when the generation changes. `/_vlab/compare.svg` draws the
+//! reader's comparison chart for the choosing chapter.
 //!
 //! Builds go to scratch directories that are removed on exit and on Ctrl-C or
 //! SIGTERM, so a served book leaves nothing behind.
@@ -25,6 +26,8 @@ use crate::workspace::Workspace;
 
 /// Where the status endpoint lives (under the site root; no book page can clash with it).
 pub const STATUS_PATH: &str = "/_vlab/status";
+/// The reader's comparison chart (`vlab compare`), drawn from the workspace state on each request.
+pub const COMPARE_PATH: &str = "/_vlab/compare.svg";
 const POLL: Duration = Duration::from_millis(400);
 
 pub struct Options {
@@ -222,6 +225,11 @@ fn route(target: &str, site: &Mutex<Site>, opts: &Options) -> Reply {
             content_type: "application/json",
             body: serde_json::to_vec(&status).unwrap_or_default(),
         };
+    }
+    if path == COMPARE_PATH {
+        let state = crate::state::State::load(&opts.workspace.meta_dir()).unwrap_or_default();
+        let svg = crate::report::chart::svg(&crate::compare::compare(&state));
+        return Reply { status: 200, content_type: "image/svg+xml", body: svg.into_bytes() };
     }
     let root = lock(site).dir();
     if let Some(file) = resolve(&root, path)
