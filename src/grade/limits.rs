@@ -3,7 +3,6 @@
 //! sandboxed process sets on itself.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -82,16 +81,9 @@ impl Jail {
 
 impl Drop for Jail {
     fn drop(&mut self) {
+        // The labs' cgroup teardown: kill everything inside, remove deepest first, retry while they exit.
         for dir in self.dirs.iter().rev() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
-                for pid in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
-                    if let Ok(pid) = pid.trim().parse::<i32>() {
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let _ = crate::container::cgroup::remove_tree(dir);
         }
     }
 }
