@@ -76,9 +76,16 @@ pub fn guest_assets(root: bool) -> anyhow::Result<()> {
     let busybox = crate::guest::assets::arm64_busybox()?;
     let xen = crate::guest::xen::refresh()?;
     eprintln!(
-        "guest assets ready: kernel {} (sha256 {}), initramfs {}, generic kernel {} with initramfs {}, aarch64 busybox {}, Xen {}",
+        "guest assets ready: kernel {} (sha256 {}; {}), initramfs {}, generic kernel {} with initramfs {}, aarch64 busybox {}, Xen {}",
         assets.kernel.release,
         &assets.kernel.sha256[..16],
+        match &assets.kernel.vmlinux {
+            Some(_) => "unpacked for a direct PVH boot".to_string(),
+            None => format!(
+                "boots as a bzImage: {}",
+                assets.kernel.vmlinux_unavailable.as_deref().unwrap_or("not unpacked")
+            ),
+        },
         assets.initrd.display(),
         generic.kernel.release,
         generic.initrd.display(),

@@ -183,12 +183,16 @@ fn link(target: &Path, link: &Path) -> std::io::Result<()> {
     std::os::unix::fs::symlink(target, link)
 }
 
-/// Lab prepare `guest-assets`: `vmlinuz` and `initrd.img` in `dir`, linked to the cache.
+/// Lab prepare `guest-assets`: `vmlinuz` and `initrd.img` in `dir`, linked to
+/// the cache, and `vmlinux` when the kernel could be unpacked for a direct boot.
 pub fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
     let assets = assets::ensure()?;
     std::fs::create_dir_all(dir)?;
     link(&assets.kernel.vmlinuz(), &dir.join("vmlinuz"))?;
     link(&assets.initrd, &dir.join("initrd.img"))?;
+    if let Some(vmlinux) = &assets.kernel.vmlinux {
+        link(vmlinux, &dir.join("vmlinux"))?;
+    }
     Ok(())
 }
 
