@@ -574,6 +574,39 @@ mod tests {
         assert_eq!(keyed("throttled_usec 5\n", "throttled"), None);
     }
 
+    /// What runc leaves after an interrupted check is swept once it is old and
+    /// empty; a group still running something, or made just now, stays.
+    #[test]
+    fn abandoned_runc_groups_are_swept_only_when_old_and_empty() {
+        if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
+            eprintln!("skipped: cgroups are not writable here (needs root)");
+            return;
+        }
+        let v2 = detect().mode == Mode::V2;
+        let base = own_base("pids", v2).unwrap();
+        let make = |age: Duration| {
+            let dir = base.join(format!("{PREFIX}{:016x}", rand::random::<u64>()));
+            std::fs::create_dir(&dir).unwrap();
+            let then = std::time::SystemTime::now() - age;
+            std::fs::File::open(&dir).unwrap().set_times(std::fs::FileTimes::new().set_modified(then)).unwrap();
+            dir
+        };
+        let (old, fresh, busy) =
+            (make(Duration::from_secs(3600)), make(Duration::ZERO), make(Duration::from_secs(3600)));
+        let mut sleeper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        write(&busy.join("cgroup.procs"), &sleeper.id().to_string()).unwrap();
+        remove_abandoned_runc_groups(Duration::from_secs(600));
+        let (old_gone, fresh_kept, busy_kept) = (!old.exists(), fresh.exists(), busy.exists());
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        for d in [&old, &fresh, &busy] {
+            let _ = remove_tree(d);
+        }
+        assert!(old_gone, "an old, empty runc group was left");
+        assert!(fresh_kept, "a group made just now was swept (a check may be starting it)");
+        assert!(busy_kept, "a group with a live process was swept");
+    }
+
     #[test]
     fn a_group_is_made_watched_read_and_removed() {
         if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
