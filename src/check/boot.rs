@@ -25,7 +25,10 @@ const CONSOLE_LIMIT: usize = 4 * 1024 * 1024;
 
 pub struct BootObservation {
     pub facts: Facts,
+    /// The guest's console (the command's stdout).
     pub console: String,
+    /// What the command and the VMM said on stderr (QEMU's own errors).
+    pub stderr: String,
     /// The kernel panic line, if the guest panicked.
     pub panic: Option<String>,
     pub ended_early: Option<String>,
@@ -134,8 +137,7 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
     facts.extend(crate::guest::xen::console_facts(&console));
     let panic = panic_line(&console);
     facts.insert("boot.panic".into(), if panic.is_some() { "yes" } else { "no" }.into());
-    let console = if stderr.trim().is_empty() { console } else { format!("{console}\n[stderr]\n{stderr}") };
-    Ok(BootObservation { facts, console, panic, ended_early, timed_out })
+    Ok(BootObservation { facts, console, stderr, panic, ended_early, timed_out })
 }
 
 /// Facts about the first VMM among `root` and its descendants: QEMU
@@ -216,6 +218,16 @@ mod tests {
 
     fn argv(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn the_vmms_errors_are_kept_apart_from_the_console() {
+        let cmd = Cmd::new("sh").args(["-c", "echo booting; echo 'qemu: -bogus: invalid option' >&2; exit 1"]);
+        let obs = boot(&cmd.timeout(Duration::from_secs(10)), "n").unwrap();
+        assert_eq!(obs.console.trim(), "booting");
+        assert!(obs.stderr.contains("invalid option"), "{}", obs.stderr);
+        assert!(obs.ended_early.is_some() && !obs.timed_out);
+        assert_eq!(obs.facts["boot.report"], "missing");
     }
 
     #[test]

@@ -283,20 +283,20 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
             facts.extend(obs.facts);
             if let Some(panic) = &obs.panic {
                 let msg = format!("the guest kernel panicked: {panic}");
-                return Ok(Judged { facts, verdict: Err(with_output(msg, &obs.console, "")) });
+                return Ok(Judged { facts, verdict: Err(with_output(msg, &obs.console, &obs.stderr)) });
             }
             if facts.get("boot.report").map(String::as_str) != Some("found") {
                 let why = match (&obs.ended_early, obs.timed_out) {
                     (Some(end), _) => format!("`{shown}` {end} before the probe's report appeared on the console"),
                     (None, _) => format!("no probe report on the console within {}s of `{shown}`", check.timeout_secs),
                 };
-                return Ok(Judged { facts, verdict: Err(with_output(why, &obs.console, "")) });
+                return Ok(Judged { facts, verdict: Err(with_output(why, &obs.console, &obs.stderr)) });
             }
             if facts.get("report.nonce").map(String::as_str) != Some("fresh") {
                 let msg = "the report does not carry this run's nonce: pass vlab.nonce=$VLAB_NONCE on the kernel command line";
                 return Ok(Judged { facts, verdict: Err(msg.to_string()) });
             }
-            (obs.console, String::new())
+            (obs.console, obs.stderr)
         }
     };
     if let Some(mut group) = cgroups.take() {

@@ -255,10 +255,15 @@ pub fn describe_boot(booted: &Booted) -> String {
             (None, true) => "no report before the deadline; QEMU was stopped".to_string(),
             _ => "no report carrying this boot's nonce".to_string(),
         };
-        let tail: Vec<&str> = booted.obs.console.lines().rev().take(15).collect();
-        s.push_str(&format!("{why}; last console lines:\n"));
-        for l in tail.into_iter().rev() {
-            s.push_str(&format!("  {l}\n"));
+        s.push_str(&format!("{why}\n"));
+        for (what, text) in [("console", &booted.obs.console), ("QEMU's stderr", &booted.obs.stderr)] {
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            if !tail.is_empty() {
+                s.push_str(&format!("last lines of the {what}:\n"));
+                for l in tail.into_iter().rev() {
+                    s.push_str(&format!("  {l}\n"));
+                }
+            }
         }
         return s;
     }
