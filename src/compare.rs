@@ -293,7 +293,8 @@ fn skipped_here<'a>(state: &'a State, s: &Source) -> Option<&'a str> {
     };
     let step = key.split('.').next()?;
     let last = state.labs.get(s.lab)?.steps.get(step)?;
-    (last.outcome == crate::check::Outcome::Skipped).then_some(last.message.as_str())
+    let why = last.message.strip_prefix(crate::check::NOT_RUNNABLE).unwrap_or(&last.message);
+    (last.outcome == crate::check::Outcome::Skipped).then_some(why)
 }
 
 fn state_relative(state: &State, s: &Source) -> Option<f64> {
@@ -450,14 +451,14 @@ mod tests {
             outcome: crate::check::Outcome::Skipped,
             points: 0,
             max_points: 4,
-            message: "KVM is slow here (kvm_pvm)".into(),
+            message: format!("{}KVM is slow here (kvm_pvm)", crate::check::NOT_RUNNABLE),
         };
         s.labs.get_mut("10-kvm").unwrap().steps.insert("kvm-boot".into(), skipped);
         let c = compare(&s);
         let kvm: Vec<&String> = c.missing.iter().filter(|m| m.contains("(KVM)")).collect();
         assert!(!kvm.is_empty());
         assert!(
-            kvm.iter().all(|m| m.contains("not measurable on this machine: KVM is slow here") && !m.contains("run `")),
+            kvm.iter().all(|m| m.ends_with("not measurable on this machine: KVM is slow here (kvm_pvm)")),
             "{kvm:?}"
         );
         assert!(c.missing.iter().any(|m| m.contains("run `vlab check 01-bare-metal`")));

@@ -108,7 +108,7 @@ pub fn check_step(lab: &Lab, step: &Step, workspace: &Path, caps: &Capabilities)
     let missing = caps.missing(&needs);
     if !missing.is_empty() {
         result.outcome = Outcome::Skipped;
-        result.message = format!("not runnable on this machine: {}", missing.join("; "));
+        result.message = format!("{NOT_RUNNABLE}{}", missing.join("; "));
         return result;
     }
     for check in &step.checks {
@@ -125,6 +125,9 @@ pub fn check_step(lab: &Lab, step: &Step, workspace: &Path, caps: &Capabilities)
     }
     result
 }
+
+/// How the message of a step skipped for the host's sake begins.
+pub const NOT_RUNNABLE: &str = "not runnable on this machine: ";
 
 pub fn fresh_nonce() -> String {
     format!("{:016x}", rand::random::<u64>())
