@@ -134,7 +134,7 @@ const METRICS: &[Metric] = &[
             Source { tier: "hardware-assisted (KVM)", lab: "10-kvm", formula: Formula::Value("kvm-boot.boot.ms", 1.0) },
             Source {
                 tier: "paravirtualization (Xen PV dom0)",
-                lab: "11-xen",
+                lab: "08-xen",
                 formula: Formula::Value("boot.boot.ms", 1.0),
             },
         ],
@@ -147,12 +147,12 @@ const METRICS: &[Metric] = &[
         sources: &[
             Source {
                 tier: "emulated devices (IDE)",
-                lab: "08-paravirt",
+                lab: "11-pv-drivers",
                 formula: Formula::Value("emulated.guest.measure.disk_write_kib_s", 1.0),
             },
             Source {
                 tier: "paravirtual devices (virtio-blk)",
-                lab: "08-paravirt",
+                lab: "11-pv-drivers",
                 formula: Formula::Value("virtio.guest.measure.disk_write_kib_s", 1.0),
             },
         ],
@@ -165,12 +165,12 @@ const METRICS: &[Metric] = &[
         sources: &[
             Source {
                 tier: "emulated devices",
-                lab: "08-paravirt",
+                lab: "11-pv-drivers",
                 formula: Formula::Value("emulated.sink.mbit_s", 1.0),
             },
             Source {
                 tier: "paravirtual devices (virtio-net)",
-                lab: "08-paravirt",
+                lab: "11-pv-drivers",
                 formula: Formula::Value("virtio.sink.mbit_s", 1.0),
             },
         ],

@@ -1,4 +1,4 @@
-//! Lab 08 on real guests under TCG: the emulated device set (generic kernel)
+//! Lab 11 on real guests under TCG: the emulated device set (generic kernel)
 //! binds ata_piix and e1000, the virtio set binds virtio_blk and virtio_net,
 //! both record their numbers, a configuration that only names virtio fails on the
 //! drivers the guest bound, and no QEMU outlives a check.
@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-const LAB: &str = "08-paravirt";
+const LAB: &str = "11-pv-drivers";
 
 /// A workspace with the lab started, or None (with the reason) when this machine cannot boot guests.
 fn started_or_skip() -> Option<tempfile::TempDir> {

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::*;
 
-const LAB: &str = "11-xen";
+const LAB: &str = "08-xen";
 
 /// A started lab workspace, or None (with the reason printed) when this
 /// machine cannot boot Xen.

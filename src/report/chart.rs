@@ -196,7 +196,7 @@ pub fn svg(cmp: &Comparison) -> String {
         "Emulated against paravirtual devices: disk",
         "KiB/s written by the guest (log scale)",
         &absolute("pvdisk"),
-        "no numbers yet: run 08-paravirt",
+        "no numbers yet: run 11-pv-drivers",
         None,
     );
     y = panel(
@@ -205,7 +205,7 @@ pub fn svg(cmp: &Comparison) -> String {
         "Emulated against paravirtual devices: bytes to the host",
         "Mbit/s counted by the runner's sink (log scale)",
         &absolute("pvnet"),
-        "no numbers yet: run 08-paravirt",
+        "no numbers yet: run 11-pv-drivers",
         None,
     );
     let height = y + 10.0;
