@@ -90,6 +90,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Kvm { action: crate::cli::KvmAction::Run { file, nonce } } => kvm_run(&ctx, &file, nonce),
         Command::Kvm { action: crate::cli::KvmAction::Verdict { command } } => crate::guest::vmm::verdict(&command),
         Command::Emu { action } => emu_command(action),
+        Command::Xen { action: crate::cli::XenAction::Domu { config, timeout } } => {
+            crate::guest::xen::domu::run(&config, Duration::from_secs(timeout))
+        }
         Command::Serve { port } => serve_book(&ctx, port),
         Command::Book { action } => book(&ctx, action),
     }

@@ -171,6 +171,24 @@ pub enum Command {
         #[command(subcommand)]
         action: EmuAction,
     },
+    /// Xen helpers: boot Xen with a dom0 that runs Xen's toolstack
+    Xen {
+        #[command(subcommand)]
+        action: XenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum XenAction {
+    /// Boot Xen under QEMU (TCG) with Debian's generic kernel as dom0; dom0 starts a PV domU
+    /// from CONFIG with `xl create` and prints what the domU saw (lab 08's domU step)
+    Domu {
+        /// The domU's xl config (xl.cfg(5)); inside dom0 it is /etc/xen/domu.cfg
+        config: PathBuf,
+        /// Stop QEMU after this many seconds
+        #[arg(long, default_value_t = 240)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,6 +26,9 @@ pub fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot prepare the aarch64 busybox in {}/assets", dir.display()))?,
             Prepare::XenAssets => crate::guest::xen::prepare_assets(&dir.join("assets"))
                 .with_context(|| format!("cannot prepare the Xen hypervisor in {}/assets", dir.display()))?,
+            Prepare::XenDomuAssets => {
+                crate::guest::xen::domu::ensure().context("cannot prepare Xen's toolstack for the domU step")?;
+            }
         }
     }
     Ok(())

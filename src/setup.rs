@@ -75,8 +75,9 @@ pub fn guest_assets(root: bool) -> anyhow::Result<()> {
     let generic = crate::guest::assets::generic(true)?;
     let busybox = crate::guest::assets::arm64_busybox()?;
     let xen = crate::guest::xen::refresh()?;
+    let domu = crate::guest::xen::domu::ensure()?;
     eprintln!(
-        "guest assets ready: kernel {} (sha256 {}; {}), initramfs {}, generic kernel {} with initramfs {}, aarch64 busybox {}, Xen {}",
+        "guest assets ready: kernel {} (sha256 {}; {}), initramfs {}, generic kernel {} with initramfs {}, aarch64 busybox {}, Xen {} (dom0 image with its toolstack {})",
         assets.kernel.release,
         &assets.kernel.sha256[..16],
         match &assets.kernel.vmlinux {
@@ -90,7 +91,8 @@ pub fn guest_assets(root: bool) -> anyhow::Result<()> {
         generic.kernel.release,
         generic.initrd.display(),
         busybox.display(),
-        xen.display()
+        xen.display(),
+        domu.dom0_image.display()
     );
     Ok(())
 }

@@ -351,6 +351,9 @@ fn checklist(lab: &Lab, sections: &[(String, String)]) -> String {
                 }
                 Prepare::Arm64Busybox => "an aarch64 busybox at `assets/busybox-arm64`",
                 Prepare::XenAssets => "the Xen hypervisor at `assets/xen.elf`",
+                Prepare::XenDomuAssets => {
+                    "Xen's toolstack (xl, xenstored) in a dom0 initramfs and a domU for `vlab xen domu` (in the cache)"
+                }
             })
             .collect();
         let _ = writeln!(out, "`vlab start` and every check also prepare {}.\n", made.join(" and "));

@@ -115,6 +115,8 @@ pub enum Prepare {
     Arm64Busybox,
     /// The Xen hypervisor (Debian's xen-hypervisor package) at `assets/xen.elf`.
     XenAssets,
+    /// Xen's toolstack in a dom0 image, and a domU, for `vlab xen domu` (built in the cache).
+    XenDomuAssets,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

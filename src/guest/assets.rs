@@ -217,7 +217,7 @@ impl Lock {
 }
 
 /// A spinner on stderr while `f` runs; nothing when stderr is not a terminal.
-fn with_progress<T>(msg: String, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+pub(super) fn with_progress<T>(msg: String, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     let target = if std::io::stderr().is_terminal() {
         indicatif::ProgressDrawTarget::stderr()
     } else {
@@ -280,21 +280,31 @@ fn current_kernel_package(flavour: Flavour) -> anyhow::Result<(String, String)> 
 
 /// Downloads `pkg` with apt-get into `dir`; returns the .deb's path.
 pub(super) fn download(pkg: &str, dir: &Path, extra: &[&str]) -> anyhow::Result<PathBuf> {
+    Ok(download_all(&[pkg], dir, extra)?.remove(0))
+}
+
+/// Downloads `pkgs` with one apt-get call into `dir` (empty before); returns the .debs.
+pub(super) fn download_all(pkgs: &[&str], dir: &Path, extra: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
     let mut args = sandbox_opts();
     args.extend_from_slice(extra);
-    args.extend(["download", pkg]);
-    let out = with_progress(format!("downloading {pkg}"), || apt("apt-get", &args, Some(dir)))?;
+    args.push("download");
+    args.extend_from_slice(pkgs);
+    let what = pkgs.join(" ");
+    let out = with_progress(format!("downloading {what}"), || apt("apt-get", &args, Some(dir)))?;
     if !out.success() {
         bail!(
-            "`apt-get download {pkg}` {}: {}; check the package sources (`apt-get update` as root) and the network to the Debian mirror",
+            "`apt-get download {what}` {}: {}; check the package sources (`apt-get update` as root) and the network to the Debian mirror",
             out.describe_end(),
             out.stderr.trim()
         );
     }
-    std::fs::read_dir(dir)?
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .with_context(|| format!("`apt-get download {pkg}` succeeded but left no .deb in {}", dir.display()))
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .collect();
+    debs.sort();
+    anyhow::ensure!(!debs.is_empty(), "`apt-get download {what}` succeeded but left no .deb in {}", dir.display());
+    Ok(debs)
 }
 
 pub(super) fn unpack(deb: &Path, into: &Path) -> anyhow::Result<()> {

@@ -79,7 +79,7 @@ pub fn build(entries: &[Entry]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Applet paths (`bin/sh`, `usr/bin/awk`...) of the host's static busybox.
-fn applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
+pub(super) fn applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
     let list = crate::proc::Cmd::new(busybox).arg("--list-full").run()?;
     anyhow::ensure!(list.success(), "`busybox --list-full` {}", list.describe_end());
     Ok(list.stdout.lines().filter(|l| !l.is_empty() && *l != "bin/busybox").map(str::to_string).collect())

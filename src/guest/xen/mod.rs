@@ -6,6 +6,8 @@
 //! Cache layout under $XDG_CACHE_HOME/vlab (or ~/.cache/vlab):
 //!   xen/<package>_<version>/xen.elf   xen/current names the directory in use
 
+pub mod domu;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
