@@ -389,7 +389,7 @@ fn parse_config(text: &str) -> BTreeMap<String, String> {
 }
 
 /// Every `*.ko` under `root`, by module name (dashes read as underscores).
-fn module_files(root: &Path) -> BTreeMap<String, PathBuf> {
+pub(super) fn module_files(root: &Path) -> BTreeMap<String, PathBuf> {
     let mut found = BTreeMap::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(d) = dirs.pop() {

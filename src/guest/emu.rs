@@ -25,10 +25,12 @@ use crate::proc::{self, Cmd};
 /// How long the student's command may run inside the observer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(150);
 
-/// The `seq` count for this nonce: 100..=399.
+/// The `seq` count for this nonce: 100..=999. Each step adds about 400
+/// executed blocks, so with the check's 0.1% margin a fixed answer matches
+/// about one nonce in 900.
 pub fn seq_n(nonce: &str) -> u64 {
     let h = u64::from_str_radix(nonce.get(..8).unwrap_or(nonce), 16).unwrap_or(0);
-    100 + h % 300
+    100 + h % 900
 }
 
 /// The translator's counts for `busybox seq n` under qemu-x86_64, measured here.
@@ -56,8 +58,10 @@ pub fn measure_tb(n: u64, scratch: &Path) -> anyhow::Result<TbCounts> {
     let qemu = crate::host::tools::which("qemu-x86_64-static")
         .context("qemu-x86_64-static is not installed; it comes with qemu-user-static (`vlab setup`)")?;
     let run = |flags: &str, log: &Path| -> anyhow::Result<()> {
-        let out = Cmd::new("env")
-            .arg("-i")
+        // Output to /dev/null, as the lab has the student do: where stdout goes
+        // changes how busybox buffers it, and so the blocks it runs.
+        let out = Cmd::new("sh")
+            .args(["-c", "exec \"$@\" > /dev/null", "sh", "env", "-i"])
             .arg(&qemu)
             .args(["-d", flags, "-D"])
             .arg(log)
@@ -249,7 +253,7 @@ mod tests {
     fn seq_n_follows_the_nonce_and_stays_small() {
         assert_eq!(seq_n("0000000000000000"), 100);
         assert_ne!(seq_n("0123456789abcdef"), seq_n("fedcba9876543210"));
-        assert!((100..400).contains(&seq_n("ffffffffffffffff")));
+        assert!((100..1000).contains(&seq_n("ffffffffffffffff")));
     }
 
     #[test]

@@ -15,8 +15,8 @@ echo "DOMU-HELLO nonce=$nonce"
 type=none
 [ -r /sys/hypervisor/guest_type ] && read -r type < /sys/hypervisor/guest_type
 echo "DOMU-TYPE $type"
-insmod /lib/modules/xen-blkfront.ko
-insmod /lib/modules/xen-netfront.ko
+insmod /lib/modules/xen_blkfront.ko
+insmod /lib/modules/xen_netfront.ko
 # Every device on the XenBus should reach Connected within a few seconds.
 i=0
 while [ $i -lt 100 ]; do

@@ -110,6 +110,12 @@ pub fn ensure() -> anyhow::Result<DomuAssets> {
         dom0_image(&root, &dom0, &domu)
     })?;
     crate::files::write_atomic(&image, &bytes)?;
+    // Images of earlier inputs (another kernel, an older runner) are never used again.
+    for e in std::fs::read_dir(image.parent().unwrap_or(&cache))?.flatten() {
+        if e.path() != image && e.path().extension().is_some_and(|x| x == "img") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     Ok(out)
 }
 
@@ -126,26 +132,12 @@ fn package_spec(assets: &GuestAssets) -> anyhow::Result<String> {
     Ok(format!("{pkg}={version}"))
 }
 
-/// The kernel module files of `release` under the unpacked `root`, by name (dashes kept).
-fn modules(root: &Path, release: &str) -> anyhow::Result<std::collections::BTreeMap<String, PathBuf>> {
-    let mut found = std::collections::BTreeMap::new();
-    let mut dirs = vec![root.join("lib/modules").join(release)];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("no modules for {release} in its package"))?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if let Some(name) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ko")) {
-                found.insert(name.replace('_', "-"), p);
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// `names` and the modules they depend on, dependencies first, as image entries; returns the load order.
+/// `names` and the modules they depend on, dependencies first, as image entries
+/// `lib/modules/NAME.ko` (NAME with underscores, as the kernel spells it); returns the load order.
 fn add_modules(entries: &mut Vec<Entry>, root: &Path, release: &str, names: &[&str]) -> anyhow::Result<Vec<String>> {
-    let files = modules(root, release)?;
+    let dir = root.join("lib/modules").join(release);
+    anyhow::ensure!(dir.is_dir(), "the package of kernel {release} has no modules");
+    let files = assets::module_files(&dir);
     let mut order: Vec<String> = Vec::new();
     fn visit(
         name: &str,
@@ -154,7 +146,7 @@ fn add_modules(entries: &mut Vec<Entry>, root: &Path, release: &str, names: &[&s
         entries: &mut Vec<Entry>,
         depth: usize,
     ) -> anyhow::Result<()> {
-        let name = name.replace('_', "-");
+        let name = name.replace('-', "_");
         if order.contains(&name) {
             return Ok(());
         }
