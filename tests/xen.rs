@@ -1,8 +1,9 @@
 //! The Xen lab for real: Debian's hypervisor under QEMU's TCG boots the
 //! Debian kernel as a PV dom0 with the runner's probe; plain Linux dressed up
 //! with Xen's text fails; `-cpu max` kills dom0 as the lab text says; a dom0
-//! whose log does not reach the serial line fails as soon as Xen halts; and
-//! no QEMU outlives a check.
+//! whose log does not reach the serial line fails as soon as Xen halts; a
+//! domU started by xl connects to dom0's back ends; and no QEMU outlives a
+//! check.
 
 mod common;
 
@@ -57,6 +58,29 @@ fn the_solution_boots_xen_with_a_pv_dom0_and_leaves_no_qemu() {
     assert_eq!(facts["guest.xen.version"], facts["xen.version"]);
     assert_eq!(facts["guest.xen.balloon.target_kib"], "393216");
     assert!(left_in(ws.path()).is_empty(), "QEMU outlived the check: {:?}", left_in(ws.path()));
+}
+
+/// Step 3 goes through the runner's own command (`vlab xen domu`), which
+/// starts QEMU itself: the check must still find QEMU, and leave neither it
+/// nor the per-run dom0 image behind.
+#[test]
+fn a_domu_from_xl_connects_over_xenbus_and_nothing_outlives_the_check() {
+    let Some(ws) = lab_or_skip() else { return };
+    overlay(&labs().join(LAB).join("solution"), &ws.path().join(LAB));
+    let (_, report) = json(ws.path(), &["check", LAB, "--step", "domu"]);
+    let step = &report["steps"][0];
+    let facts = &step["checks"][0]["evidence"];
+    assert_eq!(step["outcome"], "pass", "{}", step["checks"][0]["message"]);
+    assert_eq!(facts["vmm.accel"], "tcg", "the check did not find QEMU under `vlab xen domu`");
+    assert_eq!(facts["guest.domu.vbd"], "vbd:Connected");
+    assert_eq!(facts["guest.domu.vif"], "vif:Connected");
+    let backends = facts["guest.domu.backends"].as_str().unwrap();
+    assert!(backends.contains("vbd") && backends.contains("vif"), "dom0's XenStore back ends: {backends}");
+    assert!(left_in(ws.path()).is_empty(), "QEMU outlived the check: {:?}", left_in(ws.path()));
+    let scratch: Vec<_> = std::fs::read_dir(ws.path().join(LAB).join(".vlab"))
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    assert!(scratch.is_empty(), "the check left its scratch (with the dom0 image): {scratch:?}");
 }
 
 #[test]
