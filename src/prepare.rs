@@ -37,9 +37,7 @@ pub fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
 /// A minimal root: static busybox with a link per applet, empty mount points,
 /// and `.vlab/` where observe checks place the probe.
 pub fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
-    let busybox = crate::host::tools::which("busybox")
-        .filter(|p| crate::host::tools::is_static_elf(p))
-        .context("a static busybox is needed; install the Debian package busybox-static (`vlab setup`)")?;
+    let busybox = crate::host::tools::static_busybox()?;
     for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "old-root", ".vlab"] {
         std::fs::create_dir_all(root.join(d))?;
     }
@@ -47,9 +45,7 @@ pub fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
     if std::fs::read(&target).ok() != std::fs::read(&busybox).ok() {
         std::fs::copy(&busybox, &target)?;
     }
-    let list = crate::proc::Cmd::new(&target).arg("--list-full").run()?;
-    anyhow::ensure!(list.success(), "busybox --list-full {}", list.describe_end());
-    for applet in list.stdout.lines().filter(|l| !l.is_empty() && *l != "bin/busybox") {
+    for applet in crate::guest::initramfs::applets(&target)? {
         let link = root.join(applet);
         if link.symlink_metadata().is_err() {
             if let Some(parent) = link.parent() {
@@ -70,7 +66,7 @@ pub fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn busybox_rootfs_has_a_shell_and_is_idempotent() {
-        if crate::host::tools::which("busybox").is_none_or(|p| !crate::host::tools::is_static_elf(&p)) {
+        if crate::host::tools::static_busybox().is_err() {
             eprintln!("skipped: busybox-static is not installed");
             return;
         }

@@ -26,13 +26,7 @@ pub fn entries(busybox: &[u8], applets: &[String], kernel: &Kernel) -> anyhow::R
             .into_iter()
             .map(dir)
             .collect();
-    out.push(Entry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 });
-    out.push(Entry::File { path: "bin/busybox".into(), mode: 0o755, data: busybox.to_vec() });
-    for applet in applets {
-        let depth = applet.matches('/').count();
-        let target = format!("{}bin/busybox", "../".repeat(depth));
-        out.push(Entry::Symlink { path: applet.clone(), target });
-    }
+    out.extend(busybox_entries(busybox, applets));
     for (group, modules) in &kernel.groups {
         for m in modules {
             let data = std::fs::read(kernel.module_path(m)).with_context(|| {
@@ -49,6 +43,19 @@ pub fn entries(busybox: &[u8], applets: &[String], kernel: &Kernel) -> anyhow::R
     out.push(Entry::File { path: "etc/passwd".into(), mode: 0o644, data: b"root:x:0:0:root:/:/bin/sh\n".to_vec() });
     out.push(Entry::File { path: "init".into(), mode: 0o755, data: PROBE_INIT.as_bytes().to_vec() });
     Ok(out)
+}
+
+/// /dev/console, busybox, and a relative link to it per applet (`bin/sh`, `usr/bin/awk`...).
+pub(crate) fn busybox_entries(busybox: &[u8], applets: &[String]) -> Vec<Entry> {
+    let mut out = vec![
+        Entry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 },
+        Entry::File { path: "bin/busybox".into(), mode: 0o755, data: busybox.to_vec() },
+    ];
+    for applet in applets {
+        let target = format!("{}bin/busybox", "../".repeat(applet.matches('/').count()));
+        out.push(Entry::Symlink { path: applet.clone(), target });
+    }
+    out
 }
 
 /// The content key of a list of entries.
@@ -79,7 +86,7 @@ pub fn build(entries: &[Entry]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Applet paths (`bin/sh`, `usr/bin/awk`...) of the host's static busybox.
-pub(super) fn applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
     let list = crate::proc::Cmd::new(busybox).arg("--list-full").run()?;
     anyhow::ensure!(list.success(), "`busybox --list-full` {}", list.describe_end());
     Ok(list.stdout.lines().filter(|l| !l.is_empty() && *l != "bin/busybox").map(str::to_string).collect())
@@ -88,9 +95,7 @@ pub(super) fn applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
 /// The image for `kernel` in `dir`, built unless already there; returns its
 /// path and the sha256 of its bytes.
 pub fn ensure(dir: &Path, kernel: &Kernel) -> anyhow::Result<(PathBuf, String)> {
-    let busybox = crate::host::tools::which("busybox").filter(|p| crate::host::tools::is_static_elf(p)).context(
-        "the guest initramfs needs a static busybox; install the Debian package busybox-static (`vlab setup`)",
-    )?;
+    let busybox = crate::host::tools::static_busybox()?;
     // Hashing every input costs seconds in a debug build; a stamp keyed by the
     // inputs' identities (file metadata, kernel hash) remembers the image.
     let stamp = dir.join("by-inputs").join(fingerprint(&busybox, kernel)?);

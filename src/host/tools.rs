@@ -8,6 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::proc::Cmd;
 
+/// The host's busybox, when it is statically linked: it has to run inside
+/// guests and container roots that hold no shared libraries.
+pub fn static_busybox() -> anyhow::Result<PathBuf> {
+    which("busybox").filter(|p| is_static_elf(p)).ok_or_else(|| {
+        anyhow::anyhow!("a static busybox is needed; install the Debian package busybox-static (`vlab setup`)")
+    })
+}
+
 /// A tool vlab uses: doctor's name, the binary, how to ask its version, the Debian package.
 pub struct Tool {
     pub name: &'static str,

@@ -170,17 +170,10 @@ fn dir_entries(entries: &mut Vec<Entry>, dirs: &[&str]) {
     entries.extend(dirs.iter().map(|d| Entry::Dir { path: d.to_string(), mode: 0o755 }));
 }
 
-/// Busybox with a link per applet, and /dev/console.
+/// The host's static busybox with a link per applet, and /dev/console.
 fn busybox_entries(entries: &mut Vec<Entry>) -> anyhow::Result<()> {
-    let busybox = crate::host::tools::which("busybox")
-        .filter(|p| crate::host::tools::is_static_elf(p))
-        .context("a static busybox is needed; install the Debian package busybox-static (`vlab setup`)")?;
-    entries.push(Entry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 });
-    entries.push(Entry::File { path: "bin/busybox".into(), mode: 0o755, data: std::fs::read(&busybox)? });
-    for applet in initramfs::applets(&busybox)? {
-        let target = format!("{}bin/busybox", "../".repeat(applet.matches('/').count()));
-        entries.push(Entry::Symlink { path: applet, target });
-    }
+    let busybox = crate::host::tools::static_busybox()?;
+    entries.extend(initramfs::busybox_entries(&std::fs::read(&busybox)?, &initramfs::applets(&busybox)?));
     Ok(())
 }
 
