@@ -424,7 +424,7 @@ fn build_kernel_dir(
     let config = parse_config(config);
     let files = module_files(modules_root);
     let mut drivers = BTreeMap::new();
-    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut loaded: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     for (group, symbol, module) in DRIVERS {
         let state = match config.get(*symbol).map(String::as_str) {
             Some("y") => "built-in",
@@ -434,9 +434,15 @@ fn build_kernel_dir(
         };
         drivers.insert(module.to_string(), state.to_string());
         if state == "module" {
-            let order = groups.entry(group.to_string()).or_default();
-            add_with_deps(module, &files, order, &staged.join("modules"), 0)?;
+            add_with_deps(module, &files, loaded.entry(group.to_string()).or_default(), 0)?;
         }
+    }
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (group, modules) in loaded {
+        for (name, bytes) in &modules {
+            std::fs::write(staged.join("modules").join(format!("{name}.ko")), bytes)?;
+        }
+        groups.insert(group, modules.into_iter().map(|(name, _)| name).collect());
     }
     let kernel = Kernel {
         source: source.to_string(),
@@ -455,25 +461,26 @@ fn build_kernel_dir(
     Ok(kernel)
 }
 
-/// Appends `module` to `order` after its dependencies, copying each file into `into`.
-fn add_with_deps(
+/// Appends `module` (dashes read as underscores, as `module_files` keys it) to
+/// `order` with its bytes, after the modules it depends on; each once.
+pub(super) fn add_with_deps(
     module: &str,
     files: &BTreeMap<String, PathBuf>,
-    order: &mut Vec<String>,
-    into: &Path,
+    order: &mut Vec<(String, Vec<u8>)>,
     depth: usize,
 ) -> anyhow::Result<()> {
-    if order.iter().any(|m| m == module) {
+    let module = module.replace('-', "_");
+    if order.iter().any(|(m, _)| *m == module) {
         return Ok(());
     }
     anyhow::ensure!(depth < 32, "module dependencies of {module} loop");
-    let path = files.get(module).with_context(|| format!("module {module} is needed but not in the kernel package"))?;
+    let path =
+        files.get(&module).with_context(|| format!("module {module} is needed but not in the kernel package"))?;
     let bytes = std::fs::read(path)?;
     for dep in elf::module_depends(&bytes).unwrap_or_default() {
-        add_with_deps(&dep.replace('-', "_"), files, order, into, depth + 1)?;
+        add_with_deps(&dep, files, order, depth + 1)?;
     }
-    std::fs::write(into.join(format!("{module}.ko")), &bytes)?;
-    order.push(module.to_string());
+    order.push((module, bytes));
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::assets::{self, GuestAssets, Lock};
 use super::super::cpio::Entry;
-use super::super::{elf, initramfs};
+use super::super::initramfs;
 use crate::cleanup::Scratch;
 use crate::proc::Cmd;
 
@@ -138,31 +138,16 @@ fn add_modules(entries: &mut Vec<Entry>, root: &Path, release: &str, names: &[&s
     let dir = root.join("lib/modules").join(release);
     anyhow::ensure!(dir.is_dir(), "the package of kernel {release} has no modules");
     let files = assets::module_files(&dir);
-    let mut order: Vec<String> = Vec::new();
-    fn visit(
-        name: &str,
-        files: &std::collections::BTreeMap<String, PathBuf>,
-        order: &mut Vec<String>,
-        entries: &mut Vec<Entry>,
-        depth: usize,
-    ) -> anyhow::Result<()> {
-        let name = name.replace('-', "_");
-        if order.contains(&name) {
-            return Ok(());
-        }
-        anyhow::ensure!(depth < 16, "module dependencies of {name} loop");
-        let path = files.get(&name).with_context(|| format!("the kernel package has no module {name}"))?;
-        let data = std::fs::read(path)?;
-        for dep in elf::module_depends(&data).unwrap_or_default() {
-            visit(&dep, files, order, entries, depth + 1)?;
-        }
-        entries.push(Entry::File { path: format!("lib/modules/{name}.ko"), mode: 0o644, data });
-        order.push(name);
-        Ok(())
-    }
+    let mut loaded = Vec::new();
     for n in names {
-        visit(n, &files, &mut order, entries, 0)?;
+        assets::add_with_deps(n, &files, &mut loaded, 0)?;
     }
+    let order = loaded.iter().map(|(name, _)| name.clone()).collect();
+    entries.extend(loaded.into_iter().map(|(name, data)| Entry::File {
+        path: format!("lib/modules/{name}.ko"),
+        mode: 0o644,
+        data,
+    }));
     Ok(order)
 }
 
