@@ -8,6 +8,8 @@
 
 use std::io::Read;
 
+use super::elf::{u16_at, u32_at};
+
 /// Why a kernel cannot be booted directly (the launcher then boots the bzImage).
 pub type Unsupported = String;
 
@@ -40,9 +42,10 @@ fn payload(bzimage: &[u8]) -> Result<&[u8], Unsupported> {
     if bzimage.get(0x202..0x206) != Some(b"HdrS") {
         return Err(not());
     }
-    let version = u16::from_le_bytes([bzimage[0x206], bzimage[0x207]]);
-    let word = |at: usize| bzimage.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
-    let (Some(offset), Some(length)) = (word(0x248), word(0x24c)) else { return Err(not()) };
+    let word = |at: usize| u32_at(bzimage, at).map(|w| w as usize);
+    let (Some(version), Some(offset), Some(length)) = (u16_at(bzimage, 0x206), word(0x248), word(0x24c)) else {
+        return Err(not());
+    };
     if version < 0x208 || length == 0 {
         return Err(not());
     }
@@ -70,11 +73,11 @@ fn lz4_legacy(payload: &[u8]) -> Result<Vec<u8>, Unsupported> {
     const MAGIC: usize = 0x184c_2102;
     // The last 4 bytes are the decompressed size, appended by the kernel build.
     let size_at = payload.len().saturating_sub(4);
-    let expected = u32::from_le_bytes(payload[size_at..].try_into().map_err(|_| "an empty LZ4 payload")?) as usize;
+    let expected = u32_at(payload, size_at).ok_or("an empty LZ4 payload")? as usize;
     let mut out = Vec::with_capacity(expected);
     let mut at = 4;
     while at + 4 <= size_at {
-        let n = u32::from_le_bytes(payload[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let n = u32_at(payload, at).expect("within the payload") as usize;
         if n == MAGIC {
             at += 4; // concatenated streams repeat the magic
             continue;
@@ -171,6 +174,12 @@ mod tests {
         let xz = extract(&bzimage(b"\xfd7zXZ\0rest")).unwrap_err();
         assert!(xz.contains("xz"), "{xz}");
         assert!(extract(b"#!/bin/sh").unwrap_err().contains("not a bzImage"));
+        let mut header_only = vec![0u8; 0x206];
+        header_only[0x202..].copy_from_slice(b"HdrS");
+        assert!(
+            extract(&header_only).unwrap_err().contains("not a bzImage"),
+            "a header cut short is an error, not a panic"
+        );
         let mut cut = bzimage(&lz4_payload(&elf_with_note(18), 1 << 20));
         cut.truncate(cut.len() - 100);
         assert!(extract(&cut).unwrap_err().contains("cut short"));

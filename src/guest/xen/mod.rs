@@ -81,11 +81,7 @@ fn is_elf(path: &Path) -> bool {
 pub fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
     let elf = ensure()?;
     std::fs::create_dir_all(dir)?;
-    let link = dir.join("xen.elf");
-    if std::fs::read_link(&link).ok().as_deref() != Some(elf.as_path()) {
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&elf, &link)?;
-    }
+    super::link(&elf, &dir.join("xen.elf"))?;
     Ok(())
 }
 
