@@ -300,11 +300,7 @@ impl Child {
     /// Stdout bytes from `offset` on, at most `limit` of them: a watcher reads
     /// only what is new instead of the whole output on every poll.
     pub fn read_stdout_at(&self, offset: u64, limit: usize) -> Vec<u8> {
-        let len = self.stdout.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut buf = vec![0u8; (len.saturating_sub(offset) as usize).min(limit)];
-        let n = self.stdout.read_at(&mut buf, offset).unwrap_or(0);
-        buf.truncate(n);
-        buf
+        read_from(&self.stdout, offset, limit).0
     }
 
     pub fn read_stderr(&self, limit: usize) -> (String, bool) {
@@ -353,11 +349,17 @@ fn exit_parts(status: &std::process::ExitStatus) -> Ended {
 }
 
 fn read_capped(file: &File, limit: usize) -> (String, bool) {
-    let len = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
-    let mut buf = vec![0u8; len.min(limit)];
-    let n = file.read_at(&mut buf, 0).unwrap_or(0);
+    let (buf, len) = read_from(file, 0, limit);
+    (String::from_utf8_lossy(&buf).into_owned(), len > limit as u64)
+}
+
+/// The bytes of `file` from `offset` on, at most `limit`, and the file's whole length.
+fn read_from(file: &File, offset: u64, limit: usize) -> (Vec<u8>, u64) {
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut buf = vec![0u8; (len.saturating_sub(offset) as usize).min(limit)];
+    let n = file.read_at(&mut buf, offset).unwrap_or(0);
     buf.truncate(n);
-    (String::from_utf8_lossy(&buf).into_owned(), len > limit)
+    (buf, len)
 }
 
 fn sweep() {
