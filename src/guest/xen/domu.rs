@@ -28,7 +28,7 @@ const VIF_SCRIPT: &str = include_str!("vif-vlab");
 const BLOCK_SCRIPT: &str = include_str!("block-vlab");
 
 /// Bumped when the image layout changes.
-const FORMAT: &str = "vlab-xen-dom0-1";
+const FORMAT: &str = "vlab-xen-dom0-2";
 
 /// Debian's toolstack and the libraries it links that the host does not have.
 const TOOLSTACK: &[&str] = &[
@@ -151,6 +151,9 @@ fn add_modules(entries: &mut Vec<Entry>, root: &Path, release: &str, names: &[&s
     Ok(order)
 }
 
+/// Directories an init mounts on or writes into, empty in the image.
+const MOUNT_POINTS: &[&str] = &["dev", "proc", "sys", "tmp", "run", "var"];
+
 fn dir_entries(entries: &mut Vec<Entry>, dirs: &[&str]) {
     entries.extend(dirs.iter().map(|d| Entry::Dir { path: d.to_string(), mode: 0o755 }));
 }
@@ -165,7 +168,7 @@ fn busybox_entries(entries: &mut Vec<Entry>) -> anyhow::Result<()> {
 /// The domU's initramfs: busybox, the front-end drivers, its init.
 fn domu_image(root: &Path, domu: &GuestAssets) -> anyhow::Result<Vec<u8>> {
     let mut e = Vec::new();
-    dir_entries(&mut e, &["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "lib", "lib/modules"]);
+    dir_entries(&mut e, MOUNT_POINTS);
     busybox_entries(&mut e)?;
     add_modules(&mut e, root, &domu.kernel.release, DOMU_MODULES)?;
     e.push(Entry::File { path: "init".into(), mode: 0o755, data: DOMU_INIT.as_bytes().to_vec() });
@@ -218,34 +221,8 @@ fn dom0_image(root: &Path, dom0: &GuestAssets, domu: &GuestAssets) -> anyhow::Re
         .find(|n| n.starts_with("xen-") && root.join("usr/lib").join(n).join("bin/xl").is_file())
         .context("the xen-utils package has no usr/lib/xen-*/bin/xl")?;
     let mut e = Vec::new();
-    dir_entries(
-        &mut e,
-        &[
-            "bin",
-            "sbin",
-            "usr",
-            "usr/bin",
-            "usr/sbin",
-            "usr/lib",
-            libdir,
-            "lib",
-            "lib64",
-            "lib/modules",
-            "dev",
-            "proc",
-            "sys",
-            "tmp",
-            "run",
-            "var",
-            "etc",
-            "etc/xen",
-            "etc/xen/scripts",
-            "boot",
-            "boot/domu",
-        ],
-    );
-    e.push(Entry::Dir { path: format!("usr/lib/{xen_dir}"), mode: 0o755 });
-    e.push(Entry::Dir { path: format!("usr/lib/{xen_dir}/bin"), mode: 0o755 });
+    // with_parents adds every directory that holds a file; these are the empty ones.
+    dir_entries(&mut e, MOUNT_POINTS);
     e.push(Entry::Symlink { path: "usr/lib/xen".into(), target: xen_dir.clone() });
     busybox_entries(&mut e)?;
     let mut binaries = Vec::new();
