@@ -78,6 +78,9 @@ impl ConsoleWatch {
 /// How often the console is looked at: the report's arrival is timed to this.
 const POLL: Duration = Duration::from_millis(10);
 
+/// How often the command's processes are searched for the VMM until it is found.
+const INSPECT_EVERY: Duration = Duration::from_millis(50);
+
 /// Starts `cmd` and waits for a complete report, a panic, its exit or its deadline.
 pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> {
     let child = cmd.spawn()?;
@@ -86,9 +89,12 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
     let mut timed_out = false;
     let mut report_at = None;
     let mut watch = ConsoleWatch::default();
+    let mut inspected: Option<Instant> = None;
     loop {
-        if vmm.is_empty() {
+        // Finding the VMM scans all of /proc: not on every console poll.
+        if vmm.is_empty() && inspected.is_none_or(|at| at.elapsed() >= INSPECT_EVERY) {
             vmm = inspect_vmm(child.pid());
+            inspected = Some(Instant::now());
         }
         let lines = watch.new_lines(&child);
         if lines.lines().any(|l| l.contains(END)) {
@@ -117,6 +123,10 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
             timed_out = true;
             break;
         }
+    }
+    if vmm.is_empty() {
+        // A report can come sooner than the next search: look once more while the VMM still runs.
+        vmm = inspect_vmm(child.pid());
     }
     let (console, _) = child.read_stdout(CONSOLE_LIMIT);
     let (stderr, _) = child.read_stderr(64 * 1024);
