@@ -236,28 +236,59 @@ fn a_missing_tool_is_an_error_that_says_what_to_do() {
     assert!(message.contains("vlab-no-such-tool") && message.contains("vlab setup"), "{message}");
 }
 
+/// A lab with a runnable step (`here`, 2 points, running `here_cmd`) and one
+/// that needs `lacking` (`elsewhere`, 3 points).
+fn lab_with_a_step_needing(lacking: &str, here_cmd: &str) -> String {
+    format!(
+        "id = \"01-cap\"\ntitle = \"T\"\ntier = \"bare-metal\"\nchapter = \"bare-metal.md\"\nsummary = \"s\"\nestimate_minutes = 1\n\n\
+         [[steps]]\nid = \"here\"\ntitle = \"Here\"\npoints = 2\ninstructions = \"x\"\nhints = [\"h\"]\nfiles = []\n\n\
+         [[steps.checks]]\nkind = \"run\"\ncommand = [\"{here_cmd}\"]\n[steps.checks.expect]\nexit = 0\n\n\
+         [[steps]]\nid = \"elsewhere\"\ntitle = \"Elsewhere\"\npoints = 3\ninstructions = \"x\"\nhints = [\"h\"]\nfiles = []\nrequires = [{lacking}]\n\n\
+         [[steps.checks]]\nkind = \"run\"\ncommand = [\"true\"]\n"
+    )
+}
+
 #[test]
 fn a_step_this_machine_cannot_run_is_skipped_never_passed() {
     // Require something this machine lacks: kvm-fast where KVM is slow or
-    // absent, else a tool that no machine has... fall back on root for non-root.
+    // absent, else root for a non-root user.
     let ws = workspace();
     let (_, caps) = json(ws.path(), &["doctor"]);
-    let lacking = if caps["kvm"]["fast"] == false {
-        "\"kvm-fast\""
+    let (lacking, need) = if caps["kvm"]["fast"] == false {
+        ("\"kvm-fast\"", "fast KVM")
     } else if caps["root"] == false {
-        "\"root\""
+        ("\"root\"", "root")
     } else {
         eprintln!("skipped: this machine has every capability; nothing to skip");
         return;
     };
-    let labs =
-        fixture_labs("01-cap", &single_check_lab("01-cap", "kind = \"run\"\ncommand = [\"true\"]", lacking), &[], &[]);
+    // Every runnable step passes: the total says what the rest needs, and that is success.
+    let labs = fixture_labs("01-cap", &lab_with_a_step_needing(lacking, "true"), &[], &[]);
+    vlab_with_labs(ws.path(), labs.path()).args(["start", "01-cap"]).assert().success();
+    vlab_with_labs(ws.path(), labs.path())
+        .args(["check", "01-cap"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("not runnable on this machine"))
+        .stdout(predicate::str::contains(format!("total 2/5 — all 2 points runnable here pass; 3 more need {need}")));
+    let out = vlab_with_labs(ws.path(), labs.path()).args(["--json", "check", "01-cap"]).assert().code(0);
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(report["verdict"], "pass-runnable");
+    assert_eq!(report["skipped_points"], 3);
+    assert_eq!(report["points"], 2);
+    let steps = outcomes(&report);
+    assert_eq!((steps[0].1.as_str(), steps[1].1.as_str()), ("pass", "skipped"), "{steps:?}");
+    assert_eq!(report["steps"][1]["needs"][0], need);
+
+    // A runnable step that fails is work left to do, whatever else was skipped.
+    let ws = workspace();
+    let labs = fixture_labs("01-cap", &lab_with_a_step_needing(lacking, "false"), &[], &[]);
     vlab_with_labs(ws.path(), labs.path()).args(["start", "01-cap"]).assert().success();
     vlab_with_labs(ws.path(), labs.path())
         .args(["check", "01-cap"])
         .assert()
         .code(1)
-        .stdout(predicate::str::contains("not runnable on this machine"));
+        .stdout(predicate::str::contains("total 0/5 — not done yet"));
 }
 
 #[test]
@@ -288,4 +319,17 @@ fn watch_rechecks_after_a_save() {
     assert_eq!(text.matches("01-bare-metal Bare-metal baseline").count(), 2, "{text}");
     assert!(text.contains("✗ cpu") && text.contains("✓ cpu"), "{text}");
     assert!(out.status.success());
+}
+
+#[test]
+fn list_aligns_its_columns_whatever_the_title_length() {
+    let ws = workspace();
+    let out = vlab(ws.path()).arg("list").assert().success().get_output().stdout.clone();
+    let text = String::from_utf8(out).unwrap();
+    let rows: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
+    assert!(rows.len() > 5, "{text}");
+    // Each lab's estimate ("~N min") starts in the same column, however long the title before it.
+    let column = |row: &str| row.chars().collect::<String>().find(" ~").map(|b| row[..b].chars().count());
+    let first = column(rows[0]).unwrap();
+    assert!(rows.iter().all(|r| column(r) == Some(first)), "{text}");
 }

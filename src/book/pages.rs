@@ -472,16 +472,10 @@ fn passing_report(lab: &Lab) -> String {
         points: s.points,
         max_points: s.points,
         message: String::new(),
+        needs: Vec::new(),
         checks: Vec::new(),
     };
-    let report = LabReport {
-        lab: lab.id.clone(),
-        title: lab.title.clone(),
-        points: points(lab),
-        max_points: points(lab),
-        steps: lab.steps.iter().map(step).collect(),
-        checked_at: 0,
-    };
+    let report = LabReport::new(lab, lab.steps.iter().map(step).collect(), 0);
     report::lab_report(&report, &Style { color: false })
 }
 

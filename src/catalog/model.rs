@@ -98,6 +98,23 @@ impl Capability {
             Capability::Nsenter => "nsenter",
         }
     }
+
+    /// What a step lacking this capability needs, in words: "3 more points need fast KVM".
+    pub fn needed(self) -> &'static str {
+        match self {
+            Capability::Root => "root",
+            Capability::Userns => "user namespaces",
+            Capability::CgroupWritable => "writable cgroups",
+            Capability::Kvm => "KVM",
+            Capability::KvmFast => "fast KVM",
+            Capability::QemuSystem => "qemu-system",
+            Capability::QemuUser => "qemu-user",
+            Capability::Runc => "runc",
+            Capability::Uml => "a UML that runs here",
+            Capability::Busybox => "a static busybox",
+            Capability::Nsenter => "nsenter",
+        }
+    }
 }
 
 /// Things the runner makes for a lab (see src/prepare.rs).

@@ -49,6 +49,9 @@ pub struct StepResult {
     pub points: u32,
     pub max_points: u32,
     pub message: String,
+    /// What this machine lacks, in words, when the step was skipped for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
     pub checks: Vec<CheckResult>,
 }
 
@@ -58,14 +61,63 @@ pub struct LabReport {
     pub title: String,
     pub points: u32,
     pub max_points: u32,
+    /// Points of the steps this machine could not run.
+    #[serde(default)]
+    pub skipped_points: u32,
+    pub verdict: Verdict,
     pub steps: Vec<StepResult>,
     /// Seconds since the Unix epoch.
     pub checked_at: u64,
 }
 
+/// A lab's result as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Every step passes.
+    Pass,
+    /// Every step this machine can run passes; the others were skipped for the host's sake.
+    PassRunnable,
+    /// A runnable step failed or could not be checked: work remains.
+    NotDone,
+}
+
 impl LabReport {
+    pub fn new(lab: &Lab, steps: Vec<StepResult>, checked_at: u64) -> Self {
+        let outcomes = || steps.iter().map(|s| s.outcome);
+        let verdict = if outcomes().all(|o| o == Outcome::Pass) {
+            Verdict::Pass
+        } else if outcomes().all(|o| matches!(o, Outcome::Pass | Outcome::Skipped)) {
+            Verdict::PassRunnable
+        } else {
+            Verdict::NotDone
+        };
+        LabReport {
+            lab: lab.id.clone(),
+            title: lab.title.clone(),
+            points: steps.iter().map(|s| s.points).sum(),
+            max_points: steps.iter().map(|s| s.max_points).sum(),
+            skipped_points: steps.iter().filter(|s| s.outcome == Outcome::Skipped).map(|s| s.max_points).sum(),
+            verdict,
+            steps,
+            checked_at,
+        }
+    }
+
+    /// Nothing is left for the student to do on this machine.
     pub fn passed(&self) -> bool {
-        self.steps.iter().all(|s| s.outcome == Outcome::Pass)
+        self.verdict != Verdict::NotDone
+    }
+
+    /// What the skipped steps need, each named once, in step order.
+    pub fn needs(&self) -> Vec<&str> {
+        let mut needs: Vec<&str> = Vec::new();
+        for n in self.steps.iter().flat_map(|s| &s.needs) {
+            if !needs.contains(&n.as_str()) {
+                needs.push(n);
+            }
+        }
+        needs
     }
 }
 
@@ -81,17 +133,8 @@ pub fn check_lab(
         None => lab.steps.iter().collect(),
     };
     let steps: Vec<StepResult> = steps.into_iter().map(|s| check_step(lab, s, workspace, caps)).collect();
-    Ok(LabReport {
-        lab: lab.id.clone(),
-        title: lab.title.clone(),
-        points: steps.iter().map(|s| s.points).sum(),
-        max_points: steps.iter().map(|s| s.max_points).sum(),
-        steps,
-        checked_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    })
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    Ok(LabReport::new(lab, steps, now))
 }
 
 pub fn check_step(lab: &Lab, step: &Step, workspace: &Path, caps: &Capabilities) -> StepResult {
@@ -102,6 +145,7 @@ pub fn check_step(lab: &Lab, step: &Step, workspace: &Path, caps: &Capabilities)
         points: 0,
         max_points: step.points,
         message: String::new(),
+        needs: Vec::new(),
         checks: Vec::new(),
     };
     let needs: Vec<_> = lab.requires.iter().chain(&step.requires).copied().collect();
@@ -109,6 +153,10 @@ pub fn check_step(lab: &Lab, step: &Step, workspace: &Path, caps: &Capabilities)
     if !missing.is_empty() {
         result.outcome = Outcome::Skipped;
         result.message = format!("{NOT_RUNNABLE}{}", missing.join("; "));
+        let mut lacking: Vec<_> = needs.into_iter().filter(|c| caps.lacks(*c).is_some()).collect();
+        lacking.sort();
+        lacking.dedup();
+        result.needs = lacking.into_iter().map(|c| c.needed().to_string()).collect();
         return result;
     }
     for check in &step.checks {

@@ -5,7 +5,7 @@ pub mod chart;
 use std::fmt::Write;
 
 use crate::catalog::{Catalog, Lab};
-use crate::check::{LabReport, Outcome};
+use crate::check::{LabReport, Outcome, Verdict};
 use crate::host::Capabilities;
 use crate::state::State;
 use crate::workspace::Workspace;
@@ -71,22 +71,43 @@ pub fn lab_report(r: &LabReport, s: &Style) -> String {
             }
         }
     }
-    let verdict = if r.passed() { s.green("all steps pass") } else { "not done yet: `vlab hint` helps".to_string() };
-    let _ = writeln!(out, "  total {}/{} — {verdict}", r.points, r.max_points);
+    let _ = writeln!(out, "  total {}/{} — {}", r.points, r.max_points, verdict(r, s));
     out
+}
+
+/// One line on the lab as a whole; steps skipped for the host's sake are
+/// neither work left to do nor points earned.
+fn verdict(r: &LabReport, s: &Style) -> String {
+    let needs = r.needs().join(" or ");
+    match r.verdict {
+        Verdict::Pass => s.green("all steps pass"),
+        Verdict::PassRunnable if r.points == 0 => {
+            s.yellow(&format!("no step can run on this machine; its {} points need {needs}", r.skipped_points))
+        }
+        Verdict::PassRunnable => {
+            s.green(&format!("all {} points runnable here pass; {} more need {needs}", r.points, r.skipped_points))
+        }
+        Verdict::NotDone => "not done yet: `vlab hint` helps".to_string(),
+    }
 }
 
 pub fn lab_list(cat: &Catalog, ws: &Workspace, s: &Style) -> String {
     let mut out = String::new();
+    // Columns as wide as their longest cell (counted in characters, not bytes:
+    // titles hold dashes and arrows), padded before colour is added.
+    let width = |cell: &dyn Fn(&Lab) -> String| cat.labs.iter().map(|l| cell(l).chars().count()).max().unwrap_or(0);
+    let pad = |text: &str, w: usize| format!("{text}{}", " ".repeat(w.saturating_sub(text.chars().count())));
+    let (id_w, title_w) = (width(&|l| l.id.clone()), width(&|l| l.title.clone()));
+    let (tier_w, time_w) = (width(&|l| l.tier.name().to_string()), width(&|l| format!("~{} min", l.estimate_minutes)));
     for lab in &cat.labs {
         let started = if ws.is_started(lab) { s.green("started") } else { s.dim("not started") };
         let _ = writeln!(
             out,
-            "{}  {:<40} {:<22} ~{} min  {}",
-            s.bold(&lab.id),
-            lab.title,
-            lab.tier.name(),
-            lab.estimate_minutes,
+            "{}  {}  {}  {}  {}",
+            s.bold(&pad(&lab.id, id_w)),
+            pad(&lab.title, title_w),
+            pad(lab.tier.name(), tier_w),
+            pad(&format!("~{} min", lab.estimate_minutes), time_w),
             started
         );
     }
