@@ -32,6 +32,7 @@ pub fn exit(code: i32) -> ! {
     while interrupted() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    crate::proc::reap_zombies();
     std::process::exit(code)
 }
 
@@ -46,6 +47,7 @@ pub fn install_interrupt_handler() {
             // report their deaths as results or exit with its own status.
             INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
             kill_everything();
+            crate::proc::reap_zombies();
             eprintln!("vlab: interrupted; every child was stopped and scratch files removed");
             std::process::exit(130);
         });

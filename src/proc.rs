@@ -185,7 +185,6 @@ impl Cmd {
         let mut child = self.spawn()?;
         let end = child.wait_until(Instant::now() + self.timeout)?;
         let timed_out = end.is_none();
-        child.kill_tree();
         let status = child.wait_final()?;
         sweep();
         let usage = children_usage().since(&before);
@@ -308,21 +307,27 @@ impl Child {
     }
 
     /// SIGKILL to the group and to every descendant, wherever it moved.
-    pub fn kill_tree(&self) {
+    /// Returns the descendants it signalled.
+    pub fn kill_tree(&self) -> Vec<i32> {
         let tree = descendants(self.pid);
+        // SAFETY: plain signal sends; a group or pid that is gone gives ESRCH, which is what we want.
         unsafe { libc::killpg(self.pid, libc::SIGKILL) };
-        for pid in tree {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+        for pid in &tree {
+            // SAFETY: as above.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
+        tree
     }
 
-    /// Kills what is left and reaps the child; returns (code, signal).
+    /// Kills what is left and reaps the child and the descendants it killed;
+    /// returns (code, signal).
     fn wait_final(&mut self) -> Result<Ended, ProcError> {
-        self.kill_tree();
+        let tree = self.kill_tree();
         let out = self.handle.wait().map_err(|source| ProcError::Io { program: self.program.clone(), source })?;
         let parts = exit_parts(&out.status);
         self.finished = true;
         cleanup::unregister_group(self.pid);
+        reap_killed(&tree, Instant::now() + REAP_GRACE);
         Ok(parts)
     }
 
@@ -366,6 +371,43 @@ fn sweep() {
     kill_orphans(true);
 }
 
+/// How long a killed tree may take to die and come back to us for reaping.
+const REAP_GRACE: Duration = Duration::from_secs(3);
+
+/// Waits for each killed descendant to be gone, reaping it once it is our
+/// child: its parent died too, so the kernel re-parents it to us (the
+/// subreaper), and unless we wait for it, it stays a zombie, and after we
+/// exit a zombie of init's (which may not reap: a container's init often does not).
+fn reap_killed(tree: &[i32], until: Instant) {
+    let me = std::process::id() as i32;
+    for &pid in tree {
+        loop {
+            match info(pid) {
+                None => break,
+                Some(p) if p.ppid == me => {
+                    // SAFETY: `pid` is our own child (checked just now); WNOHANG never blocks.
+                    if unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) } != 0 {
+                        break;
+                    }
+                }
+                // Still owned by a parent that is dying, or moved out of our reach.
+                Some(_) => {}
+            }
+            if Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Reaps every zombie child of ours, whoever started it: called as vlab
+/// exits, when no child handle is left to wait for its own.
+pub fn reap_zombies() {
+    // SAFETY: WNOHANG never blocks; the loop ends at 0 (none exited) or -1 (no children).
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+}
+
 /// Kills and reaps every direct child of ours that is not the leader of, or
 /// inside, a live registered group, and that we started (by group or by the
 /// environment mark): these are orphans of finished commands, re-parented to us.
@@ -385,7 +427,9 @@ pub fn kill_orphans(spare_live: bool) {
         if p.ppid != me || live_groups.contains(&p.pgid) || live_groups.contains(&p.pid) {
             continue;
         }
-        if !spawned.contains(&p.pgid) && !marked(p.pid) {
+        // A zombie has no environment to read its mark from, and nothing left
+        // to kill: whoever started it, only we can reap it now.
+        if !spawned.contains(&p.pgid) && !marked(p.pid) && p.state != 'Z' {
             continue;
         }
         for d in descendants(p.pid) {
@@ -403,6 +447,8 @@ pub struct ProcInfo {
     pub pid: i32,
     pub ppid: i32,
     pub pgid: i32,
+    /// R, S, D, Z, ... as in /proc/PID/stat.
+    pub state: char,
 }
 
 /// Every process on the host, from /proc/<pid>/stat.
@@ -417,10 +463,10 @@ pub fn info(pid: i32) -> Option<ProcInfo> {
     // The command name may hold spaces and parentheses: parse after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split_whitespace();
-    let _state = fields.next()?;
+    let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     let pgid = fields.next()?.parse().ok()?;
-    Some(ProcInfo { pid, ppid, pgid })
+    Some(ProcInfo { pid, ppid, pgid, state })
 }
 
 /// All descendants of `root` (not including it), parents before children.
@@ -502,6 +548,26 @@ mod tests {
         assert_eq!(listed.len(), 2);
         for pid in listed {
             assert!(!alive(pid), "grandchild {pid} survived the timeout");
+        }
+    }
+
+    /// A killed process whose parent died too comes back to us; unless we
+    /// wait for it, it stays a zombie (and after we exit, one of init's).
+    #[test]
+    fn killed_descendants_are_reaped_not_left_as_zombies() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        let script = format!(
+            "setsid sh -c 'echo $$ >> {p}; sleep 1000 & echo $! >> {p}; wait' & sleep 1000 & echo $! >> {p}; wait",
+            p = pids.display()
+        );
+        let out = Cmd::new("sh").args(["-c", &script]).timeout(Duration::from_millis(500)).run().unwrap();
+        assert!(out.timed_out);
+        let listed: Vec<i32> = std::fs::read_to_string(&pids).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(listed.len(), 3);
+        for pid in listed {
+            let state = info(pid).map(|p| p.state);
+            assert_eq!(state, None, "descendant {pid} is still in /proc (state {state:?}): killed but never reaped");
         }
     }
 
