@@ -78,6 +78,8 @@ pub enum Capability {
     QemuUser,
     Runc,
     Uml,
+    /// A UML kernel that boots here both with ptrace and with seccomp (Linux 6.16+).
+    UmlSeccomp,
     Busybox,
     Nsenter,
 }
@@ -94,6 +96,7 @@ impl Capability {
             Capability::QemuUser => "qemu-user",
             Capability::Runc => "runc",
             Capability::Uml => "uml",
+            Capability::UmlSeccomp => "uml-seccomp",
             Capability::Busybox => "busybox",
             Capability::Nsenter => "nsenter",
         }
