@@ -111,7 +111,7 @@ impl Kernel {
     }
 
     fn describe(&self) -> String {
-        format!("{} {} ({})", self.origin, self.version, self.program.display())
+        format!("UML {} ({}, {})", self.version, self.origin, self.program.display())
     }
 
     /// Why it does not run its guest's processes, for messages.
@@ -185,7 +185,7 @@ impl UmlInfo {
                     present: true,
                     path: Some(k.program.clone()),
                     version: Some(format!(
-                        "{}: {} booted to init in {} mode{}",
+                        "{} ({}) booted to init in {} mode{}",
                         k.version,
                         k.origin,
                         modes.join(" and "),
@@ -502,7 +502,7 @@ fn fetch(suite: &str) -> anyhow::Result<PathBuf> {
     let patchelf = tools::which("patchelf").context("patchelf is needed to run a newer UML with its own C library; install the Debian package patchelf (`sudo vlab setup`)")?;
     let work = Scratch::new_in(&cache, "fetch-")?;
     let w = work.path();
-    for d in ["lists/partial", "cache/archives/partial", "sources.list.d", "debs"] {
+    for d in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
         std::fs::create_dir_all(w.join(d))?;
     }
     std::fs::write(w.join("sources.list"), format!("deb {} {suite} main\n", mirror()))?;
@@ -515,9 +515,10 @@ fn fetch(suite: &str) -> anyhow::Result<PathBuf> {
         return Ok(program);
     }
     eprintln!("fetching {PACKAGE} {uml_version} and libc6 {libc_version} from Debian {suite} into {}", dir.display());
-    private_apt("apt-get", &w.join("debs"), &["-q", "download", PACKAGE, "libc6"])?;
+    // apt-get download saves into its working directory, the work directory.
+    private_apt("apt-get", w, &["-q", "download", PACKAGE, "libc6"])?;
     let unpacked = w.join("unpacked");
-    for deb in std::fs::read_dir(w.join("debs"))?.filter_map(|e| e.ok().map(|e| e.path())) {
+    for deb in std::fs::read_dir(w)?.filter_map(|e| e.ok().map(|e| e.path())) {
         if deb.extension().is_some_and(|e| e == "deb") {
             let out =
                 Cmd::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked).timeout(Duration::from_secs(600)).run()?;
