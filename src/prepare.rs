@@ -29,6 +29,8 @@ pub fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
             Prepare::XenDomuAssets => {
                 crate::guest::xen::domu::ensure().context("cannot prepare Xen's toolstack for the domU step")?;
             }
+            Prepare::UmlKernel => uml_kernel(&dir.join("bin"))
+                .with_context(|| format!("cannot link the UML kernel into {}/bin", dir.display()))?,
         }
     }
     Ok(())
@@ -59,6 +61,22 @@ pub fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
     std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
     // The same root boots User-Mode-Linux over hostfs (labs/07-uml): its init.
     crate::container::uml::place_init(root)?;
+    Ok(())
+}
+
+/// Links the UML kernel the labs use (the host's, or the copy `vlab setup`
+/// fetched where the host's cannot run) as `bin/linux`, for running by hand
+/// with `PATH=$PWD/bin:$PATH`. Where none runs, there is no link: the UML
+/// steps are skipped, and doctor says why.
+pub fn uml_kernel(bin: &Path) -> anyhow::Result<()> {
+    let link = bin.join("linux");
+    if link.symlink_metadata().is_ok() {
+        std::fs::remove_file(&link)?;
+    }
+    if let Some(kernel) = crate::host::uml::known().best() {
+        std::fs::create_dir_all(bin)?;
+        std::os::unix::fs::symlink(&kernel.program, &link)?;
+    }
     Ok(())
 }
 

@@ -120,6 +120,8 @@ pub enum Prepare {
     XenAssets,
     /// Xen's toolstack in a dom0 image, and a domU, for `vlab xen domu` (built in the cache).
     XenDomuAssets,
+    /// The UML kernel that boots on this host (`vlab doctor`), linked as `bin/linux`.
+    UmlKernel,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
