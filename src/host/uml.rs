@@ -159,10 +159,9 @@ impl UmlInfo {
 
     /// Why the labs cannot compare UML's two modes here, with what to do.
     pub fn lacks_seccomp(&self) -> Option<String> {
-        if let Some(why) = self.lacks() {
-            return Some(why);
-        }
-        let best = self.best()?;
+        let Some(best) = self.best() else {
+            return Some("no UML kernel runs here at all (see `uml`)".into());
+        };
         (!(best.boots(Mode::Seccomp) && best.boots(Mode::Ptrace))).then(|| {
             let (mode, boot) =
                 if best.boots(Mode::Ptrace) { ("seccomp", &best.seccomp) } else { ("ptrace", &best.ptrace) };
