@@ -73,7 +73,8 @@ pub fn uml_kernel(bin: &Path) -> anyhow::Result<()> {
     if link.symlink_metadata().is_ok() {
         std::fs::remove_file(&link)?;
     }
-    if let Some(kernel) = crate::host::uml::known().best() {
+    // Boot-tests a UML not tested yet (once per binary and host kernel).
+    if let Some(kernel) = crate::host::uml::detect().best() {
         std::fs::create_dir_all(bin)?;
         std::os::unix::fs::symlink(&kernel.program, &link)?;
     }
@@ -93,5 +94,18 @@ mod tests {
         super::busybox_rootfs(dir.path()).unwrap();
         assert!(dir.path().join("bin/sh").symlink_metadata().is_ok());
         assert!(dir.path().join(".vlab").is_dir());
+    }
+
+    #[test]
+    fn the_uml_link_leads_to_a_kernel_that_boots_or_is_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        super::uml_kernel(&bin).unwrap();
+        super::uml_kernel(&bin).unwrap();
+        let info = crate::host::uml::known();
+        match std::fs::canonicalize(bin.join("linux")) {
+            Ok(exe) => assert!(info.working_exes().contains(&exe), "{} is no UML that boots here", exe.display()),
+            Err(_) => assert!(info.best().is_none(), "a UML boots here but was not linked"),
+        }
     }
 }
