@@ -337,9 +337,13 @@ fn verdict(program: &Path, origin: &str, release: &str, boot: bool) -> Result<Op
         ptrace: ptrace?,
         seccomp: seccomp?,
     };
-    // A verdict that could not be written is measured again next time; nothing else depends on it.
-    if std::fs::create_dir_all(file.parent().unwrap_or(&file)).is_ok() {
-        let _ = serde_json::to_vec_pretty(&kernel).map(|b| std::fs::write(&file, b));
+    // A verdict that could not be written is measured again next time. Written
+    // aside and renamed: a check reading it meanwhile sees all of it or none.
+    let staged = file.with_extension(format!("{}.tmp", std::process::id()));
+    if std::fs::create_dir_all(file.parent().unwrap_or(&file)).is_ok()
+        && serde_json::to_vec_pretty(&kernel).is_ok_and(|b| std::fs::write(&staged, b).is_ok())
+    {
+        let _ = std::fs::rename(&staged, &file);
     }
     Ok(Some(kernel))
 }
