@@ -29,6 +29,8 @@ pub fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
             Prepare::XenDomuAssets => {
                 crate::guest::xen::domu::ensure().context("cannot prepare Xen's toolstack for the domU step")?;
             }
+            Prepare::UmlKernel => uml_kernel(&dir.join("bin"))
+                .with_context(|| format!("cannot link the UML kernel into {}/bin", dir.display()))?,
         }
     }
     Ok(())
@@ -62,6 +64,23 @@ pub fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Links the UML kernel the labs use (the host's, or the copy `vlab setup`
+/// fetched where the host's cannot run) as `bin/linux`, for running by hand
+/// with `PATH=$PWD/bin:$PATH`. Where none runs, there is no link: the UML
+/// steps are skipped, and doctor says why.
+pub fn uml_kernel(bin: &Path) -> anyhow::Result<()> {
+    let link = bin.join("linux");
+    if link.symlink_metadata().is_ok() {
+        std::fs::remove_file(&link)?;
+    }
+    // Boot-tests a UML not tested yet (once per binary and host kernel).
+    if let Some(kernel) = crate::host::uml::detect().best() {
+        std::fs::create_dir_all(bin)?;
+        std::os::unix::fs::symlink(&kernel.program, &link)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -75,5 +94,18 @@ mod tests {
         super::busybox_rootfs(dir.path()).unwrap();
         assert!(dir.path().join("bin/sh").symlink_metadata().is_ok());
         assert!(dir.path().join(".vlab").is_dir());
+    }
+
+    #[test]
+    fn the_uml_link_leads_to_a_kernel_that_boots_or_is_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        super::uml_kernel(&bin).unwrap();
+        super::uml_kernel(&bin).unwrap();
+        let info = crate::host::uml::known();
+        match std::fs::canonicalize(bin.join("linux")) {
+            Ok(exe) => assert!(info.working_exes().contains(&exe), "{} is no UML that boots here", exe.display()),
+            Err(_) => assert!(info.best().is_none(), "a UML boots here but was not linked"),
+        }
     }
 }

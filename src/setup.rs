@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use crate::host::Capabilities;
+use crate::host::uml::Mode;
 use crate::proc::Cmd;
 
 pub enum Plan {
@@ -53,9 +54,21 @@ pub fn install(pkgs: &[String], root: bool) -> anyhow::Result<()> {
 
 /// Fetches the guest kernels (the current Debian cloud kernel, and the generic
 /// one for emulated NICs), builds their initramfs images and fetches the
-/// aarch64 busybox, so the guest labs are ready.
+/// aarch64 busybox, so the guest labs are ready. First makes sure a UML
+/// kernel boots here in both of its modes (fetching a newer Debian suite's
+/// into the cache where the host's cannot).
 /// As root, refreshes apt's package lists once if the kernel is unknown.
 pub fn guest_assets(root: bool) -> anyhow::Result<()> {
+    let uml = crate::host::uml::provide().context("User-Mode-Linux is not ready")?;
+    let modes: Vec<&str> =
+        [Mode::Ptrace, Mode::Seccomp].into_iter().filter(|m| uml.boots(*m)).map(Mode::name).collect();
+    eprintln!(
+        "UML ready: {} {} ({}) boots in {} mode",
+        uml.origin,
+        uml.version,
+        uml.program.display(),
+        modes.join(" and ")
+    );
     let assets = match crate::guest::assets::refresh() {
         Ok(a) => a,
         Err(_) if root => {

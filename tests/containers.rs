@@ -336,6 +336,43 @@ fn uml_leaves_nothing_after_a_pass_and_after_a_timeout() {
     assert_left_as_it_was(&before, ws.path());
 }
 
+/// A shell that calls itself `linux` and prints the probe's report, with this run's nonce.
+const DISGUISED_UML: &str = r#"#!/bin/sh
+ln -sf /bin/sh "$VLAB_SCRATCH/linux"
+exec "$VLAB_SCRATCH/linux" -c 'printf "VLAB-REPORT-BEGIN nonce=%s\nvendor_id=User Mode Linux\nrootfs=hostfs\nsyscall_count=20000\nsyscall_us=400000\nVLAB-REPORT-END nonce=%s\n" "$VLAB_NONCE" "$VLAB_NONCE"; sleep 1'
+"#;
+
+#[test]
+fn uml_is_known_by_its_binary_and_its_mode_by_what_the_host_sees() {
+    let _serial = serial();
+    let ws = workspace();
+    let before = host_state(ws.path());
+    vlab(ws.path()).args(["start", "uml"]).assert().success();
+    let dir = ws.path().join("07-uml");
+    std::fs::write(dir.join("boot.sh"), DISGUISED_UML).unwrap();
+    let (_, report) = json(ws.path(), &["check", "uml", "--step", "boot"]);
+    let (_, outcome, message) = outcomes(&report).pop().unwrap();
+    if outcome == "skipped" {
+        eprintln!("skipped: {message}");
+        return;
+    }
+    assert_eq!(outcome, "fail", "a process named linux is no UML kernel: {message}");
+    assert!(message.contains("no UML kernel"), "{message}");
+
+    // The real kernel, always in seccomp mode whatever boot.sh is asked for.
+    let solution = std::fs::read_to_string(labs().join("07-uml/solution/boot.sh")).unwrap();
+    std::fs::write(dir.join("boot.sh"), solution.replace("$mode quiet", "seccomp=on quiet")).unwrap();
+    let (_, report) = json(ws.path(), &["check", "uml", "--step", "modes"]);
+    let (_, outcome, message) = outcomes(&report).pop().unwrap();
+    if outcome == "skipped" {
+        eprintln!("skipped: {message}");
+        return;
+    }
+    assert_eq!(outcome, "fail", "{message}");
+    assert!(message.contains("seccomp=off") && message.contains("\"seccomp\""), "{message}");
+    assert_left_as_it_was(&before, ws.path());
+}
+
 #[test]
 fn after_ctrl_c_nothing_runs_and_the_next_check_removes_the_groups() {
     let _serial = serial();

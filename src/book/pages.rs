@@ -351,6 +351,9 @@ fn checklist(lab: &Lab, sections: &[(String, String)]) -> String {
                 }
                 Prepare::Arm64Busybox => "an aarch64 busybox at `assets/busybox-arm64`",
                 Prepare::XenAssets => "the Xen hypervisor at `assets/xen.elf`",
+                Prepare::UmlKernel => {
+                    "a link `bin/linux` to the UML kernel that boots on this machine (see `vlab doctor`)"
+                }
                 Prepare::XenDomuAssets => {
                     "Xen's toolstack (xl, xenstored) in a dom0 initramfs and a domU for `vlab xen domu` (in the cache)"
                 }

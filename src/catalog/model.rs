@@ -78,6 +78,8 @@ pub enum Capability {
     QemuUser,
     Runc,
     Uml,
+    /// A UML kernel that boots here both with ptrace and with seccomp (Linux 6.16+).
+    UmlSeccomp,
     Busybox,
     Nsenter,
 }
@@ -94,6 +96,7 @@ impl Capability {
             Capability::QemuUser => "qemu-user",
             Capability::Runc => "runc",
             Capability::Uml => "uml",
+            Capability::UmlSeccomp => "uml-seccomp",
             Capability::Busybox => "busybox",
             Capability::Nsenter => "nsenter",
         }
@@ -134,6 +137,8 @@ pub enum Prepare {
     XenAssets,
     /// Xen's toolstack in a dom0 image, and a domU, for `vlab xen domu` (built in the cache).
     XenDomuAssets,
+    /// The UML kernel that boots on this host (`vlab doctor`), linked as `bin/linux`.
+    UmlKernel,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,6 +9,7 @@
 //!   key=value              (any number; become facts `guest.<key>`)
 //!   VLAB-REPORT-END nonce=<nonce>
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::facts::Facts;
@@ -83,17 +84,23 @@ const INSPECT_EVERY: Duration = Duration::from_millis(50);
 
 /// Starts `cmd` and waits for a complete report, a panic, its exit or its deadline.
 pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> {
+    let uml = crate::host::uml::known().working_exes();
     let child = cmd.spawn()?;
     let mut vmm = Facts::new();
+    let mut userspace = None;
     let mut ended_early = None;
     let mut timed_out = false;
     let mut report_at = None;
     let mut watch = ConsoleWatch::default();
     let mut inspected: Option<Instant> = None;
     loop {
-        // Finding the VMM scans all of /proc: not on every console poll.
-        if vmm.is_empty() && inspected.is_none_or(|at| at.elapsed() >= INSPECT_EVERY) {
-            vmm = inspect_vmm(child.pid());
+        // Finding the VMM (and a UML kernel's guest processes) scans all of /proc: not on every console poll.
+        let looking = vmm.is_empty() || (userspace.is_none() && is_uml(&vmm));
+        if looking && inspected.is_none_or(|at| at.elapsed() >= INSPECT_EVERY) {
+            if vmm.is_empty() {
+                vmm = inspect_vmm(child.pid(), &uml);
+            }
+            userspace = userspace.or_else(|| uml_userspace(&vmm));
             inspected = Some(Instant::now());
         }
         let lines = watch.new_lines(&child);
@@ -126,8 +133,9 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
     }
     if vmm.is_empty() {
         // A report can come sooner than the next search: look once more while the VMM still runs.
-        vmm = inspect_vmm(child.pid());
+        vmm = inspect_vmm(child.pid(), &uml);
     }
+    userspace = userspace.or_else(|| uml_userspace(&vmm));
     let (console, _) = child.read_stdout(CONSOLE_LIMIT);
     let (stderr, _) = child.read_stderr(64 * 1024);
     child.stop()?;
@@ -143,6 +151,15 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
     if let Some(at) = report_at {
         facts.insert("boot.ms".into(), format!("{:.0}", at.as_secs_f64() * 1000.0));
     }
+    if let Some(mode) = userspace {
+        facts.insert("vmm.uml_userspace".into(), mode.into());
+        // The same probe measures both modes: file its numbers under the mode seen, so one step can record both.
+        for key in ["syscall_us", "syscall_count"] {
+            if let Some(v) = report.as_ref().and_then(|r| r.get(&format!("guest.{key}"))) {
+                facts.insert(format!("uml.{mode}.{key}"), v.clone());
+            }
+        }
+    }
     facts.extend(report.unwrap_or_default());
     facts.extend(crate::guest::xen::console_facts(&console));
     let panic = panic_line(&console);
@@ -151,8 +168,10 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
 }
 
 /// Facts about the first VMM among `root` and its descendants: QEMU
-/// (`vmm.accel`, `vmm.machine`, `vmm.cpu`, `vmm.memory`, `vmm.devices`) or UML.
-pub fn inspect_vmm(root: i32) -> Facts {
+/// (`vmm.accel`, `vmm.machine`, `vmm.cpu`, `vmm.memory`, `vmm.devices`) or a
+/// UML kernel, recognised by its binary (`/proc/PID/exe`): one of `uml`, the
+/// kernels `vlab doctor` booted here, whatever the process calls itself.
+pub fn inspect_vmm(root: i32, uml: &[PathBuf]) -> Facts {
     let mut facts = Facts::new();
     for pid in std::iter::once(root).chain(proc::descendants(root)) {
         let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
@@ -161,7 +180,7 @@ pub fn inspect_vmm(root: i32) -> Facts {
         let Some(program) = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()) else { continue };
         if program.starts_with("qemu-system") {
             facts.extend(qemu_facts(&argv));
-        } else if program == "linux" || program.starts_with("linux-") || program == "vmlinux" {
+        } else if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| uml.contains(&exe)) {
             facts.insert("vmm.accel".into(), "uml".into());
         } else {
             continue;
@@ -172,6 +191,34 @@ pub fn inspect_vmm(root: i32) -> Facts {
         break;
     }
     facts
+}
+
+fn is_uml(vmm: &Facts) -> bool {
+    vmm.get("vmm.accel").is_some_and(|a| a == "uml")
+}
+
+/// How the UML kernel found in `vmm` runs its guest's processes, as the host
+/// sees them: each is a child process named `uml-userspace` that the kernel
+/// either traces (ptrace mode: its TracerPid is one of the kernel's threads)
+/// or that runs untraced under a seccomp filter (seccomp mode). None until
+/// the first one has been set up.
+fn uml_userspace(vmm: &Facts) -> Option<&'static str> {
+    let kernel: i32 = vmm.get("vmm.pid").filter(|_| is_uml(vmm))?.parse().ok()?;
+    proc::descendants(kernel).into_iter().find_map(|pid| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |key| crate::container::process::status_field(&status, key);
+        if field("Name:")? != "uml-userspace" {
+            return None;
+        }
+        let tracer: i32 = field("TracerPid:")?.parse().ok()?;
+        if tracer != 0 && std::path::Path::new(&format!("/proc/{kernel}/task/{tracer}")).exists() {
+            Some("ptrace")
+        } else if tracer == 0 && field("Seccomp:")? == "2" {
+            Some("seccomp")
+        } else {
+            None
+        }
+    })
 }
 
 /// What a QEMU command line asks for, as QEMU itself would read it.

@@ -270,6 +270,13 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
         .env("VLAB_WORKSPACE", workspace)
         .env("VLAB_RUNC_ROOT", runc_root.path())
         .timeout(Duration::from_secs(check.timeout_secs));
+    // Where the distribution's UML cannot run here, `linux` is the copy `vlab setup` fetched.
+    if let Some(dir) = crate::host::uml::known().path_dir() {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let joined = std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(&path)))
+            .map_err(|e| format!("cannot put the UML kernel's directory on PATH: {e}"))?;
+        cmd = cmd.env("PATH", joined);
+    }
     let sink = match check.sink {
         true => Some(sink::Sink::start().map_err(|e| format!("cannot open a network sink on 127.0.0.1: {e}"))?),
         false => None,

@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod tools;
+pub mod uml;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,6 +41,8 @@ pub struct Capabilities {
     pub cgroup: cgroup::CgroupInfo,
     pub kvm: KvmInfo,
     pub tools: BTreeMap<String, tools::ToolInfo>,
+    /// Every UML kernel here, boot-tested; `tools["uml"]` is its summary.
+    pub uml: uml::UmlInfo,
     pub elapsed_ms: f64,
 }
 
@@ -54,18 +57,22 @@ pub fn detect() -> Capabilities {
 /// labs that never use KVM saves that time on every submission.
 pub fn detect_with(measure_kvm: bool) -> Capabilities {
     let started = Instant::now();
-    let (tools, userns, kvm) = std::thread::scope(|s| {
+    let (mut tools, userns, kvm, uml) = std::thread::scope(|s| {
         let tools = s.spawn(tools::inspect_all);
         let userns = s.spawn(userns);
+        // Boots each UML found once per binary and host kernel; cached after that.
+        let uml = s.spawn(uml::detect);
         let kvm = if measure_kvm { detect_kvm() } else { unmeasured_kvm() };
-        (tools.join().expect("tools"), userns.join().expect("userns"), kvm)
+        (tools.join().expect("tools"), userns.join().expect("userns"), kvm, uml.join().expect("uml"))
     });
+    tools.insert("uml".into(), uml.tool_info());
     Capabilities {
         root: unsafe { libc::geteuid() } == 0,
         userns,
         cgroup: cgroup::detect(),
         kvm,
         tools,
+        uml,
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
     }
 }
@@ -180,7 +187,8 @@ impl Capabilities {
             Capability::QemuSystem => tool("qemu-system"),
             Capability::QemuUser => tool("qemu-user"),
             Capability::Runc => tool("runc"),
-            Capability::Uml => tool("uml"),
+            Capability::Uml => self.uml.lacks(),
+            Capability::UmlSeccomp => self.uml.lacks_seccomp(),
             Capability::Busybox => tool("busybox"),
             Capability::Nsenter => tool("nsenter"),
         }
@@ -196,7 +204,8 @@ impl Capabilities {
 
     /// Debian packages that would provide the missing tools.
     pub fn missing_packages(&self) -> Vec<String> {
-        let mut pkgs: Vec<String> = self.tools.values().filter(|t| !t.present).map(|t| t.package.clone()).collect();
+        let mut pkgs: Vec<String> =
+            self.tools.values().filter(|t| !t.present && !t.package.is_empty()).map(|t| t.package.clone()).collect();
         pkgs.sort();
         pkgs.dedup();
         pkgs

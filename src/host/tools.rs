@@ -17,6 +17,7 @@ pub fn static_busybox() -> anyhow::Result<PathBuf> {
 }
 
 /// A tool vlab uses: doctor's name, the binary, how to ask its version, the Debian package.
+/// (UML is not among them: a `linux` is only present if it boots; see host/uml.rs.)
 pub struct Tool {
     pub name: &'static str,
     pub binary: &'static str,
@@ -41,11 +42,12 @@ pub const TOOLS: &[Tool] = &[
         must_be_static: false,
     },
     Tool { name: "runc", binary: "runc", version_args: &["--version"], package: "runc", must_be_static: false },
+    // Runs a UML fetched from a newer Debian suite with that suite's C library (host/uml.rs).
     Tool {
-        name: "uml",
-        binary: "linux",
+        name: "patchelf",
+        binary: "patchelf",
         version_args: &["--version"],
-        package: "user-mode-linux",
+        package: "patchelf",
         must_be_static: false,
     },
     Tool { name: "busybox", binary: "busybox", version_args: &[], package: "busybox-static", must_be_static: true },
@@ -70,6 +72,8 @@ pub struct ToolInfo {
     pub present: bool,
     pub path: Option<PathBuf>,
     pub version: Option<String>,
+    /// The Debian package that provides it; empty when installing a package
+    /// would not help (the reason then says what does).
     pub package: String,
     /// Why it is not usable, when it is not.
     pub reason: Option<String>,

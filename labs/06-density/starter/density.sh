@@ -9,6 +9,8 @@ set -eu
 cd "$(dirname "$0")"
 : "${VLAB_NONCE:=manual}"
 : "${VLAB_SCRATCH:=$(mktemp -d)}"
+# bin/linux is the UML kernel `vlab doctor` found booting on this machine (step 2).
+PATH="$PWD/bin:$PATH"
 
 containers() {
     # Step 1: start five containers (lab 03's, idling in rootfs/ with sleep),
