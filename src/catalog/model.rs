@@ -114,6 +114,7 @@ impl Capability {
             Capability::QemuUser => "qemu-user",
             Capability::Runc => "runc",
             Capability::Uml => "a UML that runs here",
+            Capability::UmlSeccomp => "a UML with the seccomp mode",
             Capability::Busybox => "a static busybox",
             Capability::Nsenter => "nsenter",
         }
