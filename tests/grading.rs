@@ -112,6 +112,15 @@ fn a_hostile_class_is_graded_fairly_and_the_host_is_unharmed() {
         ],
     );
 
+    // The same file twice: a tar extractor would keep the last, a reader the first.
+    raw_bundle(
+        &dir.join("twice.tar.gz"),
+        &[
+            ("files/01-script/work.sh", tar::EntryType::Regular, STARTER.as_bytes(), None),
+            ("files/01-script/./work.sh", tar::EntryType::Regular, SOLUTION.as_bytes(), None),
+        ],
+    );
+
     let cgroups_before = vlab_cgroups();
     let loops_before = loop_devices();
     let out = tempfile::tempdir().unwrap();
@@ -123,9 +132,10 @@ fn a_hostile_class_is_graded_fairly_and_the_host_is_unharmed() {
     let score = |s: &str| result(out.path(), s)["score"].as_f64().unwrap();
     assert_eq!(score("honest"), 3.0);
     assert_eq!(score("half"), 2.0);
-    for zero in
-        ["starter", "forkbomb", "endless", "flood", "filler", "replay", "network", "escape", "symlink", "ownlab"]
-    {
+    for zero in [
+        "starter", "forkbomb", "endless", "flood", "filler", "replay", "network", "escape", "symlink", "ownlab",
+        "twice",
+    ] {
         assert_eq!(score(zero), 0.0, "{zero} must score 0: {:#}", result(out.path(), zero));
     }
     // Clear errors for the hostile ones.
@@ -137,7 +147,8 @@ fn a_hostile_class_is_graded_fairly_and_the_host_is_unharmed() {
     let error = |s: &str| result(out.path(), s)["error"].as_str().unwrap_or("").to_string();
     assert!(error("escape").contains("..") && error("escape").contains("rejected"), "{}", error("escape"));
     assert!(error("symlink").contains("not a regular file"), "{}", error("symlink"));
-    assert!(result(out.path(), "ownlab")["ignored_files"].to_string().contains("lab.toml"));
+    assert!(error("ownlab").contains("not a file any lab asks for"), "{}", error("ownlab"));
+    assert!(error("twice").contains("appears twice"), "{}", error("twice"));
 
     // The host is unharmed: nothing escaped, nothing was left behind.
     assert!(!Path::new("/tmp/vlab-escape").exists());
@@ -160,7 +171,7 @@ fn a_hostile_class_is_graded_fairly_and_the_host_is_unharmed() {
     };
     assert_eq!(steps(out.path()), steps(alone.path()));
 
-    check_exports(out.path(), 12);
+    check_exports(out.path(), 13);
 }
 
 fn check_exports(out: &Path, students: usize) {

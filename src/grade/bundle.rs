@@ -2,7 +2,11 @@
 //! `files/<lab>/<path>` for the files each lab declares. Packing is the
 //! student's side (`vlab submit`); unpacking is the grader's, and treats the
 //! bundle as hostile: only regular files, relative paths without `..`, under
-//! size and count limits, and only files the canonical lab declares.
+//! size and count limits, each entry once, only files the canonical lab
+//! declares, and each exactly as the manifest lists it (size and sha256).
+//! Anything else rejects the whole bundle: a tar where a later entry of the
+//! same name silently wins, or where the manifest and the files disagree, is
+//! not something `vlab submit` makes.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -125,8 +129,6 @@ pub struct Submission {
     pub manifest: Manifest,
     /// lab id → (declared path → contents). Only files the canonical lab declares.
     pub files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-    /// Entries that were ignored (not declared by a canonical lab), for the instructor.
-    pub ignored: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +165,7 @@ pub fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> 
     let entries = archive.entries().map_err(|e| reject(format!("not a vlab submission (gzip'd tar): {e}")))?;
     let mut manifest = None;
     let mut files: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
-    let mut ignored = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     let (mut count, mut total) = (0usize, 0u64);
     for entry in entries {
         let mut entry = entry.map_err(|e| reject(format!("damaged archive: {e}")))?;
@@ -182,6 +184,13 @@ pub fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> 
                 "entry `{}` is a {:?}, not a regular file (links and devices are refused)",
                 path.display(),
                 kind
+            )));
+        }
+        // `a/./b` and `a/b` are one file to tar's extractors: compare normalised names.
+        if !seen.insert(parts.join("/")) {
+            return Err(reject(format!(
+                "entry `{}` appears twice; a bundle holds each file once (make it with `vlab submit`)",
+                path.display()
             )));
         }
         let size = entry.header().size().unwrap_or(u64::MAX);
@@ -209,13 +218,20 @@ pub fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> 
                 let rel = rest.join("/");
                 let declared =
                     catalog.labs.iter().find(|l| &l.id == lab).is_some_and(|l| declared_files(l).contains(&rel));
-                if declared {
-                    files.entry(lab.clone()).or_default().insert(rel, data);
-                } else {
-                    ignored.push(path.display().to_string());
+                if !declared {
+                    return Err(reject(format!(
+                        "entry `{}` is not a file any lab asks for; a bundle holds only the labs' declared files",
+                        path.display()
+                    )));
                 }
+                files.entry(lab.clone()).or_default().insert(rel, data);
             }
-            _ => ignored.push(path.display().to_string()),
+            _ => {
+                return Err(reject(format!(
+                    "unknown entry `{}`; a bundle holds manifest.json and files/<lab>/<file> only",
+                    path.display()
+                )));
+            }
         }
     }
     let manifest = manifest.ok_or_else(|| reject("no manifest.json: make bundles with `vlab submit`".into()))?;
@@ -225,12 +241,122 @@ pub fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> 
             manifest.format
         )));
     }
-    Ok(Submission { manifest, files, ignored })
+    agrees_with_manifest(&manifest, &files).map_err(reject)?;
+    Ok(Submission { manifest, files })
+}
+
+/// Every file is in the manifest with its size and sha256, and every file
+/// the manifest lists is there: what the student sealed is what is graded.
+fn agrees_with_manifest(
+    manifest: &Manifest,
+    files: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+) -> Result<(), String> {
+    for (lab, entries) in &manifest.labs {
+        let got = files.get(lab);
+        for e in entries {
+            let data = got
+                .and_then(|g| g.get(&e.path))
+                .ok_or_else(|| format!("the manifest lists files/{lab}/{} but the bundle does not hold it", e.path))?;
+            let sha = sha256_hex(data);
+            if data.len() as u64 != e.size || sha != e.sha256 {
+                return Err(format!(
+                    "files/{lab}/{} does not match the manifest ({} bytes, sha256 {}…; the manifest says {} bytes, {}…)",
+                    e.path,
+                    data.len(),
+                    &sha[..12],
+                    e.size,
+                    e.sha256.get(..12).unwrap_or(&e.sha256)
+                ));
+            }
+        }
+    }
+    for (lab, held) in files {
+        let listed = manifest.labs.get(lab);
+        if let Some(path) = held.keys().find(|p| !listed.is_some_and(|l| l.iter().any(|e| &e.path == *p))) {
+            return Err(format!("files/{lab}/{path} is in the bundle but not in its manifest"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn catalog() -> Catalog {
+        Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grading/labs")).unwrap()
+    }
+
+    /// A bundle as `vlab submit` makes it, with `tamper` applied to its entries first.
+    fn bundle(tamper: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) -> (tempfile::TempDir, PathBuf) {
+        let cat = catalog();
+        let lab = &cat.labs[0];
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("ws")).unwrap();
+        for f in declared_files(lab) {
+            std::fs::write(dir.path().join("ws").join(&f), "echo honest\n").unwrap();
+        }
+        let packed = dir.path().join("packed.tar.gz");
+        pack(&[lab], |_| dir.path().join("ws"), "s", BTreeMap::new(), &packed).unwrap();
+        let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(&packed).unwrap()));
+        for e in tar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            entries.push((name, data));
+        }
+        tamper(&mut entries);
+        let out = dir.path().join("sub.tar.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        {
+            let mut tar = tar::Builder::new(&mut gz);
+            for (name, data) in &entries {
+                append(&mut tar, name, data).unwrap();
+            }
+            tar.finish().unwrap();
+        }
+        std::fs::write(&out, gz.finish().unwrap()).unwrap();
+        (dir, out)
+    }
+
+    fn reason(tamper: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) -> String {
+        let (_dir, path) = bundle(tamper);
+        unpack(&path, &catalog()).map(|_| "accepted".to_string()).unwrap_or_else(|r| r.reason)
+    }
+
+    #[test]
+    fn an_untouched_bundle_is_accepted() {
+        assert_eq!(reason(|_| {}), "accepted");
+    }
+
+    #[test]
+    fn a_file_changed_after_submit_is_rejected() {
+        let why = reason(|e| e[1].1 = b"echo swapped\n".to_vec());
+        assert!(why.contains("does not match the manifest"), "{why}");
+    }
+
+    #[test]
+    fn a_second_entry_of_the_same_name_is_rejected() {
+        let why = reason(|e| {
+            let (name, _) = e[1].clone();
+            e.push((name, b"echo later wins\n".to_vec()));
+        });
+        assert!(why.contains("appears twice"), "{why}");
+    }
+
+    #[test]
+    fn unknown_and_unlisted_entries_are_rejected() {
+        let why = reason(|e| e.push(("files/01-script/lab.toml".into(), b"id = 'x'".to_vec())));
+        assert!(why.contains("not a file any lab asks for"), "{why}");
+        let why = reason(|e| e.push(("notes.txt".into(), b"hi".to_vec())));
+        assert!(why.contains("unknown entry"), "{why}");
+        let why = reason(|e| {
+            e.remove(1);
+        });
+        assert!(why.contains("does not hold it"), "{why}");
+    }
 
     #[test]
     fn safe_paths_refuse_escapes() {

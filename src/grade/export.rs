@@ -233,8 +233,5 @@ pub fn feedback(catalog: &Catalog, r: &SubmissionResult, policy: &Policy) -> Str
             md.push('\n');
         }
     }
-    if !r.ignored_files.is_empty() {
-        let _ = writeln!(md, "Ignored (not files the labs ask for): {}\n", r.ignored_files.join(", "));
-    }
     md
 }

@@ -48,7 +48,6 @@ pub struct SubmissionResult {
     /// Set when the bundle was rejected or the sandbox failed as a whole.
     pub error: Option<String>,
     pub protections: Vec<String>,
-    pub ignored_files: Vec<String>,
     pub self_reported: BTreeMap<String, LabState>,
     pub late_days: u64,
     pub penalty_percent: f64,
@@ -232,7 +231,6 @@ pub fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path) -> Submi
         labs: Vec::new(),
         error: None,
         protections: Vec::new(),
-        ignored_files: Vec::new(),
         self_reported: BTreeMap::new(),
         late_days,
         penalty_percent,
@@ -256,7 +254,6 @@ pub fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path) -> Submi
     };
     result.claimed_student = Some(sub.manifest.student.clone());
     result.self_reported = sub.manifest.self_reported.clone();
-    result.ignored_files = sub.ignored.clone();
     // Grade the requested labs this submission contains; the rest score 0.
     let to_grade: Vec<String> = lab_ids.iter().filter(|id| sub.files.contains_key(*id)).cloned().collect();
     let work = opts.out.join(".work").join(&student);
