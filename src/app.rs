@@ -362,6 +362,8 @@ fn grade(ctx: &Ctx, args: GradeArgs) -> anyhow::Result<i32> {
     } else {
         (args.inputs, args.out.context("--out DIR is required")?)
     };
+    // Absolute, so paths handed to each sandboxed check survive its `cd`.
+    let out = std::path::absolute(&out).with_context(|| format!("cannot make {} absolute", out.display()))?;
     let opts = crate::grade::Options {
         vlab: std::env::current_exe().context("cannot find the vlab executable")?,
         inputs,

@@ -40,7 +40,7 @@ pub enum Command {
         /// Lab id, number or slug (e.g. 01-bare-metal, 1, bare-metal)
         lab: String,
     },
-    /// Run a lab's checks on your workspace (exit status 0 only if every step passes)
+    /// Run a lab's checks on your workspace (exit status 0 when every step this machine can run passes)
     Check {
         /// Lab to check (default: the lab whose workspace you are in)
         lab: Option<String>,

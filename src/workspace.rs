@@ -20,6 +20,10 @@ impl Workspace {
                 "cannot tell where the workspace goes: HOME is unset; pass --workspace DIR or set VLAB_WORKSPACE",
             )?,
         };
+        // Absolute, so the paths a check hands its command (VLAB_WORKSPACE,
+        // VLAB_PROBE, ...) still hold after the student's script `cd`s.
+        let root = std::path::absolute(&root)
+            .with_context(|| format!("cannot make the workspace path {} absolute", root.display()))?;
         Ok(Self { root })
     }
 

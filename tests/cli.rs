@@ -333,3 +333,21 @@ fn list_aligns_its_columns_whatever_the_title_length() {
     let first = column(rows[0]).unwrap();
     assert!(rows.iter().all(|r| column(r) == Some(first)), "{text}");
 }
+
+#[test]
+fn a_relative_workspace_still_works_after_the_script_cds() {
+    let lab = single_check_lab(
+        "01-cd",
+        "kind = \"run\"\ncommand = [\"sh\", \"-c\", \"cd / && test -d \\\"$VLAB_WORKSPACE\\\" && test -d \\\"$VLAB_SCRATCH\\\"\"]\n[steps.checks.expect]\nexit = 0",
+        "",
+    );
+    let labs = fixture_labs("01-cd", &lab, &[], &[]);
+    let parent = workspace();
+    let run = |args: &[&str]| {
+        let mut cmd = assert_cmd::Command::cargo_bin("vlab").unwrap();
+        cmd.current_dir(parent.path()).env("VLAB_LABS", labs.path()).env("NO_COLOR", "1").env_remove("VLAB_WORKSPACE");
+        cmd.args(["--workspace", "ws"]).args(args).assert()
+    };
+    run(&["start", "01-cd"]).success();
+    run(&["check", "01-cd"]).code(0).stdout(predicate::str::contains("all steps pass"));
+}
