@@ -57,10 +57,14 @@ fn section<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
 
 /// XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit PVH entry point of a kernel built with CONFIG_PVH.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+/// XEN_ELFNOTE_SUPPORTED_FEATURES: a bitmap of the XENFEAT_* a kernel supports.
+const XEN_ELFNOTE_SUPPORTED_FEATURES: u32 = 17;
+/// XENFEAT_dom0: the kernel can run as dom0.
+const XENFEAT_DOM0: u32 = 11;
 
-/// The PVH entry address of a 64-bit little-endian kernel ELF: the "Xen" note
-/// QEMU and Xen read to boot it without a bootloader or decompressor.
-pub fn pvh_entry(bytes: &[u8]) -> Option<u64> {
+/// The descriptor of the "Xen" ELF note of type `kind` in a 64-bit
+/// little-endian kernel ELF: what Xen and QEMU read to boot it.
+fn xen_note(bytes: &[u8], kind: u32) -> Option<&[u8]> {
     if bytes.get(4) != Some(&2) || machine(bytes).is_none() {
         return None;
     }
@@ -77,22 +81,38 @@ pub fn pvh_entry(bytes: &[u8]) -> Option<u64> {
         let notes = bytes.get(off..off.checked_add(len)?)?;
         let mut at = 0;
         while at + 12 <= notes.len() {
-            let (namesz, descsz, kind) =
+            let (namesz, descsz, t) =
                 (u32_at(notes, at)? as usize, u32_at(notes, at + 4)? as usize, u32_at(notes, at + 8)?);
             let name = notes.get(at + 12..at + 12 + namesz)?;
             let desc_at = at + 12 + align4(namesz);
-            if name == b"Xen\0" && kind == XEN_ELFNOTE_PHYS32_ENTRY {
-                let desc = notes.get(desc_at..desc_at + descsz)?;
-                return match descsz {
-                    4 => Some(u32_at(desc, 0)? as u64),
-                    8 => u64_at(desc, 0),
-                    _ => None,
-                };
+            if name == b"Xen\0" && t == kind {
+                return notes.get(desc_at..desc_at + descsz);
             }
             at = desc_at + align4(descsz);
         }
         None
     })
+}
+
+/// The PVH entry address of a kernel ELF built with CONFIG_PVH, which QEMU
+/// and Xen boot without a bootloader or decompressor.
+pub fn pvh_entry(bytes: &[u8]) -> Option<u64> {
+    let desc = xen_note(bytes, XEN_ELFNOTE_PHYS32_ENTRY)?;
+    match desc.len() {
+        4 => Some(u32_at(desc, 0)? as u64),
+        8 => u64_at(desc, 0),
+        _ => None,
+    }
+}
+
+/// Whether a kernel ELF says it cannot run as Xen's dom0: its supported
+/// features lack XENFEAT_dom0 (Linux 6.12 built without CONFIG_XEN_DOM0),
+/// which Xen then refuses ("Kernel does not support Dom0 operation").
+/// Older kernels have no such note, and Xen takes them as dom0.
+pub fn refuses_xen_dom0(bytes: &[u8]) -> bool {
+    xen_note(bytes, XEN_ELFNOTE_SUPPORTED_FEATURES)
+        .and_then(|d| u32_at(d, 0))
+        .is_some_and(|features| features & (1 << XENFEAT_DOM0) == 0)
 }
 
 /// The modules a kernel module needs loaded first (`depends=` in `.modinfo`).
@@ -127,5 +147,6 @@ mod tests {
         let me = std::fs::read("/proc/self/exe").unwrap();
         assert_eq!(pvh_entry(&me), None, "a program has no PVH entry");
         assert_eq!(pvh_entry(b"\x7fELF"), None);
+        assert!(!refuses_xen_dom0(&me), "no features note: nothing refused");
     }
 }
