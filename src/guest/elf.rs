@@ -57,10 +57,6 @@ fn section<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
 
 /// XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit PVH entry point of a kernel built with CONFIG_PVH.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
-/// XEN_ELFNOTE_SUPPORTED_FEATURES: a bitmap of the XENFEAT_* a kernel supports.
-const XEN_ELFNOTE_SUPPORTED_FEATURES: u32 = 17;
-/// XENFEAT_dom0: the kernel can run as dom0.
-const XENFEAT_DOM0: u32 = 11;
 
 /// The descriptor of the "Xen" ELF note of type `kind` in a 64-bit
 /// little-endian kernel ELF: what Xen and QEMU read to boot it.
@@ -105,16 +101,6 @@ pub fn pvh_entry(bytes: &[u8]) -> Option<u64> {
     }
 }
 
-/// Whether a kernel ELF says it cannot run as Xen's dom0: its supported
-/// features lack XENFEAT_dom0 (Linux 6.12 built without CONFIG_XEN_DOM0),
-/// which Xen then refuses ("Kernel does not support Dom0 operation").
-/// Older kernels have no such note, and Xen takes them as dom0.
-pub fn refuses_xen_dom0(bytes: &[u8]) -> bool {
-    xen_note(bytes, XEN_ELFNOTE_SUPPORTED_FEATURES)
-        .and_then(|d| u32_at(d, 0))
-        .is_some_and(|features| features & (1 << XENFEAT_DOM0) == 0)
-}
-
 /// The modules a kernel module needs loaded first (`depends=` in `.modinfo`).
 pub fn module_depends(bytes: &[u8]) -> Option<Vec<String>> {
     let info = section(bytes, ".modinfo")?;
@@ -147,6 +133,5 @@ mod tests {
         let me = std::fs::read("/proc/self/exe").unwrap();
         assert_eq!(pvh_entry(&me), None, "a program has no PVH entry");
         assert_eq!(pvh_entry(b"\x7fELF"), None);
-        assert!(!refuses_xen_dom0(&me), "no features note: nothing refused");
     }
 }

@@ -183,16 +183,6 @@ mod tests {
     }
 
     #[test]
-    fn a_kernel_without_xenfeat_dom0_is_refused_as_dom0() {
-        use crate::guest::elf::refuses_xen_dom0;
-        let mut features = elf_with_note(17);
-        assert!(refuses_xen_dom0(&features), "0x0100_0000 lacks XENFEAT_dom0 (bit 11)");
-        features[136..140].copy_from_slice(&0x8801u32.to_le_bytes()); // the note's descriptor
-        assert!(!refuses_xen_dom0(&features), "Debian 13's generic kernel declares 0x8801");
-        assert!(!refuses_xen_dom0(&elf_with_note(18)), "no features note: Xen takes it");
-    }
-
-    #[test]
     fn says_why_a_kernel_cannot_boot_directly() {
         let no_pvh = extract(&bzimage(&lz4_payload(&elf_with_note(5), 1 << 20))).unwrap_err();
         assert!(no_pvh.contains("CONFIG_PVH"), "{no_pvh}");

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::assets::{self, GuestAssets, Lock};
-use super::elf;
+use super::assets::{self, Lock};
 use crate::check::facts::Facts;
 use crate::cleanup::Scratch;
 
@@ -116,25 +115,15 @@ fn is_elf(path: &Path) -> bool {
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"\x7fELF"
 }
 
-/// The kernel and initramfs Xen boots as dom0 with the probe: the cloud
-/// kernel where Xen takes it as dom0 (Debian 12's), else the generic kernel
-/// (Debian 13's cloud kernel declares in its ELF notes that it cannot be
-/// dom0). Booted unpacked when it could be unpacked: under TCG, Xen's own
-/// unpacking of an xz or zstd payload costs seconds.
-pub fn dom0_assets() -> anyhow::Result<GuestAssets> {
-    let cloud = assets::ensure()?;
-    let refused = match &cloud.kernel.vmlinux {
-        Some(vmlinux) => elf::refuses_xen_dom0(&std::fs::read(vmlinux)?),
-        None => false,
-    };
-    if refused { assets::generic(false) } else { Ok(cloud) }
-}
-
 /// Lab prepare `xen-assets`: `xen.elf`, and dom0's kernel and initramfs
-/// (`dom0-kernel`, `dom0-initrd.img`, see `dom0_assets`) in `dir`, linked to the cache.
+/// (`dom0-kernel`, `dom0-initrd.img`) in `dir`, linked to the cache. dom0 is
+/// the generic kernel, built with CONFIG_XEN_DOM0: Linux 6.12 without it
+/// (Debian 13's cloud kernel) says so in its ELF notes and Xen refuses it.
+/// It boots unpacked when it could be unpacked: under TCG, Xen's own
+/// unpacking of an xz or zstd payload costs seconds.
 pub fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
     let elf = ensure()?;
-    let dom0 = dom0_assets()?;
+    let dom0 = assets::generic(false)?;
     std::fs::create_dir_all(dir)?;
     super::link(&elf, &dir.join("xen.elf"))?;
     super::link(&dom0.kernel.boot_image(), &dir.join("dom0-kernel"))?;
