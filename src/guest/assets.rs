@@ -450,13 +450,13 @@ fn build_kernel_dir(
             Some("y") => "built-in",
             Some("m") if files.contains_key(*module) => "module",
             Some("m") => bail!(
-                "kernel {release} ({source}) builds {module} as a module (CONFIG_{symbol}=m), but {} holds no \
-                 {module}.ko, .ko.xz or .ko.zst; guests would boot without its devices. Name a kernel that has \
-                 its modules with {KERNEL_ENV}=/path/to/vmlinuz, or report the package layout",
-                modules_root.map_or_else(
-                    || format!("no lib/modules/{release} exists and nothing"),
-                    |d| d.display().to_string()
-                )
+                "kernel {release} ({source}) builds {module} as a module (CONFIG_{symbol}=m), but {}: guests \
+                 would boot without its devices. Install the kernel's modules, or name a kernel that has them \
+                 with {KERNEL_ENV}=/path/to/vmlinuz",
+                match modules_root {
+                    Some(d) => format!("{} holds no {module}.ko, .ko.xz or .ko.zst", d.display()),
+                    None => format!("there is no lib/modules/{release} or usr/lib/modules/{release}"),
+                }
             ),
             _ if config.is_empty() && files.contains_key(*module) => "module",
             _ => "absent",
