@@ -68,6 +68,33 @@ fn assets_are_cached_by_content() {
     assert_eq!(vlab::files::sha256_hex(&image), first.initrd_sha256);
 }
 
+/// Both Debian kernels as packaged (LZ4 and xz payloads on Debian 12, zstd on
+/// 13; modules plain or .ko.xz): unpacked for a direct boot, with every
+/// driver the config builds as a module cached plain.
+#[test]
+fn both_kernels_unpack_with_their_modules() {
+    if assets_or_skip().is_none() {
+        return;
+    }
+    if std::env::var_os(assets::KERNEL_ENV).is_some_and(|v| !v.is_empty()) {
+        eprintln!("skipped: {} names the kernel, not Debian's packages", assets::KERNEL_ENV);
+        return;
+    }
+    for a in [assets::ensure().unwrap(), assets::generic(false).unwrap()] {
+        let k = &a.kernel;
+        assert_eq!(k.vmlinux_unavailable, None, "{} does not unpack", k.source);
+        let vmlinux = std::fs::read(k.vmlinux.as_ref().unwrap()).unwrap();
+        assert!(vlab::guest::elf::pvh_entry(&vmlinux).is_some(), "{}: no PVH entry", k.source);
+        let modules: Vec<&String> = k.drivers.iter().filter(|(_, s)| *s == "module").map(|(m, _)| m).collect();
+        assert!(!modules.is_empty(), "{}: no driver is a module: {:?}", k.source, k.drivers);
+        for m in modules {
+            let bytes = std::fs::read(k.module_path(m)).unwrap_or_else(|e| panic!("{}: {m}: {e}", k.source));
+            assert_eq!(vlab::guest::elf::machine(&bytes), Some(vlab::guest::elf::EM_X86_64), "{m} is not plain ELF");
+            assert!(k.groups.values().flatten().any(|g| g == m), "{m} is in no load order: {:?}", k.groups);
+        }
+    }
+}
+
 #[test]
 fn a_tcg_boot_reports_with_a_fresh_nonce_and_leaves_no_qemu() {
     let Some(a) = assets_or_skip() else { return };

@@ -1,7 +1,7 @@
 //! The Xen lab for real: Debian's hypervisor under QEMU's TCG boots the
 //! Debian kernel as a PV dom0 with the runner's probe; plain Linux dressed up
-//! with Xen's text fails; `-cpu max` kills dom0 as the lab text says; a dom0
-//! whose log does not reach the serial line fails as soon as Xen halts; a
+//! with Xen's text fails; `-cpu max` kills dom0 as the lab text says (QEMU
+//! 7.2); a dom0 without its console fails as soon as it powers off; a
 //! domU started by xl connects to dom0's back ends; and no QEMU outlives a
 //! check.
 
@@ -20,7 +20,7 @@ fn lab_or_skip() -> Option<tempfile::TempDir> {
         eprintln!("skipped: qemu-system-x86_64 is not installed (`vlab setup`)");
         return None;
     }
-    if let Err(e) = vlab::guest::assets::ensure().and_then(|_| vlab::guest::xen::ensure()) {
+    if let Err(e) = vlab::guest::assets::generic(false).and_then(|_| vlab::guest::xen::ensure()) {
         eprintln!("skipped: the guest or Xen assets are not available here: {e:#}");
         return None;
     }
@@ -95,9 +95,17 @@ fn plain_linux_printing_xen_text_fails() {
     assert!(left_in(ws.path()).is_empty(), "QEMU outlived the check");
 }
 
+/// The crash is QEMU 7.2's TCG (Debian 12); QEMU 10 (Debian 13) was measured
+/// to boot dom0 with `-cpu max`, as the lab's README says.
 #[test]
 fn with_cpu_max_dom0_crashes_as_the_lab_says() {
     let Some(ws) = lab_or_skip() else { return };
+    let version = vlab::proc::Cmd::new("qemu-system-x86_64").arg("--version").run().unwrap().stdout;
+    let major: u32 = version.split("version ").nth(1).and_then(|v| v.split('.').next()?.parse().ok()).unwrap_or(0);
+    if major >= 10 {
+        eprintln!("skipped: QEMU {major} emulates SMAP without crashing dom0 under -cpu max");
+        return;
+    }
     let dir = ws.path().join(LAB);
     overlay(&labs().join(LAB).join("solution"), &dir);
     let script = std::fs::read_to_string(dir.join("boot.sh")).unwrap();
@@ -111,20 +119,21 @@ fn with_cpu_max_dom0_crashes_as_the_lab_says() {
     assert!(left_in(ws.path()).is_empty(), "QEMU outlived the check");
 }
 
+/// dom0's console is hvc0, through Xen to the serial line: without it the
+/// report is lost, dom0 powers the machine off, and the check fails at once
+/// rather than at its 150 s deadline.
 #[test]
-fn without_earlyprintk_the_check_ends_when_xen_halts() {
+fn without_its_console_dom0_fails_as_soon_as_it_powers_off() {
     let Some(ws) = lab_or_skip() else { return };
     let dir = ws.path().join(LAB);
     overlay(&labs().join(LAB).join("solution"), &dir);
     let script = std::fs::read_to_string(dir.join("boot.sh")).unwrap();
-    assert!(script.contains("earlyprintk=xen "));
-    std::fs::write(dir.join("boot.sh"), script.replace("earlyprintk=xen ", "")).unwrap();
+    assert!(script.contains("console=hvc0 "));
+    std::fs::write(dir.join("boot.sh"), script.replace("console=hvc0 ", "")).unwrap();
     let started = std::time::Instant::now();
     let (outcome, message, _) = check_boot(ws.path());
     assert_eq!(outcome, "fail", "{message}");
-    // dom0 ran and powered off, but its report never reached the serial line;
-    // the check does not wait for its 150 s deadline with a halted machine.
-    assert!(message.contains("Hardware Dom0 halted"), "{message}");
+    assert!(message.contains("before the probe's report appeared"), "{message}");
     assert!(started.elapsed().as_secs() < 90, "took {:?}", started.elapsed());
     assert!(left_in(ws.path()).is_empty(), "QEMU outlived the check");
 }

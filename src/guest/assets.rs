@@ -1,13 +1,14 @@
 //! Guest assets, fetched from the distribution and cached: the guest kernel
-//! (Debian's linux-image-*-cloud-amd64, unpacked, never installed; or the
-//! kernel named by VLAB_GUEST_KERNEL), the driver modules it needs, the
-//! runner's initramfs, and an aarch64 busybox for the cross-architecture lab.
-//! A second flavour, Debian's generic linux-image-*-amd64, is fetched the same
+//! (Debian's linux-image-*-cloud-amd64, or Ubuntu's kvm or virtual kernel
+//! where there is no cloud one; unpacked, never installed; or the kernel
+//! named by VLAB_GUEST_KERNEL), the driver modules it needs, the runner's
+//! initramfs, and an aarch64 busybox for the cross-architecture lab.
+//! A second flavour, the distribution's generic kernel, is fetched the same
 //! way for labs that need emulated NICs (e1000, rtl8139): the cloud kernel has
 //! no drivers for them.
 //!
 //! Cache layout under $XDG_CACHE_HOME/vlab (or ~/.cache/vlab):
-//!   kernel/<package>_<version>/   vmlinuz, config, modules/*.ko, kernel.json,
+//!   kernel/<package>_<version>/   vmlinuz, config, modules/*.ko (plain), kernel.json,
 //!                                  vmlinux (unpacked for a direct boot) or vmlinux.none (why not)
 //!   kernel/current, current-generic   the directory name last fetched per flavour
 //!   initramfs/<sha256>.img         content-addressed by everything put in it
@@ -22,7 +23,7 @@ use crate::files::sha256_hex;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{elf, initramfs, vmlinux};
+use super::{elf, initramfs, modules, vmlinux};
 use crate::cleanup::Scratch;
 use crate::proc::Cmd;
 
@@ -36,11 +37,12 @@ pub enum Flavour {
 }
 
 impl Flavour {
-    /// The Debian meta-package that always depends on the current kernel of this flavour.
-    pub fn meta_package(self) -> &'static str {
+    /// Meta-packages that depend on the current kernel of this flavour, by
+    /// preference: Debian's, then Ubuntu's.
+    pub fn meta_packages(self) -> &'static [&'static str] {
         match self {
-            Flavour::Cloud => "linux-image-cloud-amd64",
-            Flavour::Generic => "linux-image-amd64",
+            Flavour::Cloud => &["linux-image-cloud-amd64", "linux-image-kvm", "linux-image-virtual"],
+            Flavour::Generic => &["linux-image-amd64", "linux-image-generic"],
         }
     }
 
@@ -72,9 +74,16 @@ const DRIVERS: &[(&str, &str, &str)] = &[
     ("nic", "NE2K_PCI", "ne2k_pci"),
 ];
 
+/// Bumped when what a kernel directory holds changes, so older ones are
+/// rebuilt: 2 unpacks compressed modules (Debian 13's caches held none).
+const KERNEL_FORMAT: u32 = 2;
+
 /// The guest kernel, as cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Kernel {
+    /// KERNEL_FORMAT of the runner that cached it (0: before there was one).
+    #[serde(default)]
+    pub format: u32,
     /// Where it came from: `debian:<package> <version>` or `file:<path>`.
     pub source: String,
     /// What `uname -r` says in the guest.
@@ -232,7 +241,7 @@ pub(super) fn with_progress<T>(msg: String, f: impl FnOnce() -> anyhow::Result<T
     out
 }
 
-fn apt(tool: &str, args: &[&str], dir: Option<&Path>) -> anyhow::Result<crate::proc::Output> {
+pub(super) fn apt(tool: &str, args: &[&str], dir: Option<&Path>) -> anyhow::Result<crate::proc::Output> {
     let mut cmd = Cmd::new(tool).args(args).env("DEBIAN_FRONTEND", "noninteractive").timeout(Duration::from_secs(900));
     if let Some(d) = dir {
         cmd = cmd.dir(d);
@@ -251,21 +260,35 @@ fn sandbox_opts() -> Vec<&'static str> {
     if unsafe { libc::geteuid() } == 0 { vec!["-o", "APT::Sandbox::User=root"] } else { Vec::new() }
 }
 
-/// The concrete package the meta-package currently depends on, and its version.
-fn current_kernel_package(flavour: Flavour) -> anyhow::Result<(String, String)> {
-    let meta = flavour.meta_package();
-    let deps = apt("apt-cache", &["depends", "--important", meta], None)?;
-    let pkg = deps
-        .stdout
+/// The packages named on `Depends:` lines of `apt-cache depends` output that start with `prefix`.
+fn depends_on(apt_cache_depends: &str, prefix: &str) -> Vec<String> {
+    apt_cache_depends
         .lines()
         .filter_map(|l| l.trim().strip_prefix("Depends:"))
         .map(str::trim)
-        .find(|p| p.starts_with("linux-image-"))
-        .map(str::to_string);
-    let Some(pkg) = pkg else {
+        .filter(|p| p.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The kernel package of this flavour apt would install now, with its
+/// version and the packages holding its modules (Ubuntu's linux-modules-*;
+/// none on Debian, whose image package holds them).
+fn current_kernel_package(flavour: Flavour) -> anyhow::Result<(String, String, Vec<String>)> {
+    let metas = flavour.meta_packages();
+    let mut found = None;
+    for meta in metas {
+        let deps = apt("apt-cache", &["depends", "--important", meta], None)?;
+        if let Some(pkg) = depends_on(&deps.stdout, "linux-image-").into_iter().next() {
+            found = Some(pkg);
+            break;
+        }
+    }
+    let Some(pkg) = found else {
         bail!(
-            "apt knows no package {meta}: refresh the package lists with `apt-get update` \
-             (as root; `vlab setup` does it), or name a kernel with {KERNEL_ENV}=/path/to/vmlinuz"
+            "apt knows none of {}: refresh the package lists with `apt-get update` \
+             (as root; `vlab setup` does it), or name a kernel with {KERNEL_ENV}=/path/to/vmlinuz",
+            metas.join(", ")
         );
     };
     let show = apt("apt-cache", &["show", "--no-all-versions", &pkg], None)?;
@@ -275,7 +298,8 @@ fn current_kernel_package(flavour: Flavour) -> anyhow::Result<(String, String)> 
         .find_map(|l| l.strip_prefix("Version:"))
         .map(|v| v.trim().to_string())
         .with_context(|| format!("`apt-cache show {pkg}` gave no version; run `apt-get update` and try again"))?;
-    Ok((pkg, version))
+    let deps = apt("apt-cache", &["depends", "--important", &pkg], None)?;
+    Ok((pkg, version, depends_on(&deps.stdout, "linux-modules-")))
 }
 
 /// Downloads `pkg` with apt-get into `dir`; returns the .deb's path.
@@ -322,19 +346,23 @@ fn load_cached(dir: &Path) -> Option<Kernel> {
     let text = std::fs::read_to_string(dir.join("kernel.json")).ok()?;
     let mut k: Kernel = serde_json::from_str(&text).ok()?;
     k.dir = dir.to_path_buf();
-    k.vmlinuz().is_file().then_some(k)
+    (k.format == KERNEL_FORMAT && k.vmlinuz().is_file()).then_some(k)
 }
 
 fn debian_kernel(cache: &Path, flavour: Flavour) -> anyhow::Result<Kernel> {
-    let (pkg, version) = current_kernel_package(flavour)?;
+    let (pkg, version, module_pkgs) = current_kernel_package(flavour)?;
     let dir = cache.join("kernel").join(format!("{pkg}_{version}").replace(['/', ':'], "_"));
     if let Some(k) = load_cached(&dir) {
         return Ok(k);
     }
     let work = Scratch::new_in(cache, "fetch-")?;
-    let deb = download(&pkg, work.path(), &[])?;
+    let spec = format!("{pkg}={version}");
+    let mut pkgs = vec![spec.as_str()];
+    pkgs.extend(module_pkgs.iter().map(String::as_str));
     let root = work.path().join("root");
-    unpack(&deb, &root)?;
+    for deb in download_all(&pkgs, work.path(), &[])? {
+        unpack(&deb, &root)?;
+    }
     let boot = root.join("boot");
     let find = |prefix: &str| -> anyhow::Result<PathBuf> {
         std::fs::read_dir(&boot)
@@ -346,8 +374,9 @@ fn debian_kernel(cache: &Path, flavour: Flavour) -> anyhow::Result<Kernel> {
     let vmlinuz = find("vmlinuz-")?;
     let release = vmlinuz.file_name().unwrap_or_default().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
     let config = std::fs::read_to_string(find("config-")?)?;
-    let modules = root.join("lib/modules").join(&release);
-    build_kernel_dir(&dir, &format!("debian:{pkg} {version}"), &release, &vmlinuz, &config, &modules, work.path())
+    let modules = modules::dir(&root, &release);
+    let source = format!("debian:{pkg} {version}");
+    build_kernel_dir(&dir, &source, &release, &vmlinuz, &config, modules.as_deref(), work.path())
 }
 
 /// A kernel the user named: its release from the bzImage header, its config
@@ -364,9 +393,17 @@ fn named_kernel(cache: &Path, path: &Path) -> anyhow::Result<Kernel> {
         return Ok(k);
     }
     let config = std::fs::read_to_string(format!("/boot/config-{release}")).unwrap_or_default();
-    let modules = PathBuf::from("/lib/modules").join(&release);
+    let modules = modules::dir(Path::new("/"), &release);
     let work = Scratch::new_in(cache, "fetch-")?;
-    build_kernel_dir(&dir, &format!("file:{}", path.display()), &release, path, &config, &modules, work.path())
+    build_kernel_dir(
+        &dir,
+        &format!("file:{}", path.display()),
+        &release,
+        path,
+        &config,
+        modules.as_deref(),
+        work.path(),
+    )
 }
 
 /// The kernel version string in a bzImage's setup header.
@@ -388,23 +425,6 @@ fn parse_config(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Every `*.ko` under `root`, by module name (dashes read as underscores).
-pub(super) fn module_files(root: &Path) -> BTreeMap<String, PathBuf> {
-    let mut found = BTreeMap::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if let Some(name) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ko")) {
-                found.insert(name.replace('-', "_"), p);
-            }
-        }
-    }
-    found
-}
-
 /// Copies the kernel and the modules the probe needs (with their
 /// dependencies) into `dir`, atomically.
 fn build_kernel_dir(
@@ -413,7 +433,7 @@ fn build_kernel_dir(
     release: &str,
     vmlinuz: &Path,
     config: &str,
-    modules_root: &Path,
+    modules_root: Option<&Path>,
     work: &Path,
 ) -> anyhow::Result<Kernel> {
     let staged = work.join("kernel");
@@ -422,19 +442,28 @@ fn build_kernel_dir(
         .with_context(|| format!("cannot copy {} into the cache", vmlinuz.display()))?;
     std::fs::write(staged.join("config"), config)?;
     let config = parse_config(config);
-    let files = module_files(modules_root);
+    let files = modules_root.map(modules::index).unwrap_or_default();
     let mut drivers = BTreeMap::new();
     let mut loaded: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     for (group, symbol, module) in DRIVERS {
         let state = match config.get(*symbol).map(String::as_str) {
             Some("y") => "built-in",
             Some("m") if files.contains_key(*module) => "module",
+            Some("m") => bail!(
+                "kernel {release} ({source}) builds {module} as a module (CONFIG_{symbol}=m), but {}: guests \
+                 would boot without its devices. Install the kernel's modules, or name a kernel that has them \
+                 with {KERNEL_ENV}=/path/to/vmlinuz",
+                match modules_root {
+                    Some(d) => format!("{} holds no {module}.ko, .ko.xz or .ko.zst", d.display()),
+                    None => format!("there is no lib/modules/{release} or usr/lib/modules/{release}"),
+                }
+            ),
             _ if config.is_empty() && files.contains_key(*module) => "module",
             _ => "absent",
         };
         drivers.insert(module.to_string(), state.to_string());
         if state == "module" {
-            add_with_deps(module, &files, loaded.entry(group.to_string()).or_default(), 0)?;
+            modules::add_with_deps(module, &files, loaded.entry(group.to_string()).or_default(), 0)?;
         }
     }
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -445,6 +474,7 @@ fn build_kernel_dir(
         groups.insert(group, modules.into_iter().map(|(name, _)| name).collect());
     }
     let kernel = Kernel {
+        format: KERNEL_FORMAT,
         source: source.to_string(),
         release: release.to_string(),
         sha256: sha256_hex(&std::fs::read(staged.join("vmlinuz"))?),
@@ -459,29 +489,6 @@ fn build_kernel_dir(
     let _ = std::fs::remove_dir_all(dir);
     std::fs::rename(&staged, dir).with_context(|| format!("cannot move the kernel into {}", dir.display()))?;
     Ok(kernel)
-}
-
-/// Appends `module` (dashes read as underscores, as `module_files` keys it) to
-/// `order` with its bytes, after the modules it depends on; each once.
-pub(super) fn add_with_deps(
-    module: &str,
-    files: &BTreeMap<String, PathBuf>,
-    order: &mut Vec<(String, Vec<u8>)>,
-    depth: usize,
-) -> anyhow::Result<()> {
-    let module = module.replace('-', "_");
-    if order.iter().any(|(m, _)| *m == module) {
-        return Ok(());
-    }
-    anyhow::ensure!(depth < 32, "module dependencies of {module} loop");
-    let path =
-        files.get(&module).with_context(|| format!("module {module} is needed but not in the kernel package"))?;
-    let bytes = std::fs::read(path)?;
-    for dep in elf::module_depends(&bytes).unwrap_or_default() {
-        add_with_deps(&dep, files, order, depth + 1)?;
-    }
-    order.push((module, bytes));
-    Ok(())
 }
 
 /// An aarch64 static busybox from Debian's busybox-static:arm64, fetched with
@@ -524,9 +531,9 @@ pub fn arm64_busybox() -> anyhow::Result<PathBuf> {
     let deb = download("busybox-static", work.path(), &opts)?;
     let root = work.path().join("root");
     unpack(&deb, &root)?;
-    let bin = root.join("bin/busybox");
-    let bytes = std::fs::read(&bin).with_context(|| format!("{} holds no bin/busybox", deb.display()))?;
-    anyhow::ensure!(elf::machine(&bytes) == Some(elf::EM_AARCH64), "{} is not an aarch64 binary", deb.display());
+    let bin = find_aarch64_busybox(&root).with_context(|| {
+        format!("{} holds no aarch64 ELF file named busybox; the package layout changed", deb.display())
+    })?;
     std::fs::create_dir_all(target.parent().unwrap_or(&cache))?;
     let staged = work.path().join("busybox");
     std::fs::copy(&bin, &staged)?;
@@ -534,9 +541,84 @@ pub fn arm64_busybox() -> anyhow::Result<PathBuf> {
     Ok(target)
 }
 
+/// The aarch64 ELF file named `busybox` anywhere under `root` (Debian 12
+/// ships bin/busybox, Debian 13 usr/bin/busybox).
+fn find_aarch64_busybox(root: &Path) -> Option<PathBuf> {
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                dirs.push(e.path());
+            } else if kind.is_file()
+                && e.file_name() == "busybox"
+                && std::fs::read(e.path()).ok().and_then(|b| elf::machine(&b)) == Some(elf::EM_AARCH64)
+            {
+                return Some(e.path());
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn elf_for(machine: u16) -> Vec<u8> {
+        let mut b = vec![0u8; 64];
+        b[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        b[0x12..0x14].copy_from_slice(&machine.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn busybox_is_found_wherever_the_package_puts_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(root.join("usr/share/initramfs-tools/hooks")).unwrap();
+        std::fs::write(root.join("usr/share/initramfs-tools/hooks/busybox"), "#!/bin/sh\n").unwrap();
+        assert_eq!(find_aarch64_busybox(root), None);
+        std::fs::write(root.join("usr/bin/busybox"), elf_for(elf::EM_X86_64)).unwrap();
+        assert_eq!(find_aarch64_busybox(root), None, "an x86-64 busybox is not the one");
+        std::fs::write(root.join("usr/bin/busybox"), elf_for(elf::EM_AARCH64)).unwrap();
+        assert_eq!(find_aarch64_busybox(root), Some(root.join("usr/bin/busybox")));
+    }
+
+    #[test]
+    fn kernel_packages_come_from_depends_lines() {
+        let debian = "linux-image-cloud-amd64\n  Depends: linux-image-6.12.117+deb13-cloud-amd64\n";
+        assert_eq!(depends_on(debian, "linux-image-"), ["linux-image-6.12.117+deb13-cloud-amd64"]);
+        let ubuntu = "linux-image-6.8.0-45-generic\n  PreDepends: debconf\n  Depends: linux-base\n  \
+                      Depends: linux-modules-6.8.0-45-generic\n  Depends: <linux-initramfs-tool>\n";
+        assert_eq!(depends_on(ubuntu, "linux-modules-"), ["linux-modules-6.8.0-45-generic"]);
+        assert!(depends_on(debian, "linux-modules-").is_empty());
+        assert_eq!(Flavour::Cloud.meta_packages()[0], "linux-image-cloud-amd64");
+    }
+
+    #[test]
+    fn a_module_the_config_asks_for_must_be_there() {
+        let tmp = tempfile::tempdir().unwrap();
+        let vmlinuz = tmp.path().join("vmlinuz");
+        std::fs::write(&vmlinuz, b"kernel").unwrap();
+        let empty = tmp.path().join("modules");
+        std::fs::create_dir(&empty).unwrap();
+        let config = "CONFIG_VIRTIO_BLK=m\n";
+        let dir = tmp.path().join("cached");
+        let err = build_kernel_dir(&dir, "test", "6.12", &vmlinuz, config, Some(&empty), tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("virtio_blk") && err.to_string().contains("CONFIG_VIRTIO_BLK=m"), "{err}");
+        let err = build_kernel_dir(&dir, "test", "6.12", &vmlinuz, config, None, tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("no lib/modules/6.12"), "{err}");
+        let k = build_kernel_dir(&dir, "test", "6.12", &vmlinuz, "CONFIG_VIRTIO_BLK=y\n", None, tmp.path()).unwrap();
+        assert_eq!(k.drivers["virtio_blk"], "built-in");
+        assert!(load_cached(&dir).is_some());
+        let mut old: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("kernel.json")).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("format");
+        std::fs::write(dir.join("kernel.json"), old.to_string()).unwrap();
+        assert!(load_cached(&dir).is_none(), "a cache from before KERNEL_FORMAT is rebuilt");
+    }
 
     #[test]
     fn config_symbols_are_read() {

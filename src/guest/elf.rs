@@ -58,9 +58,9 @@ fn section<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
 /// XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit PVH entry point of a kernel built with CONFIG_PVH.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 
-/// The PVH entry address of a 64-bit little-endian kernel ELF: the "Xen" note
-/// QEMU and Xen read to boot it without a bootloader or decompressor.
-pub fn pvh_entry(bytes: &[u8]) -> Option<u64> {
+/// The descriptor of the "Xen" ELF note of type `kind` in a 64-bit
+/// little-endian kernel ELF: what Xen and QEMU read to boot it.
+fn xen_note(bytes: &[u8], kind: u32) -> Option<&[u8]> {
     if bytes.get(4) != Some(&2) || machine(bytes).is_none() {
         return None;
     }
@@ -77,22 +77,28 @@ pub fn pvh_entry(bytes: &[u8]) -> Option<u64> {
         let notes = bytes.get(off..off.checked_add(len)?)?;
         let mut at = 0;
         while at + 12 <= notes.len() {
-            let (namesz, descsz, kind) =
+            let (namesz, descsz, t) =
                 (u32_at(notes, at)? as usize, u32_at(notes, at + 4)? as usize, u32_at(notes, at + 8)?);
             let name = notes.get(at + 12..at + 12 + namesz)?;
             let desc_at = at + 12 + align4(namesz);
-            if name == b"Xen\0" && kind == XEN_ELFNOTE_PHYS32_ENTRY {
-                let desc = notes.get(desc_at..desc_at + descsz)?;
-                return match descsz {
-                    4 => Some(u32_at(desc, 0)? as u64),
-                    8 => u64_at(desc, 0),
-                    _ => None,
-                };
+            if name == b"Xen\0" && t == kind {
+                return notes.get(desc_at..desc_at + descsz);
             }
             at = desc_at + align4(descsz);
         }
         None
     })
+}
+
+/// The PVH entry address of a kernel ELF built with CONFIG_PVH, which QEMU
+/// and Xen boot without a bootloader or decompressor.
+pub fn pvh_entry(bytes: &[u8]) -> Option<u64> {
+    let desc = xen_note(bytes, XEN_ELFNOTE_PHYS32_ENTRY)?;
+    match desc.len() {
+        4 => Some(u32_at(desc, 0)? as u64),
+        8 => u64_at(desc, 0),
+        _ => None,
+    }
 }
 
 /// The modules a kernel module needs loaded first (`depends=` in `.modinfo`).

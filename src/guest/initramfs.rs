@@ -149,6 +149,7 @@ mod tests {
 
     fn kernel_without_modules() -> Kernel {
         Kernel {
+            format: 0,
             source: "test".into(),
             release: "0".into(),
             sha256: String::new(),

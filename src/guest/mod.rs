@@ -4,9 +4,11 @@
 
 pub mod assets;
 pub mod cpio;
+mod decompress;
 pub mod elf;
 pub mod emu;
 pub mod initramfs;
+mod modules;
 pub mod vmlinux;
 pub mod vmm;
 pub mod xen;

@@ -8,23 +8,29 @@
 
 use std::io::Read;
 
+use super::decompress;
 use super::elf::{u16_at, u32_at};
 
 /// Why a kernel cannot be booted directly (the launcher then boots the bzImage).
 pub type Unsupported = String;
 
 /// The uncompressed kernel ELF of `bzimage`, if it has a PVH entry point and a
-/// payload compressed with gzip or LZ4 (Debian's cloud kernel uses LZ4).
+/// payload compressed with gzip, LZ4 (Debian 12's cloud kernel), xz (Debian
+/// 12's generic kernel) or zstd (Debian 13's kernels).
 pub fn extract(bzimage: &[u8]) -> Result<Vec<u8>, Unsupported> {
     let payload = payload(bzimage)?;
+    let unpacked =
+        |format: &str, r: std::io::Result<Vec<u8>>| r.map_err(|e| format!("its {format} payload does not unpack: {e}"));
     let elf = match payload.get(..4) {
         Some([0x1f, 0x8b, ..]) => gunzip(payload)?,
         Some([0x02, 0x21, 0x4c, 0x18]) => lz4_legacy(payload)?,
-        Some([0xfd, b'7', b'z', b'X']) => return Err("its payload is xz-compressed (vlab unpacks gzip and LZ4)".into()),
-        Some([0x28, 0xb5, 0x2f, 0xfd]) => {
-            return Err("its payload is zstd-compressed (vlab unpacks gzip and LZ4)".into());
+        Some([0xfd, b'7', b'z', b'X']) => unpacked("xz", decompress::xz(payload))?,
+        Some([0x28, 0xb5, 0x2f, 0xfd]) => unpacked("zstd", decompress::zstd(payload))?,
+        _ => {
+            return Err(
+                "its payload is in a compression format vlab does not unpack (gzip, LZ4, xz and zstd only)".into()
+            );
         }
-        _ => return Err("its payload is in a compression format vlab does not unpack (gzip and LZ4 only)".into()),
     };
     if super::elf::machine(&elf) != Some(super::elf::EM_X86_64) {
         return Err("the unpacked payload is not an x86-64 ELF".into());
@@ -168,11 +174,22 @@ mod tests {
     }
 
     #[test]
+    fn unpacks_xz_with_the_x86_filter_and_zstd_kernels() {
+        let elf = elf_with_note(18);
+        for mut payload in [decompress::tests::xz_bcj(&elf), decompress::tests::zstd_large_window(&elf)] {
+            payload.extend((elf.len() as u32).to_le_bytes());
+            assert!(extract(&bzimage(&payload)).unwrap() == elf);
+        }
+    }
+
+    #[test]
     fn says_why_a_kernel_cannot_boot_directly() {
         let no_pvh = extract(&bzimage(&lz4_payload(&elf_with_note(5), 1 << 20))).unwrap_err();
         assert!(no_pvh.contains("CONFIG_PVH"), "{no_pvh}");
         let xz = extract(&bzimage(b"\xfd7zXZ\0rest")).unwrap_err();
-        assert!(xz.contains("xz"), "{xz}");
+        assert!(xz.contains("xz payload does not unpack"), "{xz}");
+        let unknown = extract(&bzimage(b"BZh91AY&SY")).unwrap_err();
+        assert!(unknown.contains("compression format"), "{unknown}");
         assert!(extract(b"#!/bin/sh").unwrap_err().contains("not a bzImage"));
         let mut header_only = vec![0u8; 0x206];
         header_only[0x202..].copy_from_slice(b"HdrS");

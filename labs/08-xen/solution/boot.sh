@@ -24,4 +24,4 @@ exec qemu-system-x86_64 \
     -no-reboot \
     -kernel assets/xen.elf \
     -append "$XEN_CMDLINE" \
-    -initrd "assets/vmlinuz $DOM0_CMDLINE,assets/initrd.img"
+    -initrd "assets/dom0-kernel $DOM0_CMDLINE,assets/dom0-initrd.img"

@@ -11,6 +11,6 @@ NONCE=${VLAB_NONCE:-by-hand}
 #   - DOM0_CMDLINE: dom0's log through Xen, panic=-1, vlab.nonce=$NONCE
 #   - QEMU: TCG, CPU model qemu64, two CPUs, 1024 MiB, the serial port on
 #     stdout, no reboot; Xen (assets/xen.elf) as the kernel, and the module
-#     list "assets/vmlinuz $DOM0_CMDLINE,assets/initrd.img" as the initrd
+#     list "assets/dom0-kernel $DOM0_CMDLINE,assets/dom0-initrd.img" as the initrd
 echo "boot.sh: the Xen boot configuration is not written yet (see the lab's README)" >&2
 exit 1

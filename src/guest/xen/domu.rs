@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::assets::{self, GuestAssets, Lock};
 use super::super::cpio::Entry;
-use super::super::initramfs;
+use super::super::{initramfs, modules};
 use crate::cleanup::Scratch;
 use crate::proc::Cmd;
 
@@ -27,26 +27,38 @@ const DOMU_INIT: &str = include_str!("domu-init.sh");
 const VIF_SCRIPT: &str = include_str!("vif-vlab");
 const BLOCK_SCRIPT: &str = include_str!("block-vlab");
 
-/// Bumped when the image layout changes.
-const FORMAT: &str = "vlab-xen-dom0-2";
+/// Bumped when the image layout changes (3: modules unpacked from .ko.xz,
+/// the toolstack of the hypervisor's version).
+const FORMAT: &str = "vlab-xen-dom0-3";
 
-/// Debian's toolstack and the libraries it links that the host does not have.
-const TOOLSTACK: &[&str] = &[
-    "xen-utils-4.17",
-    "xen-utils-common",
-    "xenstore-utils",
-    "libxencall1",
-    "libxendevicemodel1",
-    "libxenevtchn1",
-    "libxenforeignmemory1",
-    "libxengnttab1",
-    "libxenhypfs1",
-    "libxenmisc4.17",
-    "libxenstore4",
-    "libxentoolcore1",
-    "libxentoollog1",
-    "libyajl2",
-];
+/// Packages of the toolstack, among everything it depends on: xl and the
+/// daemons, the xenstore client, and Xen's own libraries (the host has the C
+/// libraries they link).
+fn is_toolstack(package: &str) -> bool {
+    ["xen-utils-", "xenstore-utils", "libxen", "libyajl"].iter().any(|p| package.starts_with(p))
+}
+
+/// The toolstack packages of `apt-cache depends --recurse` output: every
+/// package it names (one per unindented line) that `is_toolstack`.
+fn toolstack_packages(apt_cache_depends: &str) -> Vec<String> {
+    let names: BTreeSet<&str> =
+        apt_cache_depends.lines().filter(|l| !l.starts_with(' ')).map(str::trim).filter(|p| is_toolstack(p)).collect();
+    names.into_iter().map(str::to_string).collect()
+}
+
+/// Debian's toolstack for Xen `version` (xen-utils-X.Y) and the toolstack
+/// packages it depends on, as apt resolves them now.
+fn toolstack(version: &str) -> anyhow::Result<Vec<String>> {
+    let utils = format!("xen-utils-{version}");
+    let out = assets::apt("apt-cache", &["depends", "--recurse", "--important", &utils, "xenstore-utils"], None)?;
+    let pkgs = toolstack_packages(&out.stdout);
+    anyhow::ensure!(
+        out.success() && pkgs.contains(&utils),
+        "apt knows no {utils}, the toolstack of the cached Xen {version}: run `apt-get update` (as root), \
+         then `vlab setup` to fetch the hypervisor and its toolstack again"
+    );
+    Ok(pkgs)
+}
 
 /// Programs dom0's init runs, from the package's private bin directory.
 const XEN_BINARIES: &[&str] = &["xl", "xenstored", "xenconsoled", "xen-init-dom0", "libxl-save-helper"];
@@ -70,7 +82,8 @@ pub const DOMU_RAMDISK: &str = "/boot/domu/initrd.img";
 #[derive(Debug, Clone)]
 pub struct DomuAssets {
     pub xen: PathBuf,
-    /// Debian's generic kernel (bzImage), dom0.
+    /// Debian's generic kernel, dom0: unpacked when it could be (Xen then
+    /// skips unpacking it under TCG, seconds faster), else the bzImage.
     pub dom0_kernel: PathBuf,
     /// The runner's dom0 initramfs (without the student's config).
     pub dom0_image: PathBuf,
@@ -82,14 +95,17 @@ pub fn ensure() -> anyhow::Result<DomuAssets> {
     let dom0 = assets::generic(false)?;
     let domu = assets::ensure()?;
     let cache = assets::cache_dir();
+    let xen_dir = xen.parent().unwrap_or(&xen).to_string_lossy().into_owned();
     let mut h = Sha256::new();
-    for part in [FORMAT, DOM0_INIT, DOMU_INIT, VIF_SCRIPT, BLOCK_SCRIPT, &dom0.kernel.sha256, &domu.kernel.sha256] {
+    for part in
+        [FORMAT, DOM0_INIT, DOMU_INIT, VIF_SCRIPT, BLOCK_SCRIPT, &xen_dir, &dom0.kernel.sha256, &domu.kernel.sha256]
+    {
         h.update(part);
         h.update([0]);
     }
     let key: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     let image = cache.join("xen-domu").join(format!("{key}.img"));
-    let out = DomuAssets { xen, dom0_kernel: dom0.kernel.vmlinuz(), dom0_image: image.clone() };
+    let out = DomuAssets { xen, dom0_kernel: dom0.kernel.boot_image(), dom0_image: image.clone() };
     if image.is_file() {
         return Ok(out);
     }
@@ -97,9 +113,12 @@ pub fn ensure() -> anyhow::Result<DomuAssets> {
     if image.is_file() {
         return Ok(out);
     }
+    let version = super::version_of(&out.xen).with_context(|| {
+        format!("cannot tell the Xen version of {}; run `vlab setup` to fetch the hypervisor again", out.xen.display())
+    })?;
     let work = Scratch::new_in(&cache, "fetch-")?;
     let root = work.path().join("root");
-    let mut pkgs: Vec<String> = TOOLSTACK.iter().map(|p| p.to_string()).collect();
+    let mut pkgs = toolstack(&version)?;
     pkgs.push(package_spec(&dom0)?);
     pkgs.push(package_spec(&domu)?);
     let names: Vec<&str> = pkgs.iter().map(String::as_str).collect();
@@ -135,12 +154,11 @@ fn package_spec(assets: &GuestAssets) -> anyhow::Result<String> {
 /// `names` and the modules they depend on, dependencies first, as image entries
 /// `lib/modules/NAME.ko` (NAME with underscores, as the kernel spells it); returns the load order.
 fn add_modules(entries: &mut Vec<Entry>, root: &Path, release: &str, names: &[&str]) -> anyhow::Result<Vec<String>> {
-    let dir = root.join("lib/modules").join(release);
-    anyhow::ensure!(dir.is_dir(), "the package of kernel {release} has no modules");
-    let files = assets::module_files(&dir);
+    let dir = modules::dir(root, release).with_context(|| format!("the package of kernel {release} has no modules"))?;
+    let files = modules::index(&dir);
     let mut loaded = Vec::new();
     for n in names {
-        assets::add_with_deps(n, &files, &mut loaded, 0)?;
+        modules::add_with_deps(n, &files, &mut loaded, 0)?;
     }
     let order = loaded.iter().map(|(name, _)| name.clone()).collect();
     entries.extend(loaded.into_iter().map(|(name, data)| Entry::File {
@@ -398,6 +416,26 @@ mod tests {
         assert!(bytes.starts_with(&first));
         let second = crate::guest::cpio::read(&bytes[first.len()..]).unwrap();
         assert_eq!(second[0].path(), "etc/xen/domu.cfg");
+    }
+
+    #[test]
+    fn the_toolstack_is_what_xen_utils_depends_on() {
+        let depends = "xen-utils-4.20\n  Depends: libc6\n  Depends: libxenmisc4.20\n  Depends: <python3:any>\n\
+                       xenstore-utils\n  Depends: libxenstore4\nlibc6\n  Depends: libgcc-s1\nlibxenmisc4.20\n\
+                       \x20 Depends: libxentoolcore1\nlibxenstore4\nxen-utils-common\nlibxentoolcore1\nlibyajl2\n\
+                       <python3:any>\npython3\nlibxenmisc4.20\n";
+        assert_eq!(
+            toolstack_packages(depends),
+            [
+                "libxenmisc4.20",
+                "libxenstore4",
+                "libxentoolcore1",
+                "libyajl2",
+                "xen-utils-4.20",
+                "xen-utils-common",
+                "xenstore-utils"
+            ]
+        );
     }
 
     #[test]
