@@ -4,7 +4,7 @@
 //!
 //! Each test goes through every lab even after a wrong step, so one run (on
 //! a new distribution, say) names every broken lab, not just the first. It
-//! prints `skipped LAB/STEP: reason` and `FAILED LAB/STEP: why` as it goes and
+//! prints `skipped LAB/STEP: reason` and `FAILED [KIND] LAB/STEP: why` as it goes and
 //! one summary line at the end; `.ci/distro` collects these lines.
 
 mod common;
@@ -45,19 +45,28 @@ fn check_each_step(ws: &std::path::Path, lab: &str) -> Vec<(String, String, Stri
 /// What one test saw across all labs.
 struct Tally {
     test: &'static str,
+    /// starter, solution or faker: tags the FAILED lines, as the tests run in parallel.
+    kind: &'static str,
     checked: usize,
     skipped: usize,
     failures: Vec<String>,
 }
 
 impl Tally {
-    fn new(test: &'static str) -> Self {
-        Tally { test, checked: 0, skipped: 0, failures: Vec::new() }
+    fn new(test: &'static str, kind: &'static str) -> Self {
+        Tally { test, kind, checked: 0, skipped: 0, failures: Vec::new() }
     }
 
+    /// Records a failure as one line (vlab's messages and assert_cmd's
+    /// panics span many), so that the summary can list them.
     fn fail(&mut self, what: String) {
-        eprintln!("FAILED {what}");
-        self.failures.push(what);
+        let mut line = what.split_whitespace().collect::<Vec<_>>().join(" ");
+        if let Some((cut, _)) = line.char_indices().nth(600) {
+            line.truncate(cut);
+            line.push('…');
+        }
+        eprintln!("FAILED [{}] {line}", self.kind);
+        self.failures.push(line);
     }
 
     /// Runs one lab's part; a panic in it (vlab printed no JSON, `start`
@@ -104,7 +113,7 @@ impl Tally {
 
 #[test]
 fn every_starter_fails_every_step() {
-    let mut tally = Tally::new("every_starter_fails_every_step");
+    let mut tally = Tally::new("every_starter_fails_every_step", "starter");
     for lab in lab_ids() {
         tally.lab(&lab, |tally| {
             let ws = workspace();
@@ -119,7 +128,7 @@ fn every_starter_fails_every_step() {
 
 #[test]
 fn every_solution_passes_every_step() {
-    let mut tally = Tally::new("every_solution_passes_every_step");
+    let mut tally = Tally::new("every_solution_passes_every_step", "solution");
     for lab in lab_ids() {
         tally.lab(&lab, |tally| {
             let ws = workspace();
@@ -137,7 +146,7 @@ fn every_solution_passes_every_step() {
 /// without doing the work. Every runnable step must fail with them.
 #[test]
 fn fakers_that_print_the_expected_text_fail() {
-    let mut tally = Tally::new("fakers_that_print_the_expected_text_fail");
+    let mut tally = Tally::new("fakers_that_print_the_expected_text_fail", "faker");
     let fakes = repo().join("tests").join("fakes");
     let mut entries: Vec<_> = std::fs::read_dir(&fakes).unwrap().map(|e| e.unwrap()).collect();
     entries.sort_by_key(|e| e.file_name());
