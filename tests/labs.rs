@@ -1,8 +1,15 @@
 //! Every lab under labs/: its starter fails each step, its solution passes
 //! each step, and a "faker" that only prints the expected output fails.
 //! Steps this machine cannot run are skipped, with the reason printed.
+//!
+//! Each test goes through every lab even after a wrong step, so one run (on
+//! a new distribution, say) names every broken lab, not just the first. It
+//! prints `skipped LAB/STEP: reason` and `FAILED [KIND] LAB/STEP: why` as it goes and
+//! one summary line at the end; `.ci/distro` collects these lines.
 
 mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use common::*;
 
@@ -35,58 +42,124 @@ fn check_each_step(ws: &std::path::Path, lab: &str) -> Vec<(String, String, Stri
         .collect()
 }
 
-#[test]
-fn every_starter_fails_every_step() {
-    for lab in lab_ids() {
-        let ws = workspace();
-        vlab(ws.path()).args(["start", &lab]).assert().success();
-        for (step, outcome, message) in check_each_step(ws.path(), &lab) {
-            if outcome == "skipped" {
-                eprintln!("skipped {lab}/{step}: {message}");
-                continue;
-            }
-            assert_eq!(outcome, "fail", "{lab}/{step}: the starter must fail; got {outcome}: {message}");
-            assert!(!message.is_empty(), "{lab}/{step}: a failure must say why");
+/// What one test saw across all labs.
+struct Tally {
+    test: &'static str,
+    /// starter, solution or faker: tags the FAILED lines, as the tests run in parallel.
+    kind: &'static str,
+    checked: usize,
+    skipped: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn new(test: &'static str, kind: &'static str) -> Self {
+        Tally { test, kind, checked: 0, skipped: 0, failures: Vec::new() }
+    }
+
+    /// Records a failure as one line (vlab's messages and assert_cmd's
+    /// panics span many), so that the summary can list them.
+    fn fail(&mut self, what: String) {
+        let mut line = what.split_whitespace().collect::<Vec<_>>().join(" ");
+        if let Some((cut, _)) = line.char_indices().nth(600) {
+            line.truncate(cut);
+            line.push('…');
         }
+        eprintln!("FAILED [{}] {line}", self.kind);
+        self.failures.push(line);
+    }
+
+    /// Runs one lab's part; a panic in it (vlab printed no JSON, `start`
+    /// failed) is a failure of that lab, and the next lab still runs.
+    fn lab(&mut self, lab: &str, body: impl FnOnce(&mut Tally)) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| body(self))) {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("panicked");
+            self.fail(format!("{lab}: {why}"));
+        }
+    }
+
+    /// Records one step: skipped (with the reason printed), as `want`ed, or a failure.
+    fn step(&mut self, lab: &str, (step, outcome, message): (String, String, String), want: &str, rule: &str) {
+        if outcome == "skipped" {
+            eprintln!("skipped {lab}/{step}: {message}");
+            self.skipped += 1;
+            return;
+        }
+        self.checked += 1;
+        if outcome != want {
+            self.fail(format!("{lab}/{step}: {rule}; got {outcome}: {message}"));
+        } else if outcome == "fail" && message.is_empty() {
+            self.fail(format!("{lab}/{step}: a failure must say why"));
+        }
+    }
+
+    /// Prints the summary line and fails the test if any step was wrong.
+    fn finish(self) {
+        eprintln!(
+            "summary {}: {} steps checked, {} skipped, {} failed",
+            self.test,
+            self.checked,
+            self.skipped,
+            self.failures.len()
+        );
+        assert!(self.checked > 0, "{}: no step was run", self.test);
+        assert!(self.failures.is_empty(), "{} wrong:\n{}", self.test, self.failures.join("\n"));
     }
 }
 
 #[test]
-fn every_solution_passes_every_step() {
+fn every_starter_fails_every_step() {
+    let mut tally = Tally::new("every_starter_fails_every_step", "starter");
     for lab in lab_ids() {
-        let ws = workspace();
-        vlab(ws.path()).args(["start", &lab]).assert().success();
-        overlay(&labs().join(&lab).join("solution"), &ws.path().join(&lab));
-        for (step, outcome, message) in check_each_step(ws.path(), &lab) {
-            if outcome == "skipped" {
-                eprintln!("skipped {lab}/{step}: {message}");
-                continue;
+        tally.lab(&lab, |tally| {
+            let ws = workspace();
+            vlab(ws.path()).args(["start", &lab]).assert().success();
+            for step in check_each_step(ws.path(), &lab) {
+                tally.step(&lab, step, "fail", "the starter must fail");
             }
-            assert_eq!(outcome, "pass", "{lab}/{step}: the solution must pass; got {outcome}: {message}");
-        }
+        });
     }
+    tally.finish();
+}
+
+#[test]
+fn every_solution_passes_every_step() {
+    let mut tally = Tally::new("every_solution_passes_every_step", "solution");
+    for lab in lab_ids() {
+        tally.lab(&lab, |tally| {
+            let ws = workspace();
+            vlab(ws.path()).args(["start", &lab]).assert().success();
+            overlay(&labs().join(&lab).join("solution"), &ws.path().join(&lab));
+            for step in check_each_step(ws.path(), &lab) {
+                tally.step(&lab, step, "pass", "the solution must pass");
+            }
+        });
+    }
+    tally.finish();
 }
 
 /// tests/fakes/<lab>/ holds files that print plausible expected output
 /// without doing the work. Every runnable step must fail with them.
 #[test]
 fn fakers_that_print_the_expected_text_fail() {
+    let mut tally = Tally::new("fakers_that_print_the_expected_text_fail", "faker");
     let fakes = repo().join("tests").join("fakes");
-    let mut tried = 0;
-    for entry in std::fs::read_dir(&fakes).unwrap() {
-        let entry = entry.unwrap();
+    let mut entries: Vec<_> = std::fs::read_dir(&fakes).unwrap().map(|e| e.unwrap()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
         let lab = entry.file_name().to_string_lossy().into_owned();
-        let ws = workspace();
-        vlab(ws.path()).args(["start", &lab]).assert().success();
-        overlay(&entry.path(), &ws.path().join(&lab));
-        for (step, outcome, message) in check_each_step(ws.path(), &lab) {
-            if outcome == "skipped" {
-                eprintln!("skipped {lab}/{step}: {message}");
-                continue;
+        tally.lab(&lab, |tally| {
+            let ws = workspace();
+            vlab(ws.path()).args(["start", &lab]).assert().success();
+            overlay(&entry.path(), &ws.path().join(&lab));
+            for step in check_each_step(ws.path(), &lab) {
+                tally.step(&lab, step, "fail", "a faker must fail");
             }
-            assert_eq!(outcome, "fail", "{lab}/{step}: a faker must fail; got {outcome}: {message}");
-            tried += 1;
-        }
+        });
     }
-    assert!(tried > 0, "no faker step was run");
+    tally.finish();
 }
