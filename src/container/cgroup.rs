@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::check::facts::Facts;
-use crate::host::cgroup::{Mode, detect};
+use crate::host::cgroup::{Member, Mode, RunBase, detect};
 
 /// Controllers a lab may use, as v1 names its hierarchies.
 pub const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
@@ -43,10 +43,15 @@ pub fn remove_live() {
     }
 }
 
-/// SIGKILL to every process in `dir` and below.
+/// SIGKILL to every process in `dir` and below: at once with `cgroup.kill`
+/// where the kernel has it (v2), else one by one.
 fn kill_tree(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
     for d in std::iter::once(dir.to_path_buf()).chain(subdirs(dir)) {
         for pid in procs(&d) {
+            // SAFETY: a plain signal send; a pid that is gone gives ESRCH.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
@@ -228,6 +233,10 @@ fn own_groups() -> Vec<PathBuf> {
     } else {
         CONTROLLERS.iter().filter_map(|c| own_base(c, false)).collect()
     };
+    let mut bases = bases;
+    if let Ok(run) = RunBase::get() {
+        bases.extend(run.dirs_above());
+    }
     bases
         .iter()
         .filter_map(|b| std::fs::read_dir(b).ok())
@@ -437,6 +446,149 @@ impl Drop for Group {
     fn drop(&mut self) {
         let _ = self.teardown();
     }
+}
+
+/// One child's groups: it joins them before it runs (a pre-exec write of `0`
+/// to each `cgroup.procs`), everything it starts stays in them, and
+/// [`RunGroup::kill`] ends them all however they detached.
+#[derive(Debug)]
+pub struct RunGroup {
+    member: Member,
+    blkio: Option<PathBuf>,
+    /// cgroup.procs of each group, open for the child to write itself into.
+    procs: Vec<std::fs::File>,
+}
+
+static RUN_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl RunGroup {
+    /// Makes the groups under `base`, named `vlab-<runner pid>-run<n>`.
+    pub fn create(base: &RunBase) -> std::io::Result<RunGroup> {
+        let name = format!("{PREFIX}{}-run{}", std::process::id(), RUN_SEQ.fetch_add(1, Ordering::Relaxed));
+        let make = |parent: &Path| -> std::io::Result<PathBuf> {
+            let dir = parent.join(&name);
+            std::fs::create_dir(&dir).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+            live().insert(dir.clone());
+            Ok(dir)
+        };
+        let member = match &base.member {
+            Member::V2(b) => Member::V2(make(b)?),
+            Member::Freezer(b) => Member::Freezer(make(b)?),
+        };
+        let mut group = RunGroup { member, blkio: None, procs: Vec::new() };
+        if let Some(b) = &base.blkio {
+            let dir = make(b)?;
+            // The kernel keeps per-group byte counts only where a throttle rule
+            // applies: a limit no disk reaches makes it count, and slows nothing.
+            for dev in block_devices() {
+                let _ = std::fs::write(dir.join("blkio.throttle.write_bps_device"), format!("{dev} {}", 1u64 << 50));
+            }
+            group.blkio = Some(dir);
+        }
+        for dir in group.dirs() {
+            let file = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
+            group.procs.push(file);
+        }
+        Ok(group)
+    }
+
+    fn dirs(&self) -> Vec<PathBuf> {
+        let member = match &self.member {
+            Member::V2(d) | Member::Freezer(d) => d.clone(),
+        };
+        std::iter::once(member).chain(self.blkio.clone()).collect()
+    }
+
+    /// Descriptors of the `cgroup.procs` files; writing `0` to each moves the writer in.
+    pub fn procs_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.procs.iter().map(|f| f.as_raw_fd()).collect()
+    }
+
+    /// Every process in the group now.
+    pub fn pids(&self) -> Vec<i32> {
+        match &self.member {
+            Member::V2(d) | Member::Freezer(d) => procs(d),
+        }
+    }
+
+    /// SIGKILL to everything in the group, including what forks meanwhile;
+    /// returns the processes it found there, for the caller to reap.
+    pub fn kill(&self) -> Vec<i32> {
+        match &self.member {
+            Member::V2(dir) => {
+                let pids = procs(dir);
+                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+                pids
+            }
+            Member::Freezer(dir) => {
+                // Frozen, nothing in it can fork while it is listed and killed.
+                let state = dir.join("freezer.state");
+                let _ = std::fs::write(&state, "FROZEN");
+                let until = Instant::now() + Duration::from_secs(1);
+                while read(&state).is_some_and(|s| s != "FROZEN") && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let pids = procs(dir);
+                for pid in &pids {
+                    // SAFETY: a plain signal send; a pid that is gone gives ESRCH.
+                    unsafe { libc::kill(*pid, libc::SIGKILL) };
+                }
+                let _ = std::fs::write(&state, "THAWED");
+                pids
+            }
+        }
+    }
+
+    /// CPU time of everything that ran in the group (v2 only: v1 keeps it in cpuacct).
+    pub fn cpu(&self) -> Option<(Duration, Duration)> {
+        let Member::V2(dir) = &self.member else { return None };
+        let stat = read(&dir.join("cpu.stat"))?;
+        let us = |k: &str| keyed(&stat, k).and_then(|v| v.parse::<u64>().ok()).map(Duration::from_micros);
+        Some((us("user_usec")?, us("system_usec")?))
+    }
+
+    /// How long the group's processes waited for a CPU while runnable (cpu.pressure, `some`).
+    pub fn cpu_wait(&self) -> Option<Duration> {
+        let Member::V2(dir) = &self.member else { return None };
+        let text = read(&dir.join("cpu.pressure"))?;
+        let some = text.lines().find(|l| l.starts_with("some "))?;
+        let total = some.split_whitespace().find_map(|f| f.strip_prefix("total="))?;
+        total.parse().ok().map(Duration::from_micros)
+    }
+
+    /// Bytes the group's processes themselves sent to block devices (an
+    /// fsync's writes; not what the kernel's flusher writes back later).
+    pub fn block_write_bytes(&self) -> Option<u64> {
+        let text = read(&self.blkio.as_ref()?.join("blkio.throttle.io_service_bytes_recursive"))?;
+        Some(
+            text.lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() == 3 && f[1] == "Write").then(|| f[2].parse::<u64>().ok()).flatten()
+                })
+                .sum(),
+        )
+    }
+
+}
+
+impl Drop for RunGroup {
+    /// Kills what is left and removes the groups once the killed processes have left them.
+    fn drop(&mut self) {
+        self.procs.clear();
+        for dir in self.dirs() {
+            if remove_tree(&dir).is_ok() {
+                live().remove(&dir);
+            }
+        }
+    }
+}
+
+/// `major:minor` of every whole disk (throttle rules take no partitions).
+fn block_devices() -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir("/sys/block") else { return Vec::new() };
+    rd.filter_map(|e| read(&e.ok()?.path().join("dev"))).collect()
 }
 
 /// Per-instance averages over groups named `KIND-N` (`container-1`,
