@@ -68,11 +68,14 @@ pub struct Group {
 
 /// What the sampler saw, per child group: allowed CPUs, the CPUs its
 /// processes were seen running on, their CPU time (clock ticks, per pid),
-/// process ids, program names, when its earliest process started and when a
-/// process of it was first seen with a root other than the host's
-/// (milliseconds since boot).
+/// process ids, the programs they ran (by the kernel's exe, at every
+/// sample), when its earliest process started and when a process of it was
+/// first seen with a root other than the host's (milliseconds since boot),
+/// and its limits as they were when its workload started and every value
+/// they took after.
 #[derive(Default)]
 struct Samples {
+    limits: BTreeMap<String, Limits>,
     cpus: BTreeMap<String, BTreeSet<u32>>,
     ran_on: BTreeMap<String, BTreeSet<u32>>,
     ticks: BTreeMap<String, BTreeMap<i32, u64>>,
@@ -106,13 +109,56 @@ fn boot_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-/// argv of a process, or empty if it is gone.
-fn argv(pid: i32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
-        })
-        .unwrap_or_default()
+/// The file name of the program `pid` runs now, from the kernel (/proc/PID/exe),
+/// not from its argv, which the process writes itself.
+fn exe_name(pid: i32) -> Option<String> {
+    let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let name = path.file_name()?.to_string_lossy();
+    Some(name.strip_suffix(" (deleted)").unwrap_or(&name).to_string())
+}
+
+/// Limit files, under the names [`read_controller`] gives them.
+const LIMITS: [&str; 5] = ["memory.limit_bytes", "cpu.quota_us", "cpu.period_us", "pids.max", "cpuset.cpus"];
+
+/// Counters that move only once a workload ran in a group.
+const MOVED: [&str; 3] = ["memory.peak_bytes", "cpu.nr_periods", "pids.denied"];
+
+/// One group's limits from the moment its workload started (a process was
+/// in it, or its counters moved): the values then, and each change after.
+#[derive(Default)]
+struct Limits {
+    at_start: Option<BTreeMap<String, String>>,
+    changes: Vec<String>,
+}
+
+impl Limits {
+    /// Takes one sample of the group's limit files and counters.
+    fn sample(&mut self, now: BTreeMap<String, String>, busy: bool) {
+        let moved = MOVED.iter().any(|k| now.get(*k).is_some_and(|v| v.parse::<u64>().is_ok_and(|n| n > 0)));
+        let limits: BTreeMap<String, String> = now.into_iter().filter(|(k, _)| LIMITS.contains(&k.as_str())).collect();
+        match &self.at_start {
+            None if busy || moved => self.at_start = Some(limits),
+            None => {}
+            Some(start) => {
+                for (k, v) in &limits {
+                    let was = start.get(k).map(String::as_str).unwrap_or("unset");
+                    let change = format!("{k} was {was} when the workload started, then {v}");
+                    if was != v && !self.changes.contains(&change) {
+                        self.changes.push(change);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `none`, or every change the runner saw, for the fact `limit_changes`.
+    fn describe(&self) -> String {
+        match (&self.at_start, self.changes.is_empty()) {
+            (None, _) => "no workload was seen in the group".into(),
+            (Some(_), true) => "none".into(),
+            (Some(_), false) => self.changes.join("; "),
+        }
+    }
 }
 
 /// Does `pid` live in a root of its own (pivot_root or chroot), not the host's `/`?
@@ -340,17 +386,30 @@ impl Group {
     /// Starts watching which processes join the child groups and which CPUs
     /// they may run on, until [`Group::facts`].
     pub fn watch(&mut self) {
-        let dirs: Vec<PathBuf> = self.dirs.values().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let mut dirs: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+        for (controller, dir) in &self.dirs {
+            dirs.entry(dir.clone()).or_default().push(controller.clone());
+        }
+        let v2 = self.v2;
         let stop = self.stop.clone();
         self.sampler = Some(std::thread::spawn(move || {
             use std::os::unix::fs::MetadataExt;
             let host_root = std::fs::metadata("/").ok().map(|m| (m.dev(), m.ino()));
             let mut seen = Samples::default();
-            while !stop.load(Ordering::Relaxed) {
-                for parent in &dirs {
+            loop {
+                // One last round after the stop, so the limits at the end are sampled too.
+                let last = stop.load(Ordering::Relaxed);
+                let mut now: BTreeMap<String, (BTreeMap<String, String>, bool)> = BTreeMap::new();
+                for (parent, controllers) in &dirs {
                     for dir in subdirs(parent) {
                         let name = dir.strip_prefix(parent).unwrap_or(&dir).display().to_string();
-                        for pid in procs(&dir) {
+                        let pids = procs(&dir);
+                        let group = now.entry(name.clone()).or_default();
+                        group.1 |= !pids.is_empty();
+                        for c in controllers {
+                            group.0.extend(read_controller(c, &dir, v2));
+                        }
+                        for pid in pids {
                             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
                             let Some(list) = super::process::status_field(&status, "Cpus_allowed_list:") else {
                                 continue;
@@ -364,18 +423,24 @@ impl Group {
                             if !seen.contained.contains_key(&name) && contained(pid, host_root) {
                                 seen.contained.insert(name.clone(), boot_ms());
                             }
+                            // At every sample: a process seen before its exec ran something else then.
+                            if let Some(program) = exe_name(pid) {
+                                seen.programs.entry(name.clone()).or_default().insert(program);
+                            }
                             if !seen.pids.entry(name.clone()).or_default().insert(pid) {
                                 continue;
                             }
                             let Some(started) = start_ms(pid) else { continue };
                             let first = seen.first.entry(name.clone()).or_insert(started);
                             *first = (*first).min(started);
-                            if let Some(program) = argv(pid).first() {
-                                let base = program.rsplit('/').next().unwrap_or(program).to_string();
-                                seen.programs.entry(name.clone()).or_default().insert(base);
-                            }
                         }
                     }
+                }
+                for (name, (values, busy)) in now {
+                    seen.limits.entry(name).or_default().sample(values, busy);
+                }
+                if last {
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -405,6 +470,9 @@ impl Group {
             for (g, programs) in &seen.programs {
                 f.insert(format!("cgroup.{g}.programs"), programs.iter().cloned().collect::<Vec<_>>().join(","));
             }
+            for (g, limits) in &seen.limits {
+                f.insert(format!("cgroup.{g}.limit_changes"), limits.describe());
+            }
             for (g, at) in &seen.contained {
                 let ms = seen.first.get(g).map(|first| at.saturating_sub(*first)).unwrap_or(0);
                 f.insert(format!("cgroup.{g}.contained_after_ms"), ms.to_string());
@@ -418,6 +486,8 @@ impl Group {
                 }
             }
         }
+        let periods = throttled_periods(&f);
+        f.extend(periods);
         let density = density(&f);
         f.extend(density);
         f
@@ -591,6 +661,21 @@ fn block_devices() -> Vec<String> {
     rd.filter_map(|e| read(&e.ok()?.path().join("dev"))).collect()
 }
 
+/// `cgroup.<g>.cpu.throttled_periods_ms`: the wall time the throttled periods
+/// span, with the period in force at the end (which `limit_changes` shows
+/// held all along). No run can have spent longer than it ran in them.
+fn throttled_periods(facts: &Facts) -> Facts {
+    let mut out = Facts::new();
+    for (key, n) in facts {
+        let Some(g) = key.strip_prefix("cgroup.").and_then(|k| k.strip_suffix(".cpu.nr_throttled")) else { continue };
+        let period = facts.get(&format!("cgroup.{g}.cpu.period_us")).and_then(|p| p.parse::<u64>().ok());
+        if let (Ok(n), Some(period)) = (n.parse::<u64>(), period) {
+            out.insert(format!("cgroup.{g}.cpu.throttled_periods_ms"), (n * period / 1000).to_string());
+        }
+    }
+    out
+}
+
 /// Per-instance averages over groups named `KIND-N` (`container-1`,
 /// `uml-2`, ...) that held processes: `density.KIND_instances`, `density.KIND_kib`
 /// (peak memory charged to the group) and `density.KIND_start_ms` (from the
@@ -716,6 +801,51 @@ mod tests {
         assert_eq!(d["density.container_start_ms"], "50");
         assert_eq!(d["density.uml_kib"], "32768");
         assert!(!d.contains_key("density.uml_start_ms") && !d.contains_key("density.mem_instances"));
+    }
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// A limit raised for the workload and set back before the end, or set
+    /// only at the end, is a change after the workload started.
+    #[test]
+    fn limits_changed_after_the_workload_started_are_reported() {
+        let mut l = Limits::default();
+        l.sample(values(&[("pids.max", "max")]), false);
+        assert_eq!(l.describe(), "no workload was seen in the group");
+        l.sample(values(&[("pids.max", "1"), ("pids.denied", "0")]), true);
+        l.sample(values(&[("pids.max", "1"), ("pids.denied", "4")]), true);
+        assert_eq!(l.describe(), "none");
+        l.sample(values(&[("pids.max", "10"), ("pids.denied", "4")]), false);
+        assert_eq!(l.describe(), "pids.max was 1 when the workload started, then 10");
+        let mut quiet = Limits::default();
+        quiet.sample(values(&[("memory.limit_bytes", "max"), ("memory.peak_bytes", "4096")]), false);
+        quiet.sample(values(&[("memory.limit_bytes", "33554432"), ("memory.peak_bytes", "4096")]), false);
+        assert!(quiet.describe().starts_with("memory.limit_bytes was max"), "{}", quiet.describe());
+    }
+
+    #[test]
+    fn throttled_periods_use_the_period_in_force() {
+        let f = Facts::from([
+            ("cgroup.cpu.cpu.nr_throttled".into(), "30".into()),
+            ("cgroup.cpu.cpu.period_us".into(), "100000".into()),
+        ]);
+        assert_eq!(throttled_periods(&f)["cgroup.cpu.cpu.throttled_periods_ms"], "3000");
+    }
+
+    #[test]
+    fn programs_are_named_by_the_kernel_not_by_argv() {
+        let mut child = std::process::Command::new("bash").args(["-c", "exec -a qemu-system-x86_64 sleep 5"]).spawn().unwrap();
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while exe_name(pid).as_deref() != Some("sleep") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let name = exe_name(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(name.as_deref(), Some("sleep"));
     }
 
     #[test]
