@@ -64,6 +64,7 @@ pub struct Group {
     dirs: BTreeMap<String, PathBuf>,
     stop: Arc<AtomicBool>,
     sampler: Option<std::thread::JoinHandle<Samples>>,
+    journal: Option<std::thread::JoinHandle<Late>>,
 }
 
 /// What the sampler saw, per child group: allowed CPUs, the CPUs its
@@ -151,12 +152,146 @@ impl Limits {
         }
     }
 
-    /// `none`, or every change the runner saw, for the fact `limit_changes`.
-    fn describe(&self) -> String {
-        match (&self.at_start, self.changes.is_empty()) {
-            (None, _) => "no workload was seen in the group".into(),
-            (Some(_), true) => "none".into(),
-            (Some(_), false) => self.changes.join("; "),
+    /// `none`, or every change the runner saw (sampled, and the limit files
+    /// the kernel reported written after a process joined), for the fact `limit_changes`.
+    fn describe(&self, late: Option<&BTreeSet<String>>) -> String {
+        let written = late.into_iter().flatten().map(|f| format!("{f} was written after a process joined the group"));
+        let all: Vec<String> = self.changes.iter().cloned().chain(written).collect();
+        match (&self.at_start, all.is_empty()) {
+            (None, true) => "no workload was seen in the group".into(),
+            (_, true) => "none".into(),
+            (_, false) => all.join("; "),
+        }
+    }
+}
+
+/// Limit files by their names on v1 and v2.
+const LIMIT_FILES: [&str; 9] = [
+    "memory.max",
+    "memory.limit_in_bytes",
+    "memory.swap.max",
+    "memory.memsw.limit_in_bytes",
+    "cpu.max",
+    "cpu.cfs_quota_us",
+    "cpu.cfs_period_us",
+    "pids.max",
+    "cpuset.cpus",
+];
+
+/// Group name → limit files written after a process joined it.
+type Late = BTreeMap<String, BTreeSet<String>>;
+
+/// Every write to a cgroup file is an inotify IN_MODIFY, queued by the
+/// kernel in the order the writes happened: a limit raised for the workload
+/// and set back between two samples is still seen, by the order of the
+/// writes to the limit and to `cgroup.procs`. Groups made after the watch
+/// began are watched from when the runner learns of them (IN_CREATE).
+struct Journal {
+    fd: std::os::fd::OwnedFd,
+    /// Watch descriptor → a parent directory, or a child group (name, dir).
+    parents: BTreeMap<i32, PathBuf>,
+    groups: BTreeMap<i32, String>,
+    joined: BTreeSet<String>,
+    late: Late,
+}
+
+impl Journal {
+    fn start(parents: &[PathBuf]) -> Option<Journal> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: no pointers; the result is checked.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut j = Journal {
+            fd,
+            parents: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            joined: BTreeSet::new(),
+            late: Late::new(),
+        };
+        for p in parents {
+            let wd = j.add(p, libc::IN_CREATE | libc::IN_ONLYDIR)?;
+            j.parents.insert(wd, p.clone());
+            for dir in subdirs(p) {
+                j.watch_group(p, &dir);
+            }
+        }
+        Some(j)
+    }
+
+    fn add(&self, path: &Path, mask: u32) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: `c` is a NUL-terminated path, the fd is our inotify instance; the result is checked.
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
+        (wd >= 0).then_some(wd)
+    }
+
+    fn watch_group(&mut self, parent: &Path, dir: &Path) {
+        let name = dir.strip_prefix(parent).unwrap_or(dir).display().to_string();
+        if let Some(wd) = self.add(dir, libc::IN_MODIFY) {
+            self.groups.insert(wd, name.clone());
+        }
+        // A process that joined before the watch began is in it now, or was.
+        if !procs(dir).is_empty() {
+            self.joined.insert(name);
+        }
+    }
+
+    /// Reads events until `stop`, then what is queued; returns the late writes.
+    fn run(mut self, stop: &AtomicBool) -> Late {
+        use std::os::fd::AsRawFd;
+        loop {
+            let last = stop.load(Ordering::Relaxed);
+            let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd; a timeout or an error only means another round.
+            unsafe { libc::poll(&mut pfd, 1, 20) };
+            self.drain();
+            if last {
+                return self.late;
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u64; 512];
+        loop {
+            // SAFETY: reads into our own buffer of the given size (u64s keep it aligned for inotify_event).
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), std::mem::size_of_val(&buf)) };
+            if n <= 0 {
+                return;
+            }
+            // SAFETY: the kernel wrote `n` bytes of whole events into `buf`.
+            let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+            let mut at = 0;
+            let head = std::mem::size_of::<libc::inotify_event>();
+            while at + head <= bytes.len() {
+                let field = |o: usize| u32::from_ne_bytes(bytes[at + o..at + o + 4].try_into().unwrap_or([0; 4]));
+                let (wd, mask, len) = (field(0) as i32, field(4), field(12) as usize);
+                let raw = &bytes[(at + head).min(bytes.len())..(at + head + len).min(bytes.len())];
+                let name = String::from_utf8_lossy(raw.split(|c| *c == 0).next().unwrap_or_default()).into_owned();
+                at += head + len;
+                self.event(wd, mask, &name);
+            }
+        }
+    }
+
+    fn event(&mut self, wd: i32, mask: u32, name: &str) {
+        if let Some(parent) = self.parents.get(&wd).cloned() {
+            if mask & libc::IN_CREATE != 0 && mask & libc::IN_ISDIR != 0 {
+                self.watch_group(&parent, &parent.join(name));
+            }
+            return;
+        }
+        let Some(group) = self.groups.get(&wd).cloned() else { return };
+        if name == "cgroup.procs" || name == "tasks" {
+            self.joined.insert(group);
+        } else if LIMIT_FILES.contains(&name) && self.joined.contains(&group) {
+            self.late.entry(group).or_default().insert(name.to_string());
         }
     }
 }
@@ -337,7 +472,8 @@ impl Group {
         };
         remove_stale();
         let name = format!("{PREFIX}{}-{nonce}", std::process::id());
-        let mut group = Group { v2, dirs: BTreeMap::new(), stop: Arc::new(AtomicBool::new(false)), sampler: None };
+        let mut group =
+            Group { v2, dirs: BTreeMap::new(), stop: Arc::new(AtomicBool::new(false)), sampler: None, journal: None };
         if v2 {
             let base = own_base("", true).unwrap_or_else(|| PathBuf::from(BASE));
             let dir = base.join(&name);
@@ -391,6 +527,9 @@ impl Group {
             dirs.entry(dir.clone()).or_default().push(controller.clone());
         }
         let v2 = self.v2;
+        let parents: Vec<PathBuf> = dirs.keys().cloned().collect();
+        let stop = self.stop.clone();
+        self.journal = Journal::start(&parents).map(|j| std::thread::spawn(move || j.run(&stop)));
         let stop = self.stop.clone();
         self.sampler = Some(std::thread::spawn(move || {
             use std::os::unix::fs::MetadataExt;
@@ -470,8 +609,9 @@ impl Group {
             for (g, programs) in &seen.programs {
                 f.insert(format!("cgroup.{g}.programs"), programs.iter().cloned().collect::<Vec<_>>().join(","));
             }
+            let late = self.journal.take().and_then(|h| h.join().ok()).unwrap_or_default();
             for (g, limits) in &seen.limits {
-                f.insert(format!("cgroup.{g}.limit_changes"), limits.describe());
+                f.insert(format!("cgroup.{g}.limit_changes"), limits.describe(late.get(g)));
             }
             for (g, at) in &seen.contained {
                 let ms = seen.first.get(g).map(|first| at.saturating_sub(*first)).unwrap_or(0);
@@ -501,6 +641,9 @@ impl Group {
     fn teardown(&mut self) -> anyhow::Result<()> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.sampler.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.journal.take() {
             let _ = h.join();
         }
         let dirs: BTreeSet<PathBuf> = std::mem::take(&mut self.dirs).into_values().collect();
@@ -640,7 +783,6 @@ impl RunGroup {
                 .sum(),
         )
     }
-
 }
 
 impl Drop for RunGroup {
@@ -813,16 +955,18 @@ mod tests {
     fn limits_changed_after_the_workload_started_are_reported() {
         let mut l = Limits::default();
         l.sample(values(&[("pids.max", "max")]), false);
-        assert_eq!(l.describe(), "no workload was seen in the group");
+        assert_eq!(l.describe(None), "no workload was seen in the group");
         l.sample(values(&[("pids.max", "1"), ("pids.denied", "0")]), true);
         l.sample(values(&[("pids.max", "1"), ("pids.denied", "4")]), true);
-        assert_eq!(l.describe(), "none");
+        assert_eq!(l.describe(None), "none");
         l.sample(values(&[("pids.max", "10"), ("pids.denied", "4")]), false);
-        assert_eq!(l.describe(), "pids.max was 1 when the workload started, then 10");
+        assert_eq!(l.describe(None), "pids.max was 1 when the workload started, then 10");
         let mut quiet = Limits::default();
         quiet.sample(values(&[("memory.limit_bytes", "max"), ("memory.peak_bytes", "4096")]), false);
         quiet.sample(values(&[("memory.limit_bytes", "33554432"), ("memory.peak_bytes", "4096")]), false);
-        assert!(quiet.describe().starts_with("memory.limit_bytes was max"), "{}", quiet.describe());
+        assert!(quiet.describe(None).starts_with("memory.limit_bytes was max"), "{}", quiet.describe(None));
+        let late = BTreeSet::from(["pids.max".to_string()]);
+        assert_eq!(Limits::default().describe(Some(&late)), "pids.max was written after a process joined the group");
     }
 
     #[test]
@@ -836,7 +980,8 @@ mod tests {
 
     #[test]
     fn programs_are_named_by_the_kernel_not_by_argv() {
-        let mut child = std::process::Command::new("bash").args(["-c", "exec -a qemu-system-x86_64 sleep 5"]).spawn().unwrap();
+        let mut child =
+            std::process::Command::new("bash").args(["-c", "exec -a qemu-system-x86_64 sleep 5"]).spawn().unwrap();
         let pid = child.id() as i32;
         let deadline = Instant::now() + Duration::from_secs(5);
         while exe_name(pid).as_deref() != Some("sleep") && Instant::now() < deadline {

@@ -191,10 +191,18 @@ impl RunBase {
         match RunBase::get() {
             Ok(b) => {
                 let how = match &b.member {
-                    Member::V2(d) => format!("each child in its own cgroup under {}, killed with cgroup.kill", d.display()),
-                    Member::Freezer(d) => format!("each child in its own freezer cgroup under {}, frozen then killed", d.display()),
+                    Member::V2(d) => {
+                        format!("each child in its own cgroup under {}, killed with cgroup.kill", d.display())
+                    }
+                    Member::Freezer(d) => {
+                        format!("each child in its own freezer cgroup under {}, frozen then killed", d.display())
+                    }
                 };
-                let io = if b.blkio.is_some() { "; block writes counted by blkio" } else { "; block writes from rusage (bytes dirtied, not flushed)" };
+                let io = if b.blkio.is_some() {
+                    "; block writes counted by blkio"
+                } else {
+                    "; block writes from rusage (bytes dirtied, not flushed)"
+                };
                 format!("{how}{io}")
             }
             Err(why) => format!(
