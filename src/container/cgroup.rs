@@ -665,7 +665,7 @@ impl Drop for Group {
 /// to each `cgroup.procs`), everything it starts stays in them, and
 /// [`RunGroup::kill`] ends them all however they detached.
 #[derive(Debug)]
-pub struct RunGroup {
+pub(crate) struct RunGroup {
     member: Member,
     blkio: Option<PathBuf>,
     /// cgroup.procs of each group, open for the child to write itself into.
@@ -676,7 +676,7 @@ static RUN_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 
 impl RunGroup {
     /// Makes the groups under `base`, named `vlab-<runner pid>-run<n>`.
-    pub fn create(base: &RunBase) -> std::io::Result<RunGroup> {
+    pub(crate) fn create(base: &RunBase) -> std::io::Result<RunGroup> {
         let name = format!("{PREFIX}{}-run{}", std::process::id(), RUN_SEQ.fetch_add(1, Ordering::Relaxed));
         let make = |parent: &Path| -> std::io::Result<PathBuf> {
             let dir = parent.join(&name);
@@ -713,21 +713,14 @@ impl RunGroup {
     }
 
     /// Descriptors of the `cgroup.procs` files; writing `0` to each moves the writer in.
-    pub fn procs_fds(&self) -> Vec<std::os::fd::RawFd> {
+    pub(crate) fn procs_fds(&self) -> Vec<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
         self.procs.iter().map(|f| f.as_raw_fd()).collect()
     }
 
-    /// Every process in the group now.
-    pub fn pids(&self) -> Vec<i32> {
-        match &self.member {
-            Member::V2(d) | Member::Freezer(d) => procs(d),
-        }
-    }
-
     /// SIGKILL to everything in the group, including what forks meanwhile;
     /// returns the processes it found there, for the caller to reap.
-    pub fn kill(&self) -> Vec<i32> {
+    pub(crate) fn kill(&self) -> Vec<i32> {
         match &self.member {
             Member::V2(dir) => {
                 let pids = procs(dir);
@@ -754,7 +747,7 @@ impl RunGroup {
     }
 
     /// CPU time of everything that ran in the group (v2 only: v1 keeps it in cpuacct).
-    pub fn cpu(&self) -> Option<(Duration, Duration)> {
+    pub(crate) fn cpu(&self) -> Option<(Duration, Duration)> {
         let Member::V2(dir) = &self.member else { return None };
         let stat = read(&dir.join("cpu.stat"))?;
         let us = |k: &str| keyed(&stat, k).and_then(|v| v.parse::<u64>().ok()).map(Duration::from_micros);
@@ -762,7 +755,7 @@ impl RunGroup {
     }
 
     /// How long the group's processes waited for a CPU while runnable (cpu.pressure, `some`).
-    pub fn cpu_wait(&self) -> Option<Duration> {
+    pub(crate) fn cpu_wait(&self) -> Option<Duration> {
         let Member::V2(dir) = &self.member else { return None };
         let text = read(&dir.join("cpu.pressure"))?;
         let some = text.lines().find(|l| l.starts_with("some "))?;
@@ -772,7 +765,7 @@ impl RunGroup {
 
     /// Bytes the group's processes themselves sent to block devices (an
     /// fsync's writes; not what the kernel's flusher writes back later).
-    pub fn block_write_bytes(&self) -> Option<u64> {
+    pub(crate) fn block_write_bytes(&self) -> Option<u64> {
         let text = read(&self.blkio.as_ref()?.join("blkio.throttle.io_service_bytes_recursive"))?;
         Some(
             text.lines()

@@ -92,7 +92,7 @@ fn detect_mode() -> CgroupInfo {
 /// hybrid hosts a blkio group beside it counts the bytes the child's
 /// processes sent to block devices themselves.
 #[derive(Debug, Clone)]
-pub struct RunBase {
+pub(crate) struct RunBase {
     pub(crate) member: Member,
     pub(crate) blkio: Option<PathBuf>,
 }
@@ -142,7 +142,7 @@ fn usable(base: &Path, file: &str) -> Result<(), String> {
 
 impl RunBase {
     /// Finds out once per process where run groups go, or why they cannot be made.
-    pub fn get() -> Result<&'static RunBase, &'static str> {
+    pub(crate) fn get() -> Result<&'static RunBase, &'static str> {
         static FOUND: std::sync::OnceLock<Result<RunBase, String>> = std::sync::OnceLock::new();
         FOUND.get_or_init(RunBase::find).as_ref().map_err(String::as_str)
     }
@@ -187,7 +187,7 @@ impl RunBase {
     }
 
     /// What `vlab doctor` says about how children are contained.
-    pub fn describe() -> String {
+    pub(crate) fn describe() -> String {
         match RunBase::get() {
             Ok(b) => {
                 let how = match &b.member {
