@@ -229,7 +229,10 @@ impl Cmd {
         let group = match RunBase::get() {
             Ok(base) => Some(RunGroup::create(base).map_err(|e| ProcError::Spawn {
                 program: program.clone(),
-                source: io::Error::new(e.kind(), format!("cannot make its cgroup: {e}")),
+                source: io::Error::new(
+                    e.kind(),
+                    format!("cannot make its cgroup: {e} (`vlab doctor` shows how children are contained here)"),
+                ),
             })?),
             // `vlab doctor` says so; the process-group and mark sweep stands in.
             Err(_) => None,

@@ -693,10 +693,18 @@ impl RunGroup {
             let dir = make(b)?;
             // The kernel keeps per-group byte counts only where a throttle rule
             // applies: a limit no disk reaches makes it count, and slows nothing.
-            for dev in block_devices() {
-                let _ = std::fs::write(dir.join("blkio.throttle.write_bps_device"), format!("{dev} {}", 1u64 << 50));
+            let rule = dir.join("blkio.throttle.write_bps_device");
+            let counted = block_devices()
+                .iter()
+                .filter(|dev| std::fs::write(&rule, format!("{dev} {}", 1u64 << 50)).is_ok())
+                .count();
+            if counted > 0 {
+                group.blkio = Some(dir);
+            } else {
+                // No disk takes a rule: rusage's count stands in.
+                let _ = std::fs::remove_dir(&dir);
+                live().remove(&dir);
             }
-            group.blkio = Some(dir);
         }
         for dir in group.dirs() {
             let file = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
