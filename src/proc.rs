@@ -1,10 +1,13 @@
 //! The one way vlab runs a child process.
 //!
-//! Every child gets its own process group, a deadline, output captured to
-//! unlinked temp files (bounded when read back), and is killed with its whole
-//! group and every descendant on timeout, on drop and on Ctrl-C. vlab is a
-//! child subreaper, so even daemons that `setsid` away come back to us and are
-//! swept when the command that started them is done.
+//! Every child gets its own process group, a cgroup of its own where the
+//! host lets the runner make one (joined before it runs, so nothing it starts
+//! can leave it by `setsid` or by scrubbing its environment), a deadline,
+//! output captured to unlinked temp files (bounded when read back), and is
+//! killed with its whole cgroup, group and every descendant on timeout, on
+//! drop and on Ctrl-C. vlab is a child subreaper, so orphans come back to us
+//! to be reaped; where no cgroup can be made, daemons that `setsid` away are
+//! swept by process group and by an environment mark instead.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -16,6 +19,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::cleanup;
+use crate::container::cgroup::RunGroup;
+use crate::host::cgroup::RunBase;
 
 /// Serialises spawn+register against the orphan sweep, so a sweep never
 /// mistakes a just-spawned child of another thread for an orphan.
@@ -45,13 +50,21 @@ pub enum ProcError {
     Io { program: String, source: io::Error },
 }
 
-/// CPU and I/O the child and all its waited-for descendants used.
+/// CPU and I/O the child and all its descendants used: from its cgroup where
+/// it has one, else from rusage (which counts only waited-for descendants).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     pub user: Duration,
     pub sys: Duration,
-    /// Bytes the kernel wrote to block devices on the child's behalf.
+    /// Time its processes were runnable but waiting for a CPU (cgroup
+    /// cpu.pressure); `None` where the kernel does not say.
+    pub cpu_wait: Option<Duration>,
+    /// Bytes written to block devices on the child's behalf.
     pub block_write_bytes: u64,
+    /// Whether `block_write_bytes` counts what its processes sent to the
+    /// device themselves (an fsync's writes: the cgroup's blkio counters)
+    /// rather than what they dirtied in the page cache (rusage).
+    pub block_writes_flushed: bool,
     pub max_rss_kib: u64,
 }
 
@@ -187,7 +200,10 @@ impl Cmd {
         let timed_out = end.is_none();
         let status = child.wait_final()?;
         sweep();
-        let usage = children_usage().since(&before);
+        let mut usage = children_usage().since(&before);
+        if let Some(m) = &child.measured {
+            m.apply(&mut usage);
+        }
         let (stdout, t1) = child.read_stdout(self.output_limit);
         let (stderr, t2) = child.read_stderr(self.output_limit);
         Ok(Output {
@@ -210,13 +226,38 @@ impl Cmd {
         let io_err = |source| ProcError::Io { program: program.clone(), source };
         let stdout = tempfile::tempfile().map_err(io_err)?;
         let stderr = tempfile::tempfile().map_err(io_err)?;
+        let group = match RunBase::get() {
+            Ok(base) => Some(RunGroup::create(base).map_err(|e| ProcError::Spawn {
+                program: program.clone(),
+                source: io::Error::new(
+                    e.kind(),
+                    format!("cannot make its cgroup: {e} (`vlab doctor` shows how children are contained here)"),
+                ),
+            })?),
+            // `vlab doctor` says so; the process-group and mark sweep stands in.
+            Err(_) => None,
+        };
+        let fds = group.as_ref().map(RunGroup::procs_fds).unwrap_or_default();
         let mut expr =
-            duct::cmd(&self.program, &self.args).unchecked().stdin_bytes(self.stdin.clone()).before_spawn(|c| {
+            duct::cmd(&self.program, &self.args).unchecked().stdin_bytes(self.stdin.clone()).before_spawn(move |c| {
                 c.process_group(0);
-                // If vlab itself is killed (even by SIGKILL), its children die too.
+                let fds = fds.clone();
+                // SAFETY: the hook runs in the forked child before exec and
+                // only makes async-signal-safe calls (prctl, write) on
+                // descriptors the parent keeps open until the spawn returns.
                 unsafe {
-                    c.pre_exec(|| {
-                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                    c.pre_exec(move || {
+                        // If vlab itself is killed (even by SIGKILL), its children die too.
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                        // Join the run's cgroups before the program runs: from
+                        // its first instruction on, all it starts is inside.
+                        for fd in &fds {
+                            if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                                return Err(io::Error::last_os_error());
+                            }
+                        }
                         Ok(())
                     })
                 };
@@ -246,7 +287,18 @@ impl Cmd {
         cleanup::register_group(pid);
         SPAWNED.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
         drop(guard);
-        Ok(Child { handle, pid, program, started, deadline: started + self.timeout, stdout, stderr, finished: false })
+        Ok(Child {
+            handle,
+            pid,
+            program,
+            started,
+            deadline: started + self.timeout,
+            stdout,
+            stderr,
+            finished: false,
+            group,
+            measured: None,
+        })
     }
 }
 
@@ -260,6 +312,34 @@ pub struct Child {
     stdout: File,
     stderr: File,
     finished: bool,
+    /// The cgroup everything it started lives in, until it is killed.
+    group: Option<RunGroup>,
+    /// What the cgroup counted, read once everything in it ended.
+    measured: Option<Measured>,
+}
+
+/// A run's cgroup counters, read before the group is removed.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    cpu: Option<(Duration, Duration)>,
+    cpu_wait: Option<Duration>,
+    block_write_bytes: Option<u64>,
+}
+
+impl Measured {
+    fn read(group: &RunGroup) -> Measured {
+        Measured { cpu: group.cpu(), cpu_wait: group.cpu_wait(), block_write_bytes: group.block_write_bytes() }
+    }
+
+    fn apply(&self, usage: &mut Usage) {
+        if let Some((user, sys)) = self.cpu {
+            (usage.user, usage.sys) = (user, sys);
+        }
+        usage.cpu_wait = self.cpu_wait;
+        if let Some(bytes) = self.block_write_bytes {
+            (usage.block_write_bytes, usage.block_writes_flushed) = (bytes, true);
+        }
+    }
 }
 
 impl Child {
@@ -306,10 +386,15 @@ impl Child {
         read_capped(&self.stderr, limit)
     }
 
-    /// SIGKILL to the group and to every descendant, wherever it moved.
-    /// Returns the descendants it signalled.
+    /// SIGKILL to the cgroup, the process group and every descendant,
+    /// wherever it moved. Returns the processes it signalled.
     pub fn kill_tree(&self) -> Vec<i32> {
-        let tree = descendants(self.pid);
+        let mut tree = descendants(self.pid);
+        if let Some(g) = &self.group {
+            tree.extend(g.kill().into_iter().filter(|p| *p != self.pid));
+            tree.sort_unstable();
+            tree.dedup();
+        }
         // SAFETY: plain signal sends; a group or pid that is gone gives ESRCH, which is what we want.
         unsafe { libc::killpg(self.pid, libc::SIGKILL) };
         for pid in &tree {
@@ -328,6 +413,12 @@ impl Child {
         self.finished = true;
         cleanup::unregister_group(self.pid);
         reap_killed(&tree, Instant::now() + REAP_GRACE);
+        if let Some(group) = self.group.take() {
+            // Whatever forked while the kill went out is in the group still.
+            let late = group.kill();
+            reap_killed(&late, Instant::now() + REAP_GRACE);
+            self.measured = Some(Measured::read(&group));
+        }
         Ok(parts)
     }
 
@@ -484,14 +575,19 @@ pub fn descendants(root: i32) -> Vec<i32> {
 }
 
 fn children_usage() -> Usage {
+    // SAFETY: rusage is plain data, valid all-zero.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    // SAFETY: `ru` is a valid, writable rusage; RUSAGE_CHILDREN cannot fail with it, but a zeroed result is harmless.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
+        return Usage::default();
+    }
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
     Usage {
         user: tv(ru.ru_utime),
         sys: tv(ru.ru_stime),
         block_write_bytes: ru.ru_oublock as u64 * 512,
         max_rss_kib: ru.ru_maxrss as u64,
+        ..Usage::default()
     }
 }
 
@@ -502,6 +598,7 @@ impl Usage {
             sys: self.sys.saturating_sub(before.sys),
             block_write_bytes: self.block_write_bytes.saturating_sub(before.block_write_bytes),
             max_rss_kib: self.max_rss_kib,
+            ..Usage::default()
         }
     }
 }
@@ -580,6 +677,28 @@ mod tests {
         assert!(out.success());
         let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
         assert!(!alive(pid), "daemonised leftover {pid} survived");
+    }
+
+    /// A daemon that leaves its session and process group, scrubs the mark
+    /// from its environment and double-forks is still in the run's cgroup.
+    #[test]
+    fn a_daemon_that_scrubs_its_mark_and_double_forks_dies_with_the_command() {
+        if let Err(why) = RunBase::get() {
+            eprintln!("skipped: no cgroup for children here ({why})");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!(
+            "env -u {MARK} setsid sh -c 'sh -c \"echo \\$\\$ > {p}; exec sleep 1000\" & exit 0' & \
+             while [ ! -s {p} ]; do sleep 0.01; done; exit 0",
+            p = pidfile.display()
+        );
+        let out = Cmd::new("sh").args(["-c", &script]).run().unwrap();
+        assert!(out.success(), "{out:?}");
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let state = info(pid).map(|p| p.state);
+        assert_eq!(state, None, "the daemon {pid} is still in /proc (state {state:?}): it escaped or was never reaped");
     }
 
     #[test]

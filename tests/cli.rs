@@ -146,6 +146,21 @@ fn doctor_reports_measured_kvm_speed() {
     vlab(ws.path()).arg("doctor").assert().success().stdout(predicate::str::contains("/dev/kvm"));
 }
 
+/// Doctor says how children are contained, and says so plainly when they cannot be.
+#[test]
+fn doctor_says_how_children_are_contained() {
+    let ws = workspace();
+    let (_, caps) = json(ws.path(), &["doctor"]);
+    let reason = caps["cgroup"]["reason"].as_str().unwrap();
+    let contained = reason.contains("each child in its own");
+    assert!(contained || reason.contains("no cgroup for children"), "{reason}");
+    let v2 = ["/sys/fs/cgroup/cgroup.procs", "/sys/fs/cgroup/unified/cgroup.procs"];
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } == 0 && v2.iter().any(|p| std::path::Path::new(p).exists()) {
+        assert!(contained, "root on a host with cgroup v2 (or hybrid) must contain children: {reason}");
+    }
+}
+
 #[test]
 fn setup_dry_run_names_the_apt_command_or_nothing() {
     let ws = workspace();

@@ -102,6 +102,32 @@ fn ctrl_c_stops_every_child_and_removes_scratch() {
     );
 }
 
+/// Leaves its session and process group, drops the runner's mark and
+/// double-forks: only the check's cgroup still holds it.
+const DAEMON: &str = "env -u VLAB_RUNNER_PID setsid sh -c 'sh -c \"echo \\$\\$ > daemon.pid; exec sleep 1000\" & exit 0' &\n\
+                      while [ ! -s daemon.pid ]; do sleep 0.01; done\nsleep 1000\n";
+
+#[test]
+fn a_check_killed_at_its_limit_takes_a_detached_scrubbed_daemon_with_it() {
+    let toml = lab_toml("01-daemon", "kind = \"run\"\ncommand = [\"sh\", \"run.sh\"]\ntimeout_secs = 2");
+    let labs = fixture_labs("01-daemon", &toml, &[("run.sh", DAEMON)], &[("run.sh", "true\n")]);
+    let ws = workspace();
+    vlab_with_labs(ws.path(), labs.path()).args(["start", "01-daemon"]).assert().success();
+    vlab_with_labs(ws.path(), labs.path())
+        .args(["check", "01-daemon"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("did not finish within 2s and was killed"));
+    let daemon = pids(&ws.path().join("01-daemon/daemon.pid"));
+    assert_eq!(daemon.len(), 1, "the script did not record its daemon");
+    let state = vlab::proc::info(daemon[0]).map(|p| p.state);
+    if state.is_some() {
+        // SAFETY: a plain signal send to the daemon this test made, so it does not outlive the test.
+        unsafe { libc::kill(daemon[0], libc::SIGKILL) };
+    }
+    assert_eq!(state, None, "the daemon {} outlived the check (state {state:?})", daemon[0]);
+}
+
 const OBSERVE: &str = r#"kind = "observe"
 command = ["sh", "run.sh"]
 timeout_secs = 20

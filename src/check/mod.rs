@@ -301,7 +301,17 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
             facts.insert("cpu.user_ms".into(), ms(out.usage.user));
             facts.insert("cpu.sys_ms".into(), ms(out.usage.sys));
             facts.insert("cpu.total_ms".into(), ms(out.usage.user + out.usage.sys));
+            // How long the processes were runnable: CPU time plus the time they
+            // waited for a CPU (PSI). A loop that sleeps is not runnable; where
+            // the kernel keeps no PSI, the wall time is the (weaker) bound.
+            let runnable = match out.usage.cpu_wait {
+                Some(wait) => out.usage.user + out.usage.sys + wait,
+                None => out.elapsed,
+            };
+            facts.insert("cpu.runnable_ms".into(), ms(runnable));
             facts.insert("io.write_bytes".into(), out.usage.block_write_bytes.to_string());
+            let counted_by = if out.usage.block_writes_flushed { "blkio" } else { "rusage" };
+            facts.insert("io.write_counted_by".into(), counted_by.into());
             if out.timed_out {
                 let msg = format!(
                     "`{shown}` did not finish within {}s and was killed (with everything it started)",

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::check::facts::Facts;
-use crate::host::cgroup::{Mode, detect};
+use crate::host::cgroup::{Member, Mode, RunBase, detect};
 
 /// Controllers a lab may use, as v1 names its hierarchies.
 pub const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
@@ -43,10 +43,15 @@ pub fn remove_live() {
     }
 }
 
-/// SIGKILL to every process in `dir` and below.
+/// SIGKILL to every process in `dir` and below: at once with `cgroup.kill`
+/// where the kernel has it (v2), else one by one.
 fn kill_tree(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
     for d in std::iter::once(dir.to_path_buf()).chain(subdirs(dir)) {
         for pid in procs(&d) {
+            // SAFETY: a plain signal send; a pid that is gone gives ESRCH.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
@@ -59,15 +64,19 @@ pub struct Group {
     dirs: BTreeMap<String, PathBuf>,
     stop: Arc<AtomicBool>,
     sampler: Option<std::thread::JoinHandle<Samples>>,
+    journal: Option<std::thread::JoinHandle<Late>>,
 }
 
 /// What the sampler saw, per child group: allowed CPUs, the CPUs its
 /// processes were seen running on, their CPU time (clock ticks, per pid),
-/// process ids, program names, when its earliest process started and when a
-/// process of it was first seen with a root other than the host's
-/// (milliseconds since boot).
+/// process ids, the programs they ran (by the kernel's exe, at every
+/// sample), when its earliest process started and when a process of it was
+/// first seen with a root other than the host's (milliseconds since boot),
+/// and its limits as they were when its workload started and every value
+/// they took after.
 #[derive(Default)]
 struct Samples {
+    limits: BTreeMap<String, Limits>,
     cpus: BTreeMap<String, BTreeSet<u32>>,
     ran_on: BTreeMap<String, BTreeSet<u32>>,
     ticks: BTreeMap<String, BTreeMap<i32, u64>>,
@@ -101,13 +110,190 @@ fn boot_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-/// argv of a process, or empty if it is gone.
-fn argv(pid: i32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
-        })
-        .unwrap_or_default()
+/// The file name of the program `pid` runs now, from the kernel (/proc/PID/exe),
+/// not from its argv, which the process writes itself.
+fn exe_name(pid: i32) -> Option<String> {
+    let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let name = path.file_name()?.to_string_lossy();
+    Some(name.strip_suffix(" (deleted)").unwrap_or(&name).to_string())
+}
+
+/// Limit files, under the names [`read_controller`] gives them.
+const LIMITS: [&str; 5] = ["memory.limit_bytes", "cpu.quota_us", "cpu.period_us", "pids.max", "cpuset.cpus"];
+
+/// Counters that move only once a workload ran in a group.
+const MOVED: [&str; 3] = ["memory.peak_bytes", "cpu.nr_periods", "pids.denied"];
+
+/// One group's limits from the moment its workload started (a process was
+/// in it, or its counters moved): the values then, and each change after.
+#[derive(Default)]
+struct Limits {
+    at_start: Option<BTreeMap<String, String>>,
+    changes: Vec<String>,
+}
+
+impl Limits {
+    /// Takes one sample of the group's limit files and counters.
+    fn sample(&mut self, now: BTreeMap<String, String>, busy: bool) {
+        let moved = MOVED.iter().any(|k| now.get(*k).is_some_and(|v| v.parse::<u64>().is_ok_and(|n| n > 0)));
+        let limits: BTreeMap<String, String> = now.into_iter().filter(|(k, _)| LIMITS.contains(&k.as_str())).collect();
+        match &self.at_start {
+            None if busy || moved => self.at_start = Some(limits),
+            None => {}
+            Some(start) => {
+                for (k, v) in &limits {
+                    let was = start.get(k).map(String::as_str).unwrap_or("unset");
+                    let change = format!("{k} was {was} when the workload started, then {v}");
+                    if was != v && !self.changes.contains(&change) {
+                        self.changes.push(change);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `none`, or every change the runner saw (sampled, and the limit files
+    /// the kernel reported written after a process joined), for the fact `limit_changes`.
+    fn describe(&self, late: Option<&BTreeSet<String>>) -> String {
+        let written = late.into_iter().flatten().map(|f| format!("{f} was written after a process joined the group"));
+        let all: Vec<String> = self.changes.iter().cloned().chain(written).collect();
+        match (&self.at_start, all.is_empty()) {
+            (None, true) => "no workload was seen in the group".into(),
+            (_, true) => "none".into(),
+            (_, false) => all.join("; "),
+        }
+    }
+}
+
+/// Limit files by their names on v1 and v2.
+const LIMIT_FILES: [&str; 9] = [
+    "memory.max",
+    "memory.limit_in_bytes",
+    "memory.swap.max",
+    "memory.memsw.limit_in_bytes",
+    "cpu.max",
+    "cpu.cfs_quota_us",
+    "cpu.cfs_period_us",
+    "pids.max",
+    "cpuset.cpus",
+];
+
+/// Group name → limit files written after a process joined it.
+type Late = BTreeMap<String, BTreeSet<String>>;
+
+/// Every write to a cgroup file is an inotify IN_MODIFY, queued by the
+/// kernel in the order the writes happened: a limit raised for the workload
+/// and set back between two samples is still seen, by the order of the
+/// writes to the limit and to `cgroup.procs`. Groups made after the watch
+/// began are watched from when the runner learns of them (IN_CREATE).
+struct Journal {
+    fd: std::os::fd::OwnedFd,
+    /// Watch descriptor → a parent directory, or a child group (name, dir).
+    parents: BTreeMap<i32, PathBuf>,
+    groups: BTreeMap<i32, String>,
+    joined: BTreeSet<String>,
+    late: Late,
+}
+
+impl Journal {
+    fn start(parents: &[PathBuf]) -> Option<Journal> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: no pointers; the result is checked.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut j = Journal {
+            fd,
+            parents: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            joined: BTreeSet::new(),
+            late: Late::new(),
+        };
+        for p in parents {
+            let wd = j.add(p, libc::IN_CREATE | libc::IN_ONLYDIR)?;
+            j.parents.insert(wd, p.clone());
+            for dir in subdirs(p) {
+                j.watch_group(p, &dir);
+            }
+        }
+        Some(j)
+    }
+
+    fn add(&self, path: &Path, mask: u32) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: `c` is a NUL-terminated path, the fd is our inotify instance; the result is checked.
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
+        (wd >= 0).then_some(wd)
+    }
+
+    fn watch_group(&mut self, parent: &Path, dir: &Path) {
+        let name = dir.strip_prefix(parent).unwrap_or(dir).display().to_string();
+        if let Some(wd) = self.add(dir, libc::IN_MODIFY) {
+            self.groups.insert(wd, name.clone());
+        }
+        // A process that joined before the watch began is in it now, or was.
+        if !procs(dir).is_empty() {
+            self.joined.insert(name);
+        }
+    }
+
+    /// Reads events until `stop`, then what is queued; returns the late writes.
+    fn run(mut self, stop: &AtomicBool) -> Late {
+        use std::os::fd::AsRawFd;
+        loop {
+            let last = stop.load(Ordering::Relaxed);
+            let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd; a timeout or an error only means another round.
+            unsafe { libc::poll(&mut pfd, 1, 20) };
+            self.drain();
+            if last {
+                return self.late;
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u64; 512];
+        loop {
+            // SAFETY: reads into our own buffer of the given size (u64s keep it aligned for inotify_event).
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), std::mem::size_of_val(&buf)) };
+            if n <= 0 {
+                return;
+            }
+            // SAFETY: the kernel wrote `n` bytes of whole events into `buf`.
+            let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+            let mut at = 0;
+            let head = std::mem::size_of::<libc::inotify_event>();
+            while at + head <= bytes.len() {
+                let field = |o: usize| u32::from_ne_bytes(bytes[at + o..at + o + 4].try_into().unwrap_or([0; 4]));
+                let (wd, mask, len) = (field(0) as i32, field(4), field(12) as usize);
+                let raw = &bytes[(at + head).min(bytes.len())..(at + head + len).min(bytes.len())];
+                let name = String::from_utf8_lossy(raw.split(|c| *c == 0).next().unwrap_or_default()).into_owned();
+                at += head + len;
+                self.event(wd, mask, &name);
+            }
+        }
+    }
+
+    fn event(&mut self, wd: i32, mask: u32, name: &str) {
+        if let Some(parent) = self.parents.get(&wd).cloned() {
+            if mask & libc::IN_CREATE != 0 && mask & libc::IN_ISDIR != 0 {
+                self.watch_group(&parent, &parent.join(name));
+            }
+            return;
+        }
+        let Some(group) = self.groups.get(&wd).cloned() else { return };
+        if name == "cgroup.procs" || name == "tasks" {
+            self.joined.insert(group);
+        } else if LIMIT_FILES.contains(&name) && self.joined.contains(&group) {
+            self.late.entry(group).or_default().insert(name.to_string());
+        }
+    }
 }
 
 /// Does `pid` live in a root of its own (pivot_root or chroot), not the host's `/`?
@@ -228,6 +414,10 @@ fn own_groups() -> Vec<PathBuf> {
     } else {
         CONTROLLERS.iter().filter_map(|c| own_base(c, false)).collect()
     };
+    let mut bases = bases;
+    if let Ok(run) = RunBase::get() {
+        bases.extend(run.dirs_above());
+    }
     bases
         .iter()
         .filter_map(|b| std::fs::read_dir(b).ok())
@@ -282,7 +472,8 @@ impl Group {
         };
         remove_stale();
         let name = format!("{PREFIX}{}-{nonce}", std::process::id());
-        let mut group = Group { v2, dirs: BTreeMap::new(), stop: Arc::new(AtomicBool::new(false)), sampler: None };
+        let mut group =
+            Group { v2, dirs: BTreeMap::new(), stop: Arc::new(AtomicBool::new(false)), sampler: None, journal: None };
         if v2 {
             let base = own_base("", true).unwrap_or_else(|| PathBuf::from(BASE));
             let dir = base.join(&name);
@@ -331,17 +522,33 @@ impl Group {
     /// Starts watching which processes join the child groups and which CPUs
     /// they may run on, until [`Group::facts`].
     pub fn watch(&mut self) {
-        let dirs: Vec<PathBuf> = self.dirs.values().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let mut dirs: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+        for (controller, dir) in &self.dirs {
+            dirs.entry(dir.clone()).or_default().push(controller.clone());
+        }
+        let v2 = self.v2;
+        let parents: Vec<PathBuf> = dirs.keys().cloned().collect();
+        let stop = self.stop.clone();
+        self.journal = Journal::start(&parents).map(|j| std::thread::spawn(move || j.run(&stop)));
         let stop = self.stop.clone();
         self.sampler = Some(std::thread::spawn(move || {
             use std::os::unix::fs::MetadataExt;
             let host_root = std::fs::metadata("/").ok().map(|m| (m.dev(), m.ino()));
             let mut seen = Samples::default();
-            while !stop.load(Ordering::Relaxed) {
-                for parent in &dirs {
+            loop {
+                // One last round after the stop, so the limits at the end are sampled too.
+                let last = stop.load(Ordering::Relaxed);
+                let mut now: BTreeMap<String, (BTreeMap<String, String>, bool)> = BTreeMap::new();
+                for (parent, controllers) in &dirs {
                     for dir in subdirs(parent) {
                         let name = dir.strip_prefix(parent).unwrap_or(&dir).display().to_string();
-                        for pid in procs(&dir) {
+                        let pids = procs(&dir);
+                        let group = now.entry(name.clone()).or_default();
+                        group.1 |= !pids.is_empty();
+                        for c in controllers {
+                            group.0.extend(read_controller(c, &dir, v2));
+                        }
+                        for pid in pids {
                             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
                             let Some(list) = super::process::status_field(&status, "Cpus_allowed_list:") else {
                                 continue;
@@ -355,18 +562,24 @@ impl Group {
                             if !seen.contained.contains_key(&name) && contained(pid, host_root) {
                                 seen.contained.insert(name.clone(), boot_ms());
                             }
+                            // At every sample: a process seen before its exec ran something else then.
+                            if let Some(program) = exe_name(pid) {
+                                seen.programs.entry(name.clone()).or_default().insert(program);
+                            }
                             if !seen.pids.entry(name.clone()).or_default().insert(pid) {
                                 continue;
                             }
                             let Some(started) = start_ms(pid) else { continue };
                             let first = seen.first.entry(name.clone()).or_insert(started);
                             *first = (*first).min(started);
-                            if let Some(program) = argv(pid).first() {
-                                let base = program.rsplit('/').next().unwrap_or(program).to_string();
-                                seen.programs.entry(name.clone()).or_default().insert(base);
-                            }
                         }
                     }
+                }
+                for (name, (values, busy)) in now {
+                    seen.limits.entry(name).or_default().sample(values, busy);
+                }
+                if last {
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -396,6 +609,10 @@ impl Group {
             for (g, programs) in &seen.programs {
                 f.insert(format!("cgroup.{g}.programs"), programs.iter().cloned().collect::<Vec<_>>().join(","));
             }
+            let late = self.journal.take().and_then(|h| h.join().ok()).unwrap_or_default();
+            for (g, limits) in &seen.limits {
+                f.insert(format!("cgroup.{g}.limit_changes"), limits.describe(late.get(g)));
+            }
             for (g, at) in &seen.contained {
                 let ms = seen.first.get(g).map(|first| at.saturating_sub(*first)).unwrap_or(0);
                 f.insert(format!("cgroup.{g}.contained_after_ms"), ms.to_string());
@@ -409,6 +626,8 @@ impl Group {
                 }
             }
         }
+        let periods = throttled_periods(&f);
+        f.extend(periods);
         let density = density(&f);
         f.extend(density);
         f
@@ -424,6 +643,9 @@ impl Group {
         if let Some(h) = self.sampler.take() {
             let _ = h.join();
         }
+        if let Some(h) = self.journal.take() {
+            let _ = h.join();
+        }
         let dirs: BTreeSet<PathBuf> = std::mem::take(&mut self.dirs).into_values().collect();
         for dir in dirs {
             remove_tree(&dir).map_err(|e| anyhow::anyhow!("cannot remove the cgroup {}: {e}", dir.display()))?;
@@ -437,6 +659,164 @@ impl Drop for Group {
     fn drop(&mut self) {
         let _ = self.teardown();
     }
+}
+
+/// One child's groups: it joins them before it runs (a pre-exec write of `0`
+/// to each `cgroup.procs`), everything it starts stays in them, and
+/// [`RunGroup::kill`] ends them all however they detached.
+#[derive(Debug)]
+pub(crate) struct RunGroup {
+    member: Member,
+    blkio: Option<PathBuf>,
+    /// cgroup.procs of each group, open for the child to write itself into.
+    procs: Vec<std::fs::File>,
+}
+
+static RUN_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl RunGroup {
+    /// Makes the groups under `base`, named `vlab-<runner pid>-run<n>`.
+    pub(crate) fn create(base: &RunBase) -> std::io::Result<RunGroup> {
+        let name = format!("{PREFIX}{}-run{}", std::process::id(), RUN_SEQ.fetch_add(1, Ordering::Relaxed));
+        let make = |parent: &Path| -> std::io::Result<PathBuf> {
+            let dir = parent.join(&name);
+            std::fs::create_dir(&dir).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+            live().insert(dir.clone());
+            Ok(dir)
+        };
+        let member = match &base.member {
+            Member::V2(b) => Member::V2(make(b)?),
+            Member::Freezer(b) => Member::Freezer(make(b)?),
+        };
+        let mut group = RunGroup { member, blkio: None, procs: Vec::new() };
+        if let Some(b) = &base.blkio {
+            let dir = make(b)?;
+            // The kernel keeps per-group byte counts only where a throttle rule
+            // applies: a limit no disk reaches makes it count, and slows nothing.
+            let rule = dir.join("blkio.throttle.write_bps_device");
+            let counted = block_devices()
+                .iter()
+                .filter(|dev| std::fs::write(&rule, format!("{dev} {}", 1u64 << 50)).is_ok())
+                .count();
+            if counted > 0 {
+                group.blkio = Some(dir);
+            } else {
+                // No disk takes a rule: rusage's count stands in.
+                let _ = std::fs::remove_dir(&dir);
+                live().remove(&dir);
+            }
+        }
+        for dir in group.dirs() {
+            let file = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
+            group.procs.push(file);
+        }
+        Ok(group)
+    }
+
+    fn dirs(&self) -> Vec<PathBuf> {
+        let member = match &self.member {
+            Member::V2(d) | Member::Freezer(d) => d.clone(),
+        };
+        std::iter::once(member).chain(self.blkio.clone()).collect()
+    }
+
+    /// Descriptors of the `cgroup.procs` files; writing `0` to each moves the writer in.
+    pub(crate) fn procs_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.procs.iter().map(|f| f.as_raw_fd()).collect()
+    }
+
+    /// SIGKILL to everything in the group, including what forks meanwhile;
+    /// returns the processes it found there, for the caller to reap.
+    pub(crate) fn kill(&self) -> Vec<i32> {
+        match &self.member {
+            Member::V2(dir) => {
+                let pids = procs(dir);
+                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+                pids
+            }
+            Member::Freezer(dir) => {
+                // Frozen, nothing in it can fork while it is listed and killed.
+                let state = dir.join("freezer.state");
+                let _ = std::fs::write(&state, "FROZEN");
+                let until = Instant::now() + Duration::from_secs(1);
+                while read(&state).is_some_and(|s| s != "FROZEN") && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let pids = procs(dir);
+                for pid in &pids {
+                    // SAFETY: a plain signal send; a pid that is gone gives ESRCH.
+                    unsafe { libc::kill(*pid, libc::SIGKILL) };
+                }
+                let _ = std::fs::write(&state, "THAWED");
+                pids
+            }
+        }
+    }
+
+    /// CPU time of everything that ran in the group (v2 only: v1 keeps it in cpuacct).
+    pub(crate) fn cpu(&self) -> Option<(Duration, Duration)> {
+        let Member::V2(dir) = &self.member else { return None };
+        let stat = read(&dir.join("cpu.stat"))?;
+        let us = |k: &str| keyed(&stat, k).and_then(|v| v.parse::<u64>().ok()).map(Duration::from_micros);
+        Some((us("user_usec")?, us("system_usec")?))
+    }
+
+    /// How long the group's processes waited for a CPU while runnable (cpu.pressure, `some`).
+    pub(crate) fn cpu_wait(&self) -> Option<Duration> {
+        let Member::V2(dir) = &self.member else { return None };
+        let text = read(&dir.join("cpu.pressure"))?;
+        let some = text.lines().find(|l| l.starts_with("some "))?;
+        let total = some.split_whitespace().find_map(|f| f.strip_prefix("total="))?;
+        total.parse().ok().map(Duration::from_micros)
+    }
+
+    /// Bytes the group's processes themselves sent to block devices (an
+    /// fsync's writes; not what the kernel's flusher writes back later).
+    pub(crate) fn block_write_bytes(&self) -> Option<u64> {
+        let text = read(&self.blkio.as_ref()?.join("blkio.throttle.io_service_bytes_recursive"))?;
+        Some(
+            text.lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() == 3 && f[1] == "Write").then(|| f[2].parse::<u64>().ok()).flatten()
+                })
+                .sum(),
+        )
+    }
+}
+
+impl Drop for RunGroup {
+    /// Kills what is left and removes the groups once the killed processes have left them.
+    fn drop(&mut self) {
+        self.procs.clear();
+        for dir in self.dirs() {
+            if remove_tree(&dir).is_ok() {
+                live().remove(&dir);
+            }
+        }
+    }
+}
+
+/// `major:minor` of every whole disk (throttle rules take no partitions).
+fn block_devices() -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir("/sys/block") else { return Vec::new() };
+    rd.filter_map(|e| read(&e.ok()?.path().join("dev"))).collect()
+}
+
+/// `cgroup.<g>.cpu.throttled_periods_ms`: the wall time the throttled periods
+/// span, with the period in force at the end (which `limit_changes` shows
+/// held all along). No run can have spent longer than it ran in them.
+fn throttled_periods(facts: &Facts) -> Facts {
+    let mut out = Facts::new();
+    for (key, n) in facts {
+        let Some(g) = key.strip_prefix("cgroup.").and_then(|k| k.strip_suffix(".cpu.nr_throttled")) else { continue };
+        let period = facts.get(&format!("cgroup.{g}.cpu.period_us")).and_then(|p| p.parse::<u64>().ok());
+        if let (Ok(n), Some(period)) = (n.parse::<u64>(), period) {
+            out.insert(format!("cgroup.{g}.cpu.throttled_periods_ms"), (n * period / 1000).to_string());
+        }
+    }
+    out
 }
 
 /// Per-instance averages over groups named `KIND-N` (`container-1`,
@@ -564,6 +944,54 @@ mod tests {
         assert_eq!(d["density.container_start_ms"], "50");
         assert_eq!(d["density.uml_kib"], "32768");
         assert!(!d.contains_key("density.uml_start_ms") && !d.contains_key("density.mem_instances"));
+    }
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// A limit raised for the workload and set back before the end, or set
+    /// only at the end, is a change after the workload started.
+    #[test]
+    fn limits_changed_after_the_workload_started_are_reported() {
+        let mut l = Limits::default();
+        l.sample(values(&[("pids.max", "max")]), false);
+        assert_eq!(l.describe(None), "no workload was seen in the group");
+        l.sample(values(&[("pids.max", "1"), ("pids.denied", "0")]), true);
+        l.sample(values(&[("pids.max", "1"), ("pids.denied", "4")]), true);
+        assert_eq!(l.describe(None), "none");
+        l.sample(values(&[("pids.max", "10"), ("pids.denied", "4")]), false);
+        assert_eq!(l.describe(None), "pids.max was 1 when the workload started, then 10");
+        let mut quiet = Limits::default();
+        quiet.sample(values(&[("memory.limit_bytes", "max"), ("memory.peak_bytes", "4096")]), false);
+        quiet.sample(values(&[("memory.limit_bytes", "33554432"), ("memory.peak_bytes", "4096")]), false);
+        assert!(quiet.describe(None).starts_with("memory.limit_bytes was max"), "{}", quiet.describe(None));
+        let late = BTreeSet::from(["pids.max".to_string()]);
+        assert_eq!(Limits::default().describe(Some(&late)), "pids.max was written after a process joined the group");
+    }
+
+    #[test]
+    fn throttled_periods_use_the_period_in_force() {
+        let f = Facts::from([
+            ("cgroup.cpu.cpu.nr_throttled".into(), "30".into()),
+            ("cgroup.cpu.cpu.period_us".into(), "100000".into()),
+        ]);
+        assert_eq!(throttled_periods(&f)["cgroup.cpu.cpu.throttled_periods_ms"], "3000");
+    }
+
+    #[test]
+    fn programs_are_named_by_the_kernel_not_by_argv() {
+        let mut child =
+            std::process::Command::new("bash").args(["-c", "exec -a qemu-system-x86_64 sleep 5"]).spawn().unwrap();
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while exe_name(pid).as_deref() != Some("sleep") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let name = exe_name(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(name.as_deref(), Some("sleep"));
     }
 
     #[test]
