@@ -25,16 +25,45 @@ pub const PREFIX: &str = "vlab-";
 const BASE: &str = "/sys/fs/cgroup";
 
 /// Parent groups made and not yet removed, for the Ctrl-C path (no destructor runs there).
-static LIVE: std::sync::Mutex<BTreeSet<PathBuf>> = std::sync::Mutex::new(BTreeSet::new());
+/// The groups this runner made and has not removed, each with its directory
+/// held open under a shared flock: the mark of a live owner that other
+/// runners can test even from another PID namespace, where our pid means
+/// nothing (see `remove_stale`).
+static LIVE: std::sync::Mutex<BTreeMap<PathBuf, std::fs::File>> = std::sync::Mutex::new(BTreeMap::new());
 
-fn live() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+fn live() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, std::fs::File>> {
     LIVE.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Creates the group `dir` and registers it as ours, locked while we live.
+fn make_owned(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir(dir)?;
+    let held = std::fs::File::open(dir)?;
+    // SAFETY: flock on a descriptor we own; the result is checked.
+    if unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let _ = std::fs::remove_dir(dir);
+        return Err(e);
+    }
+    live().insert(dir.to_path_buf(), held);
+    Ok(())
+}
+
+/// No live runner holds `dir`: its lock is free, and it is older than the
+/// moment between a runner's mkdir and its flock.
+fn abandoned(dir: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(dir) else { return false };
+    let settled = file.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|e| e.as_secs() >= 5));
+    // SAFETY: flock on a descriptor we own; the lock dies with `file` at the end of this call.
+    settled && unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0
 }
 
 /// Kills every process in the groups of checks still running and removes
 /// the groups; called by the interrupt handler, so it waits at most a second.
 pub fn remove_live() {
-    let dirs: Vec<PathBuf> = live().iter().cloned().collect();
+    let dirs: Vec<PathBuf> = live().keys().cloned().collect();
     for dir in &dirs {
         kill_tree(dir);
     }
@@ -452,10 +481,12 @@ fn owner(dir: &Path) -> Option<i32> {
     name.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()
 }
 
-/// Removes groups left behind by runners that no longer exist.
+/// Removes groups left behind by runners that no longer exist. Not by the
+/// pid in the name: from inside a PID namespace every runner outside looks
+/// dead, and removing a group kills what runs in it.
 fn remove_stale() {
     for dir in leftovers() {
-        if owner(&dir).is_some_and(|pid| !crate::proc::alive(pid)) {
+        if abandoned(&dir) {
             let _ = remove_tree(&dir);
         }
     }
@@ -477,9 +508,7 @@ impl Group {
         if v2 {
             let base = own_base("", true).unwrap_or_else(|| PathBuf::from(BASE));
             let dir = base.join(&name);
-            std::fs::create_dir(&dir)
-                .map_err(|e| anyhow::anyhow!("cannot create the cgroup {}: {e}", dir.display()))?;
-            live().insert(dir.clone());
+            make_owned(&dir).map_err(|e| anyhow::anyhow!("cannot create the cgroup {}: {e}", dir.display()))?;
             for c in CONTROLLERS {
                 group.dirs.insert(c.to_string(), dir.clone());
             }
@@ -495,9 +524,7 @@ impl Group {
         for c in CONTROLLERS {
             let Some(base) = own_base(c, false).filter(|b| b.is_dir()) else { continue };
             let dir = base.join(&name);
-            std::fs::create_dir(&dir)
-                .map_err(|e| anyhow::anyhow!("cannot create the cgroup {}: {e}", dir.display()))?;
-            live().insert(dir.clone());
+            make_owned(&dir).map_err(|e| anyhow::anyhow!("cannot create the cgroup {}: {e}", dir.display()))?;
             group.dirs.insert(c.to_string(), dir.clone());
             if c == "cpuset" {
                 // A v1 cpuset takes no tasks (nor children with CPUs) until it has CPUs and memory nodes.
@@ -680,8 +707,7 @@ impl RunGroup {
         let name = format!("{PREFIX}{}-run{}", std::process::id(), RUN_SEQ.fetch_add(1, Ordering::Relaxed));
         let make = |parent: &Path| -> std::io::Result<PathBuf> {
             let dir = parent.join(&name);
-            std::fs::create_dir(&dir).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-            live().insert(dir.clone());
+            make_owned(&dir).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
             Ok(dir)
         };
         let member = match &base.member {
@@ -1033,6 +1059,39 @@ mod tests {
         assert!(old_gone, "an old, empty runc group was left");
         assert!(fresh_kept, "a group made just now was swept (a check may be starting it)");
         assert!(busy_kept, "a group with a live process was swept");
+    }
+
+    /// A runner's group is known live by the lock it holds, not by its pid
+    /// (which another PID namespace cannot see); an old group nobody holds is stale.
+    #[test]
+    fn a_group_is_stale_only_when_no_runner_holds_it() {
+        if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
+            eprintln!("skipped: cgroups are not writable here (needs root)");
+            return;
+        }
+        let base = own_base("pids", detect().mode == Mode::V2).unwrap();
+        let backdate = |dir: &Path| {
+            let then = std::time::SystemTime::now() - Duration::from_secs(3600);
+            std::fs::File::open(dir).unwrap().set_times(std::fs::FileTimes::new().set_modified(then)).unwrap();
+        };
+        // Named for a pid that no process has: the old rule called it stale at once.
+        let held = base.join(format!("{PREFIX}999999999-held{:08x}", rand::random::<u32>()));
+        make_owned(&held).unwrap();
+        backdate(&held);
+        let held_is_live = !abandoned(&held);
+        let dropped = base.join(format!("{PREFIX}999999999-dropped{:08x}", rand::random::<u32>()));
+        make_owned(&dropped).unwrap();
+        let fresh_is_live = !abandoned(&dropped);
+        live().remove(&dropped);
+        backdate(&dropped);
+        let dropped_is_stale = abandoned(&dropped);
+        for d in [&held, &dropped] {
+            live().remove(d);
+            let _ = remove_tree(d);
+        }
+        assert!(held_is_live, "a group its runner still holds was taken for stale");
+        assert!(fresh_is_live, "a group made just now was taken for stale");
+        assert!(dropped_is_stale, "an old group no runner holds was not taken for stale");
     }
 
     #[test]
