@@ -26,51 +26,80 @@ impl Default for Limits {
 /// A cgroup (one directory per v1 controller, or one v2 directory) that dies with this value.
 #[derive(Debug)]
 pub struct Jail {
-    dirs: Vec<PathBuf>,
+    /// (controller, directory); on v2 one entry, named "".
+    dirs: Vec<(String, PathBuf)>,
+    v2: bool,
 }
 
 impl Jail {
     /// Creates `vlab-grade-<name>` with the limits, or explains why it cannot.
-    pub fn create(name: &str, limits: &Limits) -> Result<Jail, String> {
+    /// With `delegate`, it also gets the cpu and cpuset controllers, ready for
+    /// the submission to make groups of its own below it.
+    pub fn create(name: &str, limits: &Limits, delegate: bool) -> Result<Jail, String> {
         let root = Path::new("/sys/fs/cgroup");
         let leaf = format!("vlab-grade-{name}");
-        let mut jail = Jail { dirs: Vec::new() };
         let write =
             |p: PathBuf, v: String| std::fs::write(&p, v).map_err(|e| format!("cannot write {}: {e}", p.display()));
+        let controllers: &[&str] = if delegate { &["pids", "memory", "cpu", "cpuset"] } else { &["pids", "memory"] };
         if crate::host::cgroup::detect().mode == crate::host::cgroup::Mode::V2 {
             let ctl = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
-            for c in ["pids", "memory"] {
-                if !ctl.split_whitespace().any(|x| x == c) {
+            for c in controllers {
+                if !ctl.split_whitespace().any(|x| x == *c) {
                     write(root.join("cgroup.subtree_control"), format!("+{c}"))?;
                 }
             }
             let dir = root.join(&leaf);
             std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            jail.dirs.push(dir.clone());
+            let jail = Jail { dirs: vec![(String::new(), dir.clone())], v2: true };
             write(dir.join("pids.max"), limits.pids.to_string())?;
             write(dir.join("memory.max"), limits.memory_bytes.to_string())?;
-        } else {
-            for (ctl, file, value) in [
-                ("pids", "pids.max", limits.pids.to_string()),
-                ("memory", "memory.limit_in_bytes", limits.memory_bytes.to_string()),
-            ] {
-                let dir = root.join(ctl).join(&leaf);
-                std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                jail.dirs.push(dir.clone());
-                write(dir.join(file), value)?;
+            // v2 lets only a group without processes give controllers to children:
+            // the submission's processes live in a leaf below the limits.
+            let procs = dir.join("sandbox");
+            std::fs::create_dir(&procs).map_err(|e| format!("cannot create {}: {e}", procs.display()))?;
+            return Ok(jail);
+        }
+        let mut jail = Jail { dirs: Vec::new(), v2: false };
+        for ctl in controllers {
+            let dir = root.join(ctl).join(&leaf);
+            std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            jail.dirs.push((ctl.to_string(), dir.clone()));
+            match *ctl {
+                "pids" => write(dir.join("pids.max"), limits.pids.to_string())?,
+                "memory" => write(dir.join("memory.limit_in_bytes"), limits.memory_bytes.to_string())?,
+                // A v1 cpuset takes no tasks until it has CPUs and memory nodes: the parent's.
+                "cpuset" => {
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        let parent = std::fs::read_to_string(root.join(ctl).join(f)).unwrap_or_default();
+                        write(dir.join(f), parent.trim().to_string())?;
+                    }
+                }
+                _ => {}
             }
         }
         Ok(jail)
     }
 
+    /// (controller, directory) of each hierarchy; on v2 one entry named "".
+    pub fn dirs(&self) -> &[(String, PathBuf)] {
+        &self.dirs
+    }
+
+    pub fn is_v2(&self) -> bool {
+        self.v2
+    }
+
     /// The cgroup.procs files a process writes "0" into to join.
     pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+        match self.v2 {
+            true => self.dirs.iter().map(|(_, d)| d.join("sandbox").join("cgroup.procs")).collect(),
+            false => self.dirs.iter().map(|(_, d)| d.join("cgroup.procs")).collect(),
+        }
     }
 
     /// Did the pids limit stop a fork?
     pub fn pids_limit_hit(&self) -> bool {
-        self.dirs.iter().any(|d| {
+        self.dirs.iter().any(|(_, d)| {
             std::fs::read_to_string(d.join("pids.events"))
                 .ok()
                 .and_then(|t| t.lines().find_map(|l| l.strip_prefix("max ").map(|n| n.trim() != "0")))
@@ -82,7 +111,7 @@ impl Jail {
 impl Drop for Jail {
     fn drop(&mut self) {
         // The labs' cgroup teardown: kill everything inside, remove deepest first, retry while they exit.
-        for dir in self.dirs.iter().rev() {
+        for (_, dir) in self.dirs.iter().rev() {
             let _ = crate::container::cgroup::remove_tree(dir);
         }
     }
@@ -91,7 +120,13 @@ impl Drop for Jail {
 /// Removes `vlab-grade-<pid>-*` cgroups left by a grader that was killed
 /// (its pid no longer runs), with anything still inside them.
 pub fn remove_stale_jails() {
-    let roots = ["/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory"];
+    let roots = [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/cpu",
+        "/sys/fs/cgroup/cpuset",
+    ];
     for root in roots {
         let Ok(rd) = std::fs::read_dir(root) else { continue };
         for e in rd.flatten() {
@@ -102,21 +137,25 @@ pub fn remove_stale_jails() {
                 continue;
             };
             if !crate::proc::alive(pid) {
-                drop(Jail { dirs: vec![e.path()] });
+                drop(Jail { dirs: vec![(String::new(), e.path())], v2: false });
             }
         }
     }
 }
 
 /// Sets file-size, core and open-file limits on the calling process (inherited by children).
-pub fn set_rlimits(limits: &Limits) {
-    let set = |res, v: u64| {
+pub fn set_rlimits(limits: &Limits) -> std::io::Result<()> {
+    for (res, v) in [(libc::RLIMIT_FSIZE, limits.file_bytes), (libc::RLIMIT_CORE, 0), (libc::RLIMIT_NOFILE, 4096)] {
         let lim = libc::rlimit { rlim_cur: v, rlim_max: v };
-        unsafe { libc::setrlimit(res, &lim) };
-    };
-    set(libc::RLIMIT_FSIZE, limits.file_bytes);
-    set(libc::RLIMIT_CORE, 0);
-    set(libc::RLIMIT_NOFILE, 4096);
+        // SAFETY: `lim` is a valid rlimit for the duration of the call.
+        if unsafe { libc::setrlimit(res, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     // A write past RLIMIT_FSIZE should fail with EFBIG, not kill the grader's helper.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    // SAFETY: SIG_IGN is a valid disposition for SIGXFSZ; no handler code runs.
+    if unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -267,7 +267,7 @@ pub fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path) -> Submi
         sandbox::grade_sandboxed(
             &opts.vlab,
             &name,
-            &catalog.root,
+            catalog,
             &to_grade,
             &work.join("files"),
             &work,
