@@ -151,7 +151,9 @@ pub fn grade(catalog: &Catalog, opts: &Options) -> anyhow::Result<Summary> {
     }
     let bundles = discover(&opts.inputs)?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let _lock = lock_out(&opts.out)?;
     limits::remove_stale_jails();
+    remove_partial_results(&opts.out);
     let started = Instant::now();
     let mut pending = VecDeque::new();
     let mut resumed = 0;
@@ -200,6 +202,50 @@ pub fn grade(catalog: &Catalog, opts: &Options) -> anyhow::Result<Summary> {
         per_submission_seconds: if todo > 0 { seconds / todo as f64 } else { 0.0 },
         out: opts.out.clone(),
     })
+}
+
+/// Holds OUT/.lock for as long as it lives: one grader per output directory,
+/// so no submission is graded twice and no result is overwritten mid-write.
+/// The kernel drops the lock when the grader dies, even by SIGKILL.
+fn lock_out(out: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = out.join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock takes the descriptor of `file`, which is open for the call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "another `vlab grade` (pid {}) is grading into {}; wait for it to finish and run this again (it grades only what is missing), or pass another --out",
+                holder.trim(),
+                out.display()
+            );
+        }
+        return Err(anyhow::Error::from(err).context(format!("cannot lock {}", path.display())));
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
+/// Half-written results (write_atomic's temporary files) left by a grader
+/// killed mid-write. Safe only under the lock: no other grader is writing.
+fn remove_partial_results(out: &Path) {
+    let Ok(rd) = std::fs::read_dir(results_dir(out)) else { return };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {

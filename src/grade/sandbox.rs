@@ -235,6 +235,12 @@ pub fn grade_inside(spec: &Path) -> anyhow::Result<Graded> {
 
 /// Inside the sandbox: copy starter and submission into the workspace, run the checks.
 fn grade_here(inside: Inside) -> anyhow::Result<Graded> {
+    // The submission runs as our uid: without this it could ptrace us, or
+    // write a forged verdict to our stdout through /proc/PID/fd/1.
+    // SAFETY: PR_SET_DUMPABLE takes an integer; no memory is passed.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        anyhow::bail!("cannot shield the sandboxed grader from the submission: {}", std::io::Error::last_os_error());
+    }
     let ws = crate::workspace::Workspace { root: WORKSPACE_IN.into() };
     std::fs::create_dir_all(ws.root.join(".tmp")).context("cannot create the sandbox's TMPDIR")?;
     let needs_kvm = inside.labs.iter().any(|l| {
