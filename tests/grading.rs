@@ -154,7 +154,9 @@ fn a_hostile_class_is_graded_fairly_and_the_host_is_unharmed() {
     let message =
         |s: &str| result(out.path(), s)["labs"][0]["report"]["steps"][0]["message"].as_str().unwrap_or("").to_string();
     assert!(message("endless").contains("did not finish within 5s"), "{}", message("endless"));
-    assert!(message("forkbomb").contains("did not finish within 5s"), "{}", message("forkbomb"));
+    // Whether the bomb outlives the limit or the script's own next fork fails first is a race.
+    let bomb = message("forkbomb");
+    assert!(bomb.contains("did not finish within 5s") || bomb.contains("Cannot fork"), "{bomb}");
     assert!(message("replay").contains("old nonce"), "{}", message("replay"));
     let error = |s: &str| result(out.path(), s)["error"].as_str().unwrap_or("").to_string();
     assert!(error("escape").contains("..") && error("escape").contains("rejected"), "{}", error("escape"));

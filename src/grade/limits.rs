@@ -23,6 +23,9 @@ impl Default for Limits {
     }
 }
 
+/// Every controller a jail may hold, as v1 names its hierarchy.
+pub const DELEGABLE: [&str; 8] = ["pids", "memory", "cpu", "cpuset", "cpuacct", "devices", "freezer", "blkio"];
+
 /// A cgroup (one directory per v1 controller, or one v2 directory) that dies with this value.
 #[derive(Debug)]
 pub struct Jail {
@@ -33,17 +36,19 @@ pub struct Jail {
 
 impl Jail {
     /// Creates `vlab-grade-<name>` with the limits, or explains why it cannot.
-    /// With `delegate`, it also gets the cpu and cpuset controllers, ready for
-    /// the submission to make groups of its own below it.
-    pub fn create(name: &str, limits: &Limits, delegate: bool) -> Result<Jail, String> {
+    /// `delegate` names more controllers the submission makes groups of its
+    /// own in (cpu, cpuset; runc's devices, freezer, ...). A devices group
+    /// denies reading and writing every block device: whatever a lab may
+    /// mknod, it cannot open a disk.
+    pub fn create(name: &str, limits: &Limits, delegate: &[&str]) -> Result<Jail, String> {
         let root = Path::new("/sys/fs/cgroup");
         let leaf = format!("vlab-grade-{name}");
         let write =
             |p: PathBuf, v: String| std::fs::write(&p, v).map_err(|e| format!("cannot write {}: {e}", p.display()));
-        let controllers: &[&str] = if delegate { &["pids", "memory", "cpu", "cpuset"] } else { &["pids", "memory"] };
+        let controllers: Vec<&str> = ["pids", "memory"].iter().chain(delegate).copied().collect();
         if crate::host::cgroup::detect().mode == crate::host::cgroup::Mode::V2 {
             let ctl = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
-            for c in controllers {
+            for c in controllers.iter().filter(|c| ["pids", "memory", "cpu", "cpuset"].contains(c)) {
                 if !ctl.split_whitespace().any(|x| x == *c) {
                     write(root.join("cgroup.subtree_control"), format!("+{c}"))?;
                 }
@@ -61,12 +66,16 @@ impl Jail {
         }
         let mut jail = Jail { dirs: Vec::new(), v2: false };
         for ctl in controllers {
+            if !root.join(ctl).is_dir() {
+                continue;
+            }
             let dir = root.join(ctl).join(&leaf);
             std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             jail.dirs.push((ctl.to_string(), dir.clone()));
-            match *ctl {
+            match ctl {
                 "pids" => write(dir.join("pids.max"), limits.pids.to_string())?,
                 "memory" => write(dir.join("memory.limit_in_bytes"), limits.memory_bytes.to_string())?,
+                "devices" => write(dir.join("devices.deny"), "b *:* rw".into())?,
                 // A v1 cpuset takes no tasks until it has CPUs and memory nodes: the parent's.
                 "cpuset" => {
                     for f in ["cpuset.cpus", "cpuset.mems"] {

@@ -131,7 +131,13 @@ pub fn grade_sandboxed(
         protections.push(format!("privileges {} not granted: the grader is not root", names.join(", ")));
         privileges.clear();
     }
-    let jail = match Jail::create(name, limits, privileges.contains(&Privilege::Cgroup)) {
+    let delegate: &[&str] = match (privileges.contains(&Privilege::Runc), privileges.contains(&Privilege::Cgroup)) {
+        // runc (cgroupfs driver, v1) wants a mount of every hierarchy it configures.
+        (true, _) => &["cpu", "cpuset", "cpuacct", "devices", "freezer", "blkio"],
+        (false, true) => &["cpu", "cpuset"],
+        (false, false) => &[],
+    };
+    let jail = match Jail::create(name, limits, delegate) {
         Ok(j) => {
             protections.push(format!("cgroup: pids.max={} memory={} MiB", limits.pids, limits.memory_bytes >> 20));
             Some(j)
@@ -267,10 +273,6 @@ fn grade_here(inside: Inside) -> anyhow::Result<Graded> {
 /// Outside the sandbox, in the warden: confine ourselves, make the private
 /// disk, then become bubblewrap. Returns only on failure.
 fn warden(w: Warden) -> anyhow::Result<std::convert::Infallible> {
-    for procs in &w.cgroup_procs {
-        std::fs::write(&procs, "0")
-            .with_context(|| format!("cannot join the submission's cgroup {}", procs.display()))?;
-    }
     let mut protections = w.protections.clone();
     protections.push(format!("files up to {} MiB", w.limits.file_bytes >> 20));
     let root = is_root();
@@ -298,6 +300,11 @@ fn warden(w: Warden) -> anyhow::Result<std::convert::Infallible> {
             })
         }
     });
+    // After the disk: its loop device is a block device, which the jail refuses.
+    for procs in &w.cgroup_procs {
+        std::fs::write(&procs, "0")
+            .with_context(|| format!("cannot join the submission's cgroup {}", procs.display()))?;
+    }
     // After the disk image: it is larger than the file-size limit.
     super::limits::set_rlimits(&w.limits).context("cannot set the submission's resource limits")?;
     let spec = w.stage.join("spec.json");
@@ -323,7 +330,7 @@ fn warden(w: Warden) -> anyhow::Result<std::convert::Infallible> {
         tmp_bytes: w.limits.disk_mib << 20,
         system: system_dirs(),
     };
-    if plan.privileges.contains(&Privilege::Cgroup) {
+    if plan.privileges.iter().any(|p| matches!(p, Privilege::Cgroup | Privilege::Runc)) {
         plan.cgroup = w.cgroup.clone();
     }
     let args = plan.args();
@@ -446,8 +453,10 @@ fn capabilities(privileges: &[Privilege]) -> Vec<&'static str> {
         return Vec::new();
     }
     // What runc needs to build a container as root; never CAP_SYS_MODULE,
-    // CAP_SYS_RAWIO, CAP_MKNOD, CAP_SYS_TIME, CAP_SYS_BOOT or CAP_SYSLOG.
+    // CAP_SYS_RAWIO, CAP_SYS_TIME, CAP_SYS_BOOT or CAP_SYSLOG. CAP_MKNOD makes
+    // the container's /dev; the jail's devices cgroup refuses every block device.
     vec![
+        "CAP_MKNOD",
         "CAP_SYS_ADMIN",
         "CAP_SYS_CHROOT",
         "CAP_SYS_RESOURCE",
@@ -629,7 +638,7 @@ mod tests {
         let t = text(&plan(vec![Privilege::Kvm], true));
         assert!(t.contains("--dev-bind-try /dev/kvm /dev/kvm"), "{t}");
         let t = text(&plan(vec![Privilege::Runc], false));
-        assert!(t.contains("--cap-drop ALL --cap-add CAP_SYS_ADMIN"), "{t}");
-        assert!(!t.contains("CAP_SYS_MODULE") && !t.contains("CAP_MKNOD"), "{t}");
+        assert!(t.contains("--cap-drop ALL --cap-add") && t.contains("--cap-add CAP_SYS_ADMIN"), "{t}");
+        assert!(!t.contains("CAP_SYS_MODULE") && !t.contains("CAP_SYS_RAWIO"), "{t}");
     }
 }
