@@ -59,7 +59,7 @@ pub struct Graded {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "kebab-case")]
 enum Spec {
-    Warden(Warden),
+    Warden(Box<Warden>),
     Grade(Inside),
 }
 
@@ -169,7 +169,7 @@ pub fn grade_sandboxed(
         protections,
     };
     let spec = work.join("warden.json");
-    std::fs::write(&spec, serde_json::to_vec(&Spec::Warden(warden)).map_err(|e| e.to_string())?)
+    std::fs::write(&spec, serde_json::to_vec(&Spec::Warden(Box::new(warden))).map_err(|e| e.to_string())?)
         .map_err(|e| format!("cannot write {}: {e}", spec.display()))?;
     let out = Cmd::new(vlab)
         .arg("__grade-one")
@@ -234,7 +234,7 @@ fn stage_root(stage: &Path, labs: &[&Lab]) -> anyhow::Result<()> {
 pub fn grade_inside(spec: &Path) -> anyhow::Result<Graded> {
     let text = std::fs::read(spec).with_context(|| format!("cannot read the sandbox spec {}", spec.display()))?;
     match serde_json::from_slice(&text).context("the sandbox spec is not valid")? {
-        Spec::Warden(w) => match warden(w)? {},
+        Spec::Warden(w) => match warden(*w)? {},
         Spec::Grade(inside) => grade_here(inside),
     }
 }
@@ -302,7 +302,7 @@ fn warden(w: Warden) -> anyhow::Result<std::convert::Infallible> {
     });
     // After the disk: its loop device is a block device, which the jail refuses.
     for procs in &w.cgroup_procs {
-        std::fs::write(&procs, "0")
+        std::fs::write(procs, "0")
             .with_context(|| format!("cannot join the submission's cgroup {}", procs.display()))?;
     }
     // After the disk image: it is larger than the file-size limit.
