@@ -271,6 +271,9 @@ fn a_killed_grader_resumes_without_losing_or_duplicating_grades() {
         vlab_cgroups().iter().all(|c| !c.contains(&format!("-{}-", grader.id()))),
         "the killed grader's cgroups were not cleaned"
     );
+    // Its sandboxes died with it (bubblewrap's --die-with-parent), taking their private disks.
+    assert_eq!(loops_under(out.path()), Vec::<String>::new(), "a killed sandbox's loop device stayed attached");
+    assert!(!out.path().join(".work").exists(), "the killed grader's work directories were not cleaned");
 }
 
 #[test]
@@ -602,4 +605,54 @@ fn a_second_grader_on_the_same_output_refuses_and_nothing_is_graded_twice() {
     let o = g.cmd().args(["--json", "grade", "--out"]).arg(out.path()).arg(class.path()).output().unwrap();
     let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((again["graded"].as_u64(), again["resumed"].as_u64()), (Some(0), Some(4)));
+}
+
+#[test]
+fn a_privileged_lab_gets_its_own_cgroup_subtree_and_nothing_more() {
+    let g = Grader::new();
+    let toml = g.labs().join("01-script/lab.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("estimate_minutes = 1\n", "estimate_minutes = 1\n\n[grading]\nprivileges = [\"cgroup\"]\n"),
+    )
+    .unwrap();
+    let probe = "M=ESC; M=\"${M}APED\"\n\
+        p=/sys/fs/cgroup/pids\n\
+        mkdir \"$p/mine-$1\" && echo 5 > \"$p/mine-$1/pids.max\" && echo $$ > \"$p/mine-$1/cgroup.procs\" && echo DELEGATED\n\
+        (echo max > \"$p/pids.max\") 2>/dev/null && echo \"$M:raised-pids\"\n\
+        (echo -1 > /sys/fs/cgroup/memory/memory.limit_in_bytes) 2>/dev/null && echo \"$M:raised-memory\"\n\
+        ls \"$p\" | grep -q vlab-grade && echo \"$M:saw-other-jails\"\n\
+        [ -e /sys/fs/cgroup/blkio ] && echo \"$M:undelegated-controller\"\n\
+        grep -q '^CapEff:\\s*0*$' /proc/self/status || echo \"$M:capabilities\"\n\
+        mknod ./sda b 8 0 2>/dev/null && echo \"$M:mknod\"\n\
+        hostname vlab-pwned 2>/dev/null && echo \"$M:hostname\"\n\
+        (echo pwned > /etc/passwd) 2>/dev/null && echo \"$M:etc\"\n\
+        echo \"uid=$(id -u)\"\n";
+    let class = tempfile::tempdir().unwrap();
+    // The answer step passes; the file step prints what it saw and fails, so the feedback shows it.
+    submit(class.path(), "root", &format!("{probe}[ \"$1\" = file ] && exit 1\n{SOLUTION}"));
+    let host_pids: Vec<String> = std::fs::read_dir("/sys/fs/cgroup/pids")
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let out = tempfile::tempdir().unwrap();
+    let (pid, o) = g.grade(out.path(), class.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = result(out.path(), "root");
+    if r["protections"].to_string().contains("not granted") || r["protections"].to_string().contains("no cgroup") {
+        eprintln!("skipped: cgroup privileges need root and a writable cgroup hierarchy: {}", r["protections"]);
+        return;
+    }
+    assert_eq!(r["score"].as_f64().unwrap(), 2.0, "{r:#}");
+    let seen = r["labs"][0]["report"]["steps"][1]["message"].as_str().unwrap().to_string();
+    assert!(seen.contains("DELEGATED") && seen.contains("uid=0"), "{seen}");
+    assert!(!seen.contains("ESCAPED"), "{seen}");
+    assert!(r["protections"].to_string().contains("capabilities: none"), "{}", r["protections"]);
+    let after: Vec<String> = std::fs::read_dir("/sys/fs/cgroup/pids")
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let made: Vec<&String> = after.iter().filter(|d| d.starts_with("mine-") && !host_pids.contains(d)).collect();
+    assert!(made.is_empty(), "{made:?} were made in the host's hierarchy");
+    let left: Vec<String> = vlab_cgroups().into_iter().filter(|c| c.contains(&format!("-{pid}-"))).collect();
+    assert!(left.is_empty(), "grading cgroups were left behind: {left:?}");
 }

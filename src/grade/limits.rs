@@ -59,7 +59,11 @@ impl Jail {
             write(dir.join("pids.max"), limits.pids.to_string())?;
             write(dir.join("memory.max"), limits.memory_bytes.to_string())?;
             // v2 lets only a group without processes give controllers to children:
-            // the submission's processes live in a leaf below the limits.
+            // the submission's processes live in a leaf below the limits, and
+            // its own groups get the controllers from here (the file is read-only inside).
+            for c in &controllers {
+                let _ = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"));
+            }
             let procs = dir.join("sandbox");
             std::fs::create_dir(&procs).map_err(|e| format!("cannot create {}: {e}", procs.display()))?;
             return Ok(jail);

@@ -417,6 +417,11 @@ impl Plan {
         for (ctl, dir) in &self.cgroup {
             let at = if self.cgroup_v2 { "/sys/fs/cgroup".to_string() } else { format!("/sys/fs/cgroup/{ctl}") };
             push(&[s("--bind"), dir.as_os_str(), OsStr::new(&at)]);
+            // The subtree is the submission's; the limits on its root are ours.
+            for file in JAIL_LIMITS {
+                let (from, to) = (dir.join(file), format!("{at}/{file}"));
+                push(&[s("--ro-bind-try"), from.as_os_str(), OsStr::new(&to)]);
+            }
         }
         if self.privileges.contains(&Privilege::Kvm) {
             push(&[s("--dev-bind-try"), s("/dev/kvm"), s("/dev/kvm")]);
@@ -446,6 +451,18 @@ impl Plan {
         a
     }
 }
+
+/// Files of the delegated cgroup's root that hold the grader's limits: read-only inside.
+const JAIL_LIMITS: [&str; 8] = [
+    "pids.max",
+    "memory.limit_in_bytes",
+    "memory.memsw.limit_in_bytes",
+    "memory.max",
+    "memory.swap.max",
+    "devices.allow",
+    "devices.deny",
+    "cgroup.subtree_control",
+];
 
 /// The capabilities a privileged lab keeps (all others are dropped).
 fn capabilities(privileges: &[Privilege]) -> Vec<&'static str> {
@@ -635,6 +652,10 @@ mod tests {
         let t = text(&p);
         assert!(!t.contains("--unshare-user") && !t.contains("--cap-add"), "{t}");
         assert!(t.contains("--bind /sys/fs/cgroup/pids/vlab-grade-1-a /sys/fs/cgroup/pids"), "{t}");
+        assert!(
+            t.contains("--ro-bind-try /sys/fs/cgroup/pids/vlab-grade-1-a/pids.max /sys/fs/cgroup/pids/pids.max"),
+            "{t}"
+        );
         let t = text(&plan(vec![Privilege::Kvm], true));
         assert!(t.contains("--dev-bind-try /dev/kvm /dev/kvm"), "{t}");
         let t = text(&plan(vec![Privilege::Runc], false));
