@@ -167,13 +167,14 @@ pub fn grade(catalog: &Catalog, opts: &Options) -> anyhow::Result<Summary> {
     let todo = pending.len();
     let bar = progress_bar(todo as u64, opts.progress);
     let queue = Mutex::new(pending);
+    let warmed = Mutex::new(BTreeMap::new());
     let failures: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.max(1) {
             s.spawn(|| {
                 while let Some(b) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
                     bar.set_message(student_key(&b));
-                    let result = grade_one(catalog, opts, &b);
+                    let result = grade_one(catalog, opts, &b, &warmed);
                     let saved = serde_json::to_vec_pretty(&result).map_err(anyhow::Error::from).and_then(|json| {
                         write_atomic(&results_dir(&opts.out).join(format!("{}.json", result.student)), &json)
                     });
@@ -262,8 +263,11 @@ fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// Labs whose guest assets were put in the cache (or why they could not be).
+type Warmed = Mutex<BTreeMap<String, Result<(), String>>>;
+
 /// Grades one bundle in its own sandbox. Never fails: problems become the result's error.
-pub fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path) -> SubmissionResult {
+fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path, warmed: &Warmed) -> SubmissionResult {
     let started = Instant::now();
     let student = student_key(bundle_path);
     let submitted_at = mtime(bundle_path);
@@ -307,6 +311,12 @@ pub fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path) -> Submi
     let graded = write_files(&work.join("files"), &sub).map_err(|e| e.to_string()).and_then(|_| {
         if to_grade.is_empty() {
             return Ok(sandbox::Graded { reports: Vec::new(), protections: Vec::new() });
+        }
+        for id in &to_grade {
+            let lab = catalog.find(id).map_err(|e| e.to_string())?;
+            // Held while warming: the other workers wait for the cache, not build it twice.
+            let mut done = warmed.lock().unwrap_or_else(|p| p.into_inner());
+            done.entry(id.clone()).or_insert_with(|| sandbox::warm_cache(lab).map_err(|e| format!("{e:#}"))).clone()?;
         }
         let timeout = submission_timeout(catalog, &to_grade);
         let name = format!("{}-{}", std::process::id(), student);

@@ -43,7 +43,6 @@ const INSIDE_UID: u32 = 1000;
 const VLAB_IN: &str = "/opt/vlab/vlab";
 const STAGE_IN: &str = "/opt/vlab/stage";
 const SUBMITTED_IN: &str = "/opt/vlab/submitted";
-const CACHE_IN: &str = "/opt/vlab/cache";
 const WORKSPACE_IN: &str = "/home/student";
 const HOSTNAME: &str = "vlab-sandbox";
 
@@ -322,7 +321,8 @@ fn warden(w: Warden) -> anyhow::Result<std::convert::Infallible> {
         stage: reach("stage", &w.stage)?,
         submitted: reach("submitted", &w.submitted)?,
         workspace: reach("workspace", &w.workspace)?,
-        cache: cache.map(|c| reach("cache", c)).transpose()?,
+        cache: cache.map(|c| reach("cache", c).map(|from| (from, c.to_path_buf()))).transpose()?,
+        cache_locks: Vec::new(),
         cgroup: Vec::new(),
         cgroup_v2: w.cgroup_v2,
         privileges: if root { w.privileges.clone() } else { Vec::new() },
@@ -332,6 +332,19 @@ fn warden(w: Warden) -> anyhow::Result<std::convert::Infallible> {
     };
     if plan.privileges.iter().any(|p| matches!(p, Privilege::Cgroup | Privilege::Runc)) {
         plan.cgroup = w.cgroup.clone();
+    }
+    // The cache's users take its lock files (for writing): each sandbox gets
+    // private ones, so a submission holding a lock stalls no one else.
+    if let Some(cache) = cache {
+        let dir = w.workspace.join(".vlab-cache-locks");
+        std::fs::create_dir_all(&dir)?;
+        for (i, rel) in lock_files(cache).into_iter().enumerate() {
+            std::fs::write(dir.join(i.to_string()), "")?;
+            if root && unprivileged {
+                chown(&dir.join(i.to_string()), SANDBOX_UID)?;
+            }
+            plan.cache_locks.push((plan.workspace.join(".vlab-cache-locks").join(i.to_string()), rel));
+        }
     }
     let args = plan.args();
     if root && unprivileged {
@@ -363,7 +376,11 @@ struct Plan {
     stage: PathBuf,
     submitted: PathBuf,
     workspace: PathBuf,
-    cache: Option<PathBuf>,
+    /// The vlab cache: (source, where it goes). Inside at the host's own path,
+    /// since the cache keys what it built by the paths it was built from.
+    cache: Option<(PathBuf, PathBuf)>,
+    /// (private file, path within the cache) bound over the cache's lock files.
+    cache_locks: Vec<(PathBuf, PathBuf)>,
     /// (controller, directory) of the delegated cgroups, for the cgroup privilege.
     cgroup: Vec<(String, PathBuf)>,
     cgroup_v2: bool,
@@ -410,9 +427,12 @@ impl Plan {
         push(&[s("--ro-bind"), self.stage.as_os_str(), s(STAGE_IN)]);
         push(&[s("--ro-bind"), self.submitted.as_os_str(), s(SUBMITTED_IN)]);
         push(&[s("--bind"), self.workspace.as_os_str(), s(WORKSPACE_IN)]);
-        if let Some(cache) = &self.cache {
-            let at = format!("{CACHE_IN}/vlab");
-            push(&[s("--ro-bind"), cache.as_os_str(), OsStr::new(&at)]);
+        if let Some((cache, at)) = &self.cache {
+            push(&[s("--ro-bind"), cache.as_os_str(), at.as_os_str()]);
+            for (file, rel) in &self.cache_locks {
+                let to = at.join(rel);
+                push(&[s("--bind"), file.as_os_str(), to.as_os_str()]);
+            }
         }
         for (ctl, dir) in &self.cgroup {
             let at = if self.cgroup_v2 { "/sys/fs/cgroup".to_string() } else { format!("/sys/fs/cgroup/{ctl}") };
@@ -429,12 +449,14 @@ impl Plan {
         push(&[s("--remount-ro"), s("/")]);
         push(&[s("--clearenv")]);
         let home = format!("{WORKSPACE_IN}/.tmp");
+        // cache_dir() is $XDG_CACHE_HOME/vlab.
+        let cache_home = self.cache.as_ref().and_then(|(_, at)| at.parent()).map(|p| p.to_string_lossy().into_owned());
         for (k, v) in [
+            ("XDG_CACHE_HOME", cache_home.as_deref().unwrap_or("/nonexistent")),
             ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
             ("HOME", WORKSPACE_IN),
             ("USER", if self.unprivileged { "student" } else { "root" }),
             ("TMPDIR", home.as_str()),
-            ("XDG_CACHE_HOME", CACHE_IN),
             ("LANG", "C.UTF-8"),
             ("NO_COLOR", "1"),
         ] {
@@ -506,6 +528,59 @@ fn system_dirs() -> Vec<(String, Option<PathBuf>)> {
             }
         })
         .collect()
+}
+
+/// The cache's `.lock` files (two levels deep), relative to it.
+fn lock_files(cache: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(PathBuf::new(), 0)];
+    while let Some((rel, depth)) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(cache.join(&rel)) else { continue };
+        for e in rd.flatten() {
+            let (name, ty) = (rel.join(e.file_name()), e.file_type());
+            match ty {
+                Ok(t) if t.is_dir() && depth < 1 => dirs.push((name, depth + 1)),
+                Ok(t) if t.is_file() && e.file_name() == ".lock" => found.push(name),
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Makes sure the guest assets a lab boots are in the cache, outside any
+/// sandbox (inside, the cache is read-only: a submission must not poison the
+/// kernels its classmates boot). Once per lab and grader.
+pub fn warm_cache(lab: &Lab) -> anyhow::Result<()> {
+    if lab.prepare.iter().all(|p| *p == Prepare::BusyboxRootfs) {
+        return Ok(());
+    }
+    let scratch = tempfile::tempdir()?;
+    crate::prepare::prepare(lab, scratch.path())
+        .with_context(|| format!("cannot prepare {}'s guest assets for grading (try `vlab prepare`)", lab.id))?;
+    // What the lab links to (Debian's kernels, our initramfs: nothing secret)
+    // must be readable by the sandbox's unprivileged uid; the cache writes some 0600.
+    let mut dirs = vec![scratch.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let ty = e.file_type()?;
+            if ty.is_dir() {
+                dirs.push(e.path());
+            } else if ty.is_symlink()
+                && let Ok(target) = std::fs::canonicalize(e.path())
+                && target.starts_with(crate::guest::assets::cache_dir())
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&target)?.permissions().mode();
+                if mode & 0o044 != 0o044 {
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode | 0o044))
+                        .with_context(|| format!("cannot make {} readable to the sandbox", target.display()))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where the warden, in its private mount namespace, gathers what the
@@ -616,6 +691,7 @@ mod tests {
             submitted: "/x/submitted".into(),
             workspace: "/x/ws".into(),
             cache: None,
+            cache_locks: Vec::new(),
             cgroup: match privileges.contains(&Privilege::Cgroup) {
                 true => vec![("pids".into(), "/sys/fs/cgroup/pids/vlab-grade-1-a".into())],
                 false => Vec::new(),
