@@ -123,13 +123,15 @@ pub fn grade_sandboxed(
     let mut protections = vec![
         "own root filesystem (bubblewrap): system directories read-only, no host home, tmp, labs or submissions"
             .to_string(),
-        "namespaces: user, mount, pid, net (loopback only), ipc, uts, cgroup".to_string(),
     ];
     if !is_root() && !privileges.is_empty() {
         let names: Vec<&str> = privileges.iter().map(|p| p.name()).collect();
         protections.push(format!("privileges {} not granted: the grader is not root", names.join(", ")));
         privileges.clear();
     }
+    // The same rule the warden follows: only host-root privileges leave the user namespace out.
+    let userns = if privileges.iter().all(|p| *p == Privilege::Kvm) { "user, " } else { "" };
+    protections.push(format!("namespaces: {userns}mount, pid, net (loopback only), ipc, uts, cgroup"));
     let delegate: &[&str] = match (privileges.contains(&Privilege::Runc), privileges.contains(&Privilege::Cgroup)) {
         // runc (cgroupfs driver, v1) wants a mount of every hierarchy it configures.
         (true, _) => &["cpu", "cpuset", "cpuacct", "devices", "freezer", "blkio"],
