@@ -631,18 +631,18 @@ fn a_privileged_lab_gets_its_own_cgroup_subtree_and_nothing_more() {
     .unwrap();
     let probe = "M=ESC; M=\"${M}APED\"\n\
         p=/sys/fs/cgroup/pids\n\
-        mkdir \"$p/mine-$1\" && echo 5 > \"$p/mine-$1/pids.max\" && echo $$ > \"$p/mine-$1/cgroup.procs\" && echo DELEGATED\n\
-        (echo max > \"$p/pids.max\") 2>/dev/null && echo \"$M:raised-pids\"\n\
-        (echo -1 > /sys/fs/cgroup/memory/memory.limit_in_bytes) 2>/dev/null && echo \"$M:raised-memory\"\n\
+        mkdir \"$p/mine-$1\" && echo 5 > \"$p/mine-$1/pids.max\" && sh -c 'echo $$ > \"$0/cgroup.procs\"' \"$p/mine-$1\" && echo DELEGATED\n\
         ls \"$p\" | grep -q vlab-grade && echo \"$M:saw-other-jails\"\n\
         [ -e /sys/fs/cgroup/blkio ] && echo \"$M:undelegated-controller\"\n\
         grep -q '^CapEff:\\s*0*$' /proc/self/status || echo \"$M:capabilities\"\n\
         mknod ./sda b 8 0 2>/dev/null && echo \"$M:mknod\"\n\
         hostname vlab-pwned 2>/dev/null && echo \"$M:hostname\"\n\
         (echo pwned > /etc/passwd) 2>/dev/null && echo \"$M:etc\"\n\
-        echo \"uid=$(id -u)\"\n";
+        echo \"uid=$(id -u)\"\n\
+        (echo max > \"$p/pids.max\"; for i in $(seq 600); do sleep 1 & done; wait) 2>/dev/null && echo \"$M:raised-pids\"\n";
     let class = tempfile::tempdir().unwrap();
     // The answer step passes; the file step prints what it saw and fails, so the feedback shows it.
+    // The pids flood comes last: past it, the script's shell cannot fork (only builtins follow).
     submit(class.path(), "root", &format!("{probe}[ \"$1\" = file ] && exit 1\n{SOLUTION}"));
     let host_pids: Vec<String> = std::fs::read_dir("/sys/fs/cgroup/pids")
         .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())

@@ -26,13 +26,20 @@ impl Default for Limits {
 /// Every controller a jail may hold, as v1 names its hierarchy.
 pub const DELEGABLE: [&str; 8] = ["pids", "memory", "cpu", "cpuset", "cpuacct", "devices", "freezer", "blkio"];
 
-/// A cgroup (one directory per v1 controller, or one v2 directory) that dies with this value.
+/// A cgroup (one directory per v1 controller, or one v2 directory) that dies
+/// with this value. The limits sit on it; the submission gets `sandbox/`
+/// below it, so nothing it does in its subtree (even with CAP_SYS_ADMIN,
+/// unmounting what hides the rest) can raise them: a child cgroup never
+/// exceeds its parent.
 #[derive(Debug)]
 pub struct Jail {
     /// (controller, directory); on v2 one entry, named "".
     dirs: Vec<(String, PathBuf)>,
     v2: bool,
 }
+
+/// The submission's subtree inside each jail directory.
+const DELEGATED: &str = "sandbox";
 
 impl Jail {
     /// Creates `vlab-grade-<name>` with the limits, or explains why it cannot.
@@ -45,6 +52,7 @@ impl Jail {
         let leaf = format!("vlab-grade-{name}");
         let write =
             |p: PathBuf, v: String| std::fs::write(&p, v).map_err(|e| format!("cannot write {}: {e}", p.display()));
+        let mkdir = |p: &Path| std::fs::create_dir(p).map_err(|e| format!("cannot create {}: {e}", p.display()));
         let controllers: Vec<&str> = ["pids", "memory"].iter().chain(delegate).copied().collect();
         if crate::host::cgroup::detect().mode == crate::host::cgroup::Mode::V2 {
             let ctl = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
@@ -54,18 +62,23 @@ impl Jail {
                 }
             }
             let dir = root.join(&leaf);
-            std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            mkdir(&dir)?;
             let jail = Jail { dirs: vec![(String::new(), dir.clone())], v2: true };
             write(dir.join("pids.max"), limits.pids.to_string())?;
             write(dir.join("memory.max"), limits.memory_bytes.to_string())?;
-            // v2 lets only a group without processes give controllers to children:
-            // the submission's processes live in a leaf below the limits, and
-            // its own groups get the controllers from here (the file is read-only inside).
-            for c in &controllers {
-                let _ = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"));
+            // v2 lets only a group without processes give controllers to
+            // children: the processes live in sandbox/init, and the
+            // submission's own groups get the controllers from sandbox/.
+            let inner = dir.join(DELEGATED);
+            for d in [&dir, &inner] {
+                if d == &inner {
+                    mkdir(&inner)?;
+                }
+                for c in &controllers {
+                    let _ = std::fs::write(d.join("cgroup.subtree_control"), format!("+{c}"));
+                }
             }
-            let procs = dir.join("sandbox");
-            std::fs::create_dir(&procs).map_err(|e| format!("cannot create {}: {e}", procs.display()))?;
+            mkdir(&inner.join("init"))?;
             return Ok(jail);
         }
         let mut jail = Jail { dirs: Vec::new(), v2: false };
@@ -74,28 +87,32 @@ impl Jail {
                 continue;
             }
             let dir = root.join(ctl).join(&leaf);
-            std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            mkdir(&dir)?;
             jail.dirs.push((ctl.to_string(), dir.clone()));
             match ctl {
                 "pids" => write(dir.join("pids.max"), limits.pids.to_string())?,
                 "memory" => write(dir.join("memory.limit_in_bytes"), limits.memory_bytes.to_string())?,
                 "devices" => write(dir.join("devices.deny"), "b *:* rw".into())?,
+                _ => {}
+            }
+            let inner = dir.join(DELEGATED);
+            mkdir(&inner)?;
+            if ctl == "cpuset" {
                 // A v1 cpuset takes no tasks until it has CPUs and memory nodes: the parent's.
-                "cpuset" => {
+                for d in [&dir, &inner] {
                     for f in ["cpuset.cpus", "cpuset.mems"] {
-                        let parent = std::fs::read_to_string(root.join(ctl).join(f)).unwrap_or_default();
-                        write(dir.join(f), parent.trim().to_string())?;
+                        let parent = std::fs::read_to_string(d.parent().unwrap_or(root).join(f)).unwrap_or_default();
+                        write(d.join(f), parent.trim().to_string())?;
                     }
                 }
-                _ => {}
             }
         }
         Ok(jail)
     }
 
-    /// (controller, directory) of each hierarchy; on v2 one entry named "".
-    pub fn dirs(&self) -> &[(String, PathBuf)] {
-        &self.dirs
+    /// (controller, directory) of the submission's subtree in each hierarchy; on v2 one entry named "".
+    pub fn delegated(&self) -> Vec<(String, PathBuf)> {
+        self.dirs.iter().map(|(c, d)| (c.clone(), d.join(DELEGATED))).collect()
     }
 
     pub fn is_v2(&self) -> bool {
@@ -105,8 +122,8 @@ impl Jail {
     /// The cgroup.procs files a process writes "0" into to join.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         match self.v2 {
-            true => self.dirs.iter().map(|(_, d)| d.join("sandbox").join("cgroup.procs")).collect(),
-            false => self.dirs.iter().map(|(_, d)| d.join("cgroup.procs")).collect(),
+            true => self.dirs.iter().map(|(_, d)| d.join(DELEGATED).join("init").join("cgroup.procs")).collect(),
+            false => self.dirs.iter().map(|(_, d)| d.join(DELEGATED).join("cgroup.procs")).collect(),
         }
     }
 

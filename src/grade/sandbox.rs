@@ -92,6 +92,8 @@ struct Warden {
 struct Inside {
     labs: Vec<Lab>,
     protections: Vec<String>,
+    /// The capability bits the grader inside may hold (see check_capabilities).
+    capabilities: u64,
 }
 
 fn is_root() -> bool {
@@ -159,7 +161,7 @@ pub fn grade_sandboxed(
         submitted: files.to_path_buf(),
         workspace: work.join("ws"),
         grader: std::process::id(),
-        cgroup: jail.as_ref().map(|j| j.dirs().to_vec()).unwrap_or_default(),
+        cgroup: jail.as_ref().map(Jail::delegated).unwrap_or_default(),
         cgroup_procs: jail.as_ref().map(Jail::procs_files).unwrap_or_default(),
         cgroup_v2: jail.as_ref().is_some_and(Jail::is_v2),
         privileges,
@@ -248,6 +250,7 @@ fn grade_here(inside: Inside) -> anyhow::Result<Graded> {
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
         anyhow::bail!("cannot shield the sandboxed grader from the submission: {}", std::io::Error::last_os_error());
     }
+    check_capabilities(inside.capabilities)?;
     let ws = crate::workspace::Workspace { root: WORKSPACE_IN.into() };
     std::fs::create_dir_all(ws.root.join(".tmp")).context("cannot create the sandbox's TMPDIR")?;
     let needs_kvm = inside.labs.iter().any(|l| {
@@ -309,8 +312,15 @@ fn warden(w: Warden) -> anyhow::Result<std::convert::Infallible> {
     // After the disk image: it is larger than the file-size limit.
     super::limits::set_rlimits(&w.limits).context("cannot set the submission's resource limits")?;
     let spec = w.stage.join("spec.json");
-    std::fs::write(&spec, serde_json::to_vec(&Spec::Grade(Inside { labs: w.labs.clone(), protections }))?)
-        .with_context(|| format!("cannot write {}", spec.display()))?;
+    std::fs::write(
+        &spec,
+        serde_json::to_vec(&Spec::Grade(Inside {
+            labs: w.labs.clone(),
+            protections,
+            capabilities: if root && !unprivileged { capability_mask(&w.privileges) } else { 0 },
+        }))?,
+    )
+    .with_context(|| format!("cannot write {}", spec.display()))?;
 
     let cache = w.cache.as_deref();
     // Unprivileged, bubblewrap resolves its sources with our uid: it must be able to reach them.
@@ -439,11 +449,6 @@ impl Plan {
         for (ctl, dir) in &self.cgroup {
             let at = if self.cgroup_v2 { "/sys/fs/cgroup".to_string() } else { format!("/sys/fs/cgroup/{ctl}") };
             push(&[s("--bind"), dir.as_os_str(), OsStr::new(&at)]);
-            // The subtree is the submission's; the limits on its root are ours.
-            for file in JAIL_LIMITS {
-                let (from, to) = (dir.join(file), format!("{at}/{file}"));
-                push(&[s("--ro-bind-try"), from.as_os_str(), OsStr::new(&to)]);
-            }
         }
         if self.privileges.contains(&Privilege::Kvm) {
             push(&[s("--dev-bind-try"), s("/dev/kvm"), s("/dev/kvm")]);
@@ -476,45 +481,63 @@ impl Plan {
     }
 }
 
-/// Files of the delegated cgroup's root that hold the grader's limits: read-only inside.
-const JAIL_LIMITS: [&str; 8] = [
-    "pids.max",
-    "memory.limit_in_bytes",
-    "memory.memsw.limit_in_bytes",
-    "memory.max",
-    "memory.swap.max",
-    "devices.allow",
-    "devices.deny",
-    "cgroup.subtree_control",
+/// What runc needs to build a container as root, with each capability's
+/// number; never CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_TIME, CAP_SYS_BOOT or
+/// CAP_SYSLOG. CAP_MKNOD makes the container's /dev; the jail's devices
+/// cgroup refuses every block device. (Not CAP_SYS_RESOURCE: bubblewrap 0.8
+/// run as root then keeps every capability.)
+const RUNC_CAPS: [(&str, u32); 16] = [
+    ("CAP_CHOWN", 0),
+    ("CAP_DAC_OVERRIDE", 1),
+    ("CAP_FOWNER", 3),
+    ("CAP_FSETID", 4),
+    ("CAP_KILL", 5),
+    ("CAP_SETGID", 6),
+    ("CAP_SETUID", 7),
+    ("CAP_SETPCAP", 8),
+    ("CAP_NET_BIND_SERVICE", 10),
+    ("CAP_NET_ADMIN", 12),
+    ("CAP_SYS_CHROOT", 18),
+    ("CAP_SYS_PTRACE", 19),
+    ("CAP_SYS_ADMIN", 21),
+    ("CAP_MKNOD", 27),
+    ("CAP_AUDIT_WRITE", 29),
+    ("CAP_SETFCAP", 31),
 ];
 
 /// The capabilities a privileged lab keeps (all others are dropped).
 fn capabilities(privileges: &[Privilege]) -> Vec<&'static str> {
-    if !privileges.contains(&Privilege::Runc) {
-        return Vec::new();
+    match privileges.contains(&Privilege::Runc) {
+        true => RUNC_CAPS.iter().map(|(name, _)| *name).collect(),
+        false => Vec::new(),
     }
-    // What runc needs to build a container as root; never CAP_SYS_MODULE,
-    // CAP_SYS_RAWIO, CAP_SYS_TIME, CAP_SYS_BOOT or CAP_SYSLOG. CAP_MKNOD makes
-    // the container's /dev; the jail's devices cgroup refuses every block device.
-    vec![
-        "CAP_MKNOD",
-        "CAP_SYS_ADMIN",
-        "CAP_SYS_CHROOT",
-        "CAP_SYS_RESOURCE",
-        "CAP_SYS_PTRACE",
-        "CAP_NET_ADMIN",
-        "CAP_SETUID",
-        "CAP_SETGID",
-        "CAP_SETPCAP",
-        "CAP_SETFCAP",
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-        "CAP_NET_BIND_SERVICE",
-    ]
+}
+
+/// The same as a mask of capability bits, as /proc/PID/status shows them.
+fn capability_mask(privileges: &[Privilege]) -> u64 {
+    match privileges.contains(&Privilege::Runc) {
+        true => RUNC_CAPS.iter().fold(0, |m, (_, bit)| m | 1 << bit),
+        false => 0,
+    }
+}
+
+/// Refuses to grade if this process holds a capability beyond `allowed`:
+/// a sandbox that kept more than it was asked to is no sandbox.
+fn check_capabilities(allowed: u64) -> anyhow::Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    for field in ["CapEff:", "CapPrm:", "CapAmb:"] {
+        let held = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .with_context(|| format!("no {field} in /proc/self/status"))?;
+        if held & !allowed != 0 {
+            anyhow::bail!(
+                "the sandbox kept capabilities it was told to drop ({field} {held:x}, allowed {allowed:x}); check the installed bubblewrap (`bwrap --version`)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// /bin, /sbin, /lib* as on the host: merged-/usr symlinks are recreated, real directories bound.
@@ -738,6 +761,8 @@ mod tests {
         assert!(t.contains("--dev-bind-try /dev/kvm /dev/kvm"), "{t}");
         let t = text(&plan(vec![Privilege::Runc], false));
         assert!(t.contains("--cap-drop ALL --cap-add") && t.contains("--cap-add CAP_SYS_ADMIN"), "{t}");
-        assert!(!t.contains("CAP_SYS_MODULE") && !t.contains("CAP_SYS_RAWIO"), "{t}");
+        assert!(!t.contains("CAP_SYS_MODULE") && !t.contains("CAP_SYS_RAWIO") && !t.contains("RESOURCE"), "{t}");
+        assert_eq!(capability_mask(&[Privilege::Runc]).count_ones(), 16);
+        assert_eq!(capability_mask(&[Privilege::Runc]) & (1 << 16 | 1 << 17 | 1 << 24), 0);
     }
 }
