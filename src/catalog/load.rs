@@ -178,6 +178,15 @@ fn validate(lab: &Lab, text: &str) -> Result<(), Invalid> {
             validate_check(check).map_err(|m| (here.clone(), format!("step \"{}\": {m}", step.id)))?;
         }
     }
+    let mut granted = BTreeSet::new();
+    for p in &lab.grading.privileges {
+        if !granted.insert(p) {
+            return Err((
+                at(&format!("\"{}\"", p.name())),
+                format!("[grading] privileges names \"{}\" twice; name each privilege once", p.name()),
+            ));
+        }
+    }
     let _ = text;
     Ok(())
 }
@@ -226,6 +235,7 @@ fn validate_check(check: &Check) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Privilege;
 
     fn lab_dir(toml: &str) -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
@@ -296,6 +306,22 @@ command = ["sh", "a.sh"]
         let root = lab_dir(&GOOD.replace("readme_section = \"Step one\"", "readme_section = \"Nope\""));
         let err = Catalog::load(root.path()).unwrap_err().to_string();
         assert!(err.contains("lab.toml:12") && err.contains("not a heading"), "{err}");
+    }
+
+    #[test]
+    fn grading_privileges_are_named_and_checked() {
+        let with = |p: &str| {
+            GOOD.replace("estimate_minutes = 5\n", &format!("estimate_minutes = 5\n[grading]\nprivileges = {p}\n"))
+        };
+        let root = lab_dir(&with("[\"cgroup\", \"kvm\"]"));
+        let cat = Catalog::load(root.path()).unwrap();
+        assert_eq!(cat.labs[0].grading.privileges, [Privilege::Cgroup, Privilege::Kvm]);
+        let root = lab_dir(&with("[\"root\"]"));
+        let err = Catalog::load(root.path()).unwrap_err().to_string();
+        assert!(err.contains("lab.toml:8") && err.contains("root") && err.contains("cgroup"), "{err}");
+        let root = lab_dir(&with("[\"kvm\", \"kvm\"]"));
+        let err = Catalog::load(root.path()).unwrap_err().to_string();
+        assert!(err.contains("lab.toml:8") && err.contains("twice"), "{err}");
     }
 
     #[test]

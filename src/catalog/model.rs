@@ -23,6 +23,9 @@ pub struct Lab {
     /// What the runner builds into the workspace at `start` and refreshes before checks.
     #[serde(default)]
     pub prepare: Vec<Prepare>,
+    /// How `vlab grade` runs this lab's checks on a submission.
+    #[serde(default)]
+    pub grading: Grading,
     pub steps: Vec<Step>,
     /// Where lab.toml was loaded from (filled by the loader).
     #[serde(skip)]
@@ -117,6 +120,41 @@ impl Capability {
             Capability::UmlSeccomp => "a UML with the seccomp mode",
             Capability::Busybox => "a static busybox",
             Capability::Nsenter => "nsenter",
+        }
+    }
+}
+
+/// `[grading]`: what the grader's sandbox grants this lab beyond the default
+/// (an unprivileged user in its own root filesystem, no capabilities).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grading {
+    #[serde(default)]
+    pub privileges: Vec<Privilege>,
+}
+
+/// A host privilege a lab's checks cannot do without (see docs/grading.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Privilege {
+    /// A writable cgroup subtree of the submission's own (cpu, cpuset, memory,
+    /// pids), delegated at /sys/fs/cgroup; the checks run as the host's uid 0
+    /// without capabilities, which cgroup v1 needs to move processes.
+    Cgroup,
+    /// /dev/kvm.
+    Kvm,
+    /// The host's root with the capabilities an OCI runtime needs (runc):
+    /// mounts, namespaces, chroot, setuid. Never module loading, raw I/O,
+    /// device nodes or the clock.
+    Runc,
+}
+
+impl Privilege {
+    pub fn name(self) -> &'static str {
+        match self {
+            Privilege::Cgroup => "cgroup",
+            Privilege::Kvm => "kvm",
+            Privilege::Runc => "runc",
         }
     }
 }

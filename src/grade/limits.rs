@@ -23,54 +23,113 @@ impl Default for Limits {
     }
 }
 
-/// A cgroup (one directory per v1 controller, or one v2 directory) that dies with this value.
+/// Every controller a jail may hold, as v1 names its hierarchy.
+pub const DELEGABLE: [&str; 8] = ["pids", "memory", "cpu", "cpuset", "cpuacct", "devices", "freezer", "blkio"];
+
+/// A cgroup (one directory per v1 controller, or one v2 directory) that dies
+/// with this value. The limits sit on it; the submission gets `sandbox/`
+/// below it, so nothing it does in its subtree (even with CAP_SYS_ADMIN,
+/// unmounting what hides the rest) can raise them: a child cgroup never
+/// exceeds its parent.
 #[derive(Debug)]
 pub struct Jail {
-    dirs: Vec<PathBuf>,
+    /// (controller, directory); on v2 one entry, named "".
+    dirs: Vec<(String, PathBuf)>,
+    v2: bool,
 }
+
+/// The submission's subtree inside each jail directory.
+const DELEGATED: &str = "sandbox";
 
 impl Jail {
     /// Creates `vlab-grade-<name>` with the limits, or explains why it cannot.
-    pub fn create(name: &str, limits: &Limits) -> Result<Jail, String> {
+    /// `delegate` names more controllers the submission makes groups of its
+    /// own in (cpu, cpuset; runc's devices, freezer, ...). A devices group
+    /// denies reading and writing every block device: whatever a lab may
+    /// mknod, it cannot open a disk.
+    pub fn create(name: &str, limits: &Limits, delegate: &[&str]) -> Result<Jail, String> {
         let root = Path::new("/sys/fs/cgroup");
         let leaf = format!("vlab-grade-{name}");
-        let mut jail = Jail { dirs: Vec::new() };
         let write =
             |p: PathBuf, v: String| std::fs::write(&p, v).map_err(|e| format!("cannot write {}: {e}", p.display()));
+        let mkdir = |p: &Path| std::fs::create_dir(p).map_err(|e| format!("cannot create {}: {e}", p.display()));
+        let controllers: Vec<&str> = ["pids", "memory"].iter().chain(delegate).copied().collect();
         if crate::host::cgroup::detect().mode == crate::host::cgroup::Mode::V2 {
             let ctl = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
-            for c in ["pids", "memory"] {
-                if !ctl.split_whitespace().any(|x| x == c) {
+            for c in controllers.iter().filter(|c| ["pids", "memory", "cpu", "cpuset"].contains(c)) {
+                if !ctl.split_whitespace().any(|x| x == *c) {
                     write(root.join("cgroup.subtree_control"), format!("+{c}"))?;
                 }
             }
             let dir = root.join(&leaf);
-            std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            jail.dirs.push(dir.clone());
+            mkdir(&dir)?;
+            let jail = Jail { dirs: vec![(String::new(), dir.clone())], v2: true };
             write(dir.join("pids.max"), limits.pids.to_string())?;
             write(dir.join("memory.max"), limits.memory_bytes.to_string())?;
-        } else {
-            for (ctl, file, value) in [
-                ("pids", "pids.max", limits.pids.to_string()),
-                ("memory", "memory.limit_in_bytes", limits.memory_bytes.to_string()),
-            ] {
-                let dir = root.join(ctl).join(&leaf);
-                std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                jail.dirs.push(dir.clone());
-                write(dir.join(file), value)?;
+            // v2 lets only a group without processes give controllers to
+            // children: the processes live in sandbox/init, and the
+            // submission's own groups get the controllers from sandbox/.
+            let inner = dir.join(DELEGATED);
+            for d in [&dir, &inner] {
+                if d == &inner {
+                    mkdir(&inner)?;
+                }
+                for c in &controllers {
+                    let _ = std::fs::write(d.join("cgroup.subtree_control"), format!("+{c}"));
+                }
+            }
+            mkdir(&inner.join("init"))?;
+            return Ok(jail);
+        }
+        let mut jail = Jail { dirs: Vec::new(), v2: false };
+        for ctl in controllers {
+            if !root.join(ctl).is_dir() {
+                continue;
+            }
+            let dir = root.join(ctl).join(&leaf);
+            mkdir(&dir)?;
+            jail.dirs.push((ctl.to_string(), dir.clone()));
+            match ctl {
+                "pids" => write(dir.join("pids.max"), limits.pids.to_string())?,
+                "memory" => write(dir.join("memory.limit_in_bytes"), limits.memory_bytes.to_string())?,
+                "devices" => write(dir.join("devices.deny"), "b *:* rw".into())?,
+                _ => {}
+            }
+            let inner = dir.join(DELEGATED);
+            mkdir(&inner)?;
+            if ctl == "cpuset" {
+                // A v1 cpuset takes no tasks until it has CPUs and memory nodes: the parent's.
+                for d in [&dir, &inner] {
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        let parent = std::fs::read_to_string(d.parent().unwrap_or(root).join(f)).unwrap_or_default();
+                        write(d.join(f), parent.trim().to_string())?;
+                    }
+                }
             }
         }
         Ok(jail)
     }
 
+    /// (controller, directory) of the submission's subtree in each hierarchy; on v2 one entry named "".
+    pub fn delegated(&self) -> Vec<(String, PathBuf)> {
+        self.dirs.iter().map(|(c, d)| (c.clone(), d.join(DELEGATED))).collect()
+    }
+
+    pub fn is_v2(&self) -> bool {
+        self.v2
+    }
+
     /// The cgroup.procs files a process writes "0" into to join.
     pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+        match self.v2 {
+            true => self.dirs.iter().map(|(_, d)| d.join(DELEGATED).join("init").join("cgroup.procs")).collect(),
+            false => self.dirs.iter().map(|(_, d)| d.join(DELEGATED).join("cgroup.procs")).collect(),
+        }
     }
 
     /// Did the pids limit stop a fork?
     pub fn pids_limit_hit(&self) -> bool {
-        self.dirs.iter().any(|d| {
+        self.dirs.iter().any(|(_, d)| {
             std::fs::read_to_string(d.join("pids.events"))
                 .ok()
                 .and_then(|t| t.lines().find_map(|l| l.strip_prefix("max ").map(|n| n.trim() != "0")))
@@ -82,7 +141,7 @@ impl Jail {
 impl Drop for Jail {
     fn drop(&mut self) {
         // The labs' cgroup teardown: kill everything inside, remove deepest first, retry while they exit.
-        for dir in self.dirs.iter().rev() {
+        for (_, dir) in self.dirs.iter().rev() {
             let _ = crate::container::cgroup::remove_tree(dir);
         }
     }
@@ -91,7 +150,13 @@ impl Drop for Jail {
 /// Removes `vlab-grade-<pid>-*` cgroups left by a grader that was killed
 /// (its pid no longer runs), with anything still inside them.
 pub fn remove_stale_jails() {
-    let roots = ["/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory"];
+    let roots = [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/cpu",
+        "/sys/fs/cgroup/cpuset",
+    ];
     for root in roots {
         let Ok(rd) = std::fs::read_dir(root) else { continue };
         for e in rd.flatten() {
@@ -102,21 +167,25 @@ pub fn remove_stale_jails() {
                 continue;
             };
             if !crate::proc::alive(pid) {
-                drop(Jail { dirs: vec![e.path()] });
+                drop(Jail { dirs: vec![(String::new(), e.path())], v2: false });
             }
         }
     }
 }
 
 /// Sets file-size, core and open-file limits on the calling process (inherited by children).
-pub fn set_rlimits(limits: &Limits) {
-    let set = |res, v: u64| {
+pub fn set_rlimits(limits: &Limits) -> std::io::Result<()> {
+    for (res, v) in [(libc::RLIMIT_FSIZE, limits.file_bytes), (libc::RLIMIT_CORE, 0), (libc::RLIMIT_NOFILE, 4096)] {
         let lim = libc::rlimit { rlim_cur: v, rlim_max: v };
-        unsafe { libc::setrlimit(res, &lim) };
-    };
-    set(libc::RLIMIT_FSIZE, limits.file_bytes);
-    set(libc::RLIMIT_CORE, 0);
-    set(libc::RLIMIT_NOFILE, 4096);
+        // SAFETY: `lim` is a valid rlimit for the duration of the call.
+        if unsafe { libc::setrlimit(res, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     // A write past RLIMIT_FSIZE should fail with EFBIG, not kill the grader's helper.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    // SAFETY: SIG_IGN is a valid disposition for SIGXFSZ; no handler code runs.
+    if unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

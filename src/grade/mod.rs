@@ -151,7 +151,9 @@ pub fn grade(catalog: &Catalog, opts: &Options) -> anyhow::Result<Summary> {
     }
     let bundles = discover(&opts.inputs)?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let _lock = lock_out(&opts.out)?;
     limits::remove_stale_jails();
+    remove_partial_results(&opts.out);
     let started = Instant::now();
     let mut pending = VecDeque::new();
     let mut resumed = 0;
@@ -165,13 +167,14 @@ pub fn grade(catalog: &Catalog, opts: &Options) -> anyhow::Result<Summary> {
     let todo = pending.len();
     let bar = progress_bar(todo as u64, opts.progress);
     let queue = Mutex::new(pending);
+    let warmed = Mutex::new(BTreeMap::new());
     let failures: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.max(1) {
             s.spawn(|| {
                 while let Some(b) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
                     bar.set_message(student_key(&b));
-                    let result = grade_one(catalog, opts, &b);
+                    let result = grade_one(catalog, opts, &b, &warmed);
                     let saved = serde_json::to_vec_pretty(&result).map_err(anyhow::Error::from).and_then(|json| {
                         write_atomic(&results_dir(&opts.out).join(format!("{}.json", result.student)), &json)
                     });
@@ -202,6 +205,50 @@ pub fn grade(catalog: &Catalog, opts: &Options) -> anyhow::Result<Summary> {
     })
 }
 
+/// Holds OUT/.lock for as long as it lives: one grader per output directory,
+/// so no submission is graded twice and no result is overwritten mid-write.
+/// The kernel drops the lock when the grader dies, even by SIGKILL.
+fn lock_out(out: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = out.join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock takes the descriptor of `file`, which is open for the call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "another `vlab grade` (pid {}) is grading into {}; wait for it to finish and run this again (it grades only what is missing), or pass another --out",
+                holder.trim(),
+                out.display()
+            );
+        }
+        return Err(anyhow::Error::from(err).context(format!("cannot lock {}", path.display())));
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
+/// Half-written results (write_atomic's temporary files) left by a grader
+/// killed mid-write. Safe only under the lock: no other grader is writing.
+fn remove_partial_results(out: &Path) {
+    let Ok(rd) = std::fs::read_dir(results_dir(out)) else { return };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if !show || !std::io::stderr().is_terminal() {
@@ -216,8 +263,11 @@ fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// Labs whose guest assets were put in the cache (or why they could not be).
+type Warmed = Mutex<BTreeMap<String, Result<(), String>>>;
+
 /// Grades one bundle in its own sandbox. Never fails: problems become the result's error.
-pub fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path) -> SubmissionResult {
+fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path, warmed: &Warmed) -> SubmissionResult {
     let started = Instant::now();
     let student = student_key(bundle_path);
     let submitted_at = mtime(bundle_path);
@@ -262,12 +312,18 @@ pub fn grade_one(catalog: &Catalog, opts: &Options, bundle_path: &Path) -> Submi
         if to_grade.is_empty() {
             return Ok(sandbox::Graded { reports: Vec::new(), protections: Vec::new() });
         }
+        for id in &to_grade {
+            let lab = catalog.find(id).map_err(|e| e.to_string())?;
+            // Held while warming: the other workers wait for the cache, not build it twice.
+            let mut done = warmed.lock().unwrap_or_else(|p| p.into_inner());
+            done.entry(id.clone()).or_insert_with(|| sandbox::warm_cache(lab).map_err(|e| format!("{e:#}"))).clone()?;
+        }
         let timeout = submission_timeout(catalog, &to_grade);
         let name = format!("{}-{}", std::process::id(), student);
         sandbox::grade_sandboxed(
             &opts.vlab,
             &name,
-            &catalog.root,
+            catalog,
             &to_grade,
             &work.join("files"),
             &work,

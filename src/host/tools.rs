@@ -58,6 +58,8 @@ pub const TOOLS: &[Tool] = &[
         package: "util-linux",
         must_be_static: false,
     },
+    // The grader's sandbox (src/grade/sandbox.rs): Flatpak's, kept by Debian.
+    Tool { name: "bwrap", binary: "bwrap", version_args: &["--version"], package: "bubblewrap", must_be_static: false },
     Tool {
         name: "unshare",
         binary: "unshare",
