@@ -14,7 +14,7 @@
 //! never saw the key.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -128,7 +128,44 @@ impl Monitor {
             return Err(format!("pid {pid} did not greet as a QMP monitor: {greeting}"));
         }
         m.execute("qmp_capabilities", Value::Null)?;
+        m.prove()?;
         Ok(m)
+    }
+
+    /// Makes sure the process answering is `pid` itself, not another one
+    /// sharing its socket (one that connected, forked a forger and then
+    /// exec'd QEMU): QEMU's `getfd` takes a file descriptor the runner sends
+    /// along, which must then appear among /proc/PID/fd.
+    fn prove(&mut self) -> Result<(), String> {
+        let err = |e: std::io::Error| format!("cannot hand QEMU (pid {}) the runner's proof: {e}", self.pid);
+        // SAFETY: the name is a NUL-terminated string; the result is checked.
+        let fd = unsafe { libc::memfd_create(c"vlab-proof".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        let proof = unsafe { std::fs::File::from_raw_fd(fd) };
+        let meta = proof.metadata().map_err(err)?;
+        let msg = json!({ "execute": "getfd", "arguments": { "fdname": "vlab-proof" } });
+        send_with_fd(&self.writer, format!("{msg}\n").as_bytes(), proof.as_raw_fd()).map_err(err)?;
+        let reply = self.read_message()?;
+        if reply.get("return").is_none() {
+            return Err(format!("QEMU (pid {}) did not take the runner's file descriptor: {reply}", self.pid));
+        }
+        let held = std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino()));
+        if !held {
+            return Err(format!(
+                "the process answering on $VLAB_QMP is not pid {} (QEMU): the file descriptor the runner \
+                 sent went elsewhere",
+                self.pid
+            ));
+        }
+        self.execute("closefd", json!({ "fdname": "vlab-proof" }))?;
+        Ok(())
     }
 
     /// The next message that is not an asynchronous event.
@@ -188,6 +225,40 @@ impl Monitor {
             ("vmm.block.wr_bytes".into(), sum("wr_bytes").to_string()),
         ]))
     }
+}
+
+/// Writes `data` on `stream` with `fd` attached (SCM_RIGHTS).
+fn send_with_fd(stream: &UnixStream, data: &[u8], fd: RawFd) -> std::io::Result<()> {
+    let fd_size = std::mem::size_of::<RawFd>() as u32;
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(fd_size) } as usize;
+    // u64s keep the control buffer aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points at `space` zeroed, aligned bytes: room for one
+    // header carrying one fd, which CMSG_FIRSTHDR therefore returns non-null.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(fd_size) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+    }
+    // SAFETY: `msg`, the iovec and the control buffer it points to outlive the call.
+    let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, 0) };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if sent as usize != data.len() {
+        return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "a short write on the QMP socket"));
+    }
+    Ok(())
 }
 
 /// The device types among a `qom-list` answer's `child<TYPE>` entries
