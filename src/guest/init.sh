@@ -234,7 +234,6 @@ ask_key() {
     stty -F /dev/ttyS1 raw -echo 2> /dev/null
     echo "VLAB-SEAL nonce=$nonce" >&3
     read -t 10 -r key <&3
-    exec 3<&-
 }
 
 facts() {
@@ -296,4 +295,7 @@ case "$(cat /proc/consoles 2>/dev/null)" in
         ;;
     *) report ;;
 esac
+# The runner asks QEMU for its own counters when the report is complete:
+# wait (at most 5 s) until it says it has them, before the machine is gone.
+[ -n "$key" ] && read -t 5 -r _ <&3
 poweroff -f

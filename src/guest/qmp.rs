@@ -410,7 +410,8 @@ impl Channels {
     }
 
     /// What the runner learned from QEMU itself (`vmm.*`), plus `vmm.qmp`
-    /// (`connected`, or what the runner saw instead) and the disks' I/O so far.
+    /// (`connected`, or what the runner saw instead) and the disks' I/O so
+    /// far; then tells the probe, which waits for that before it powers off.
     pub fn facts(&mut self) -> Facts {
         let mut facts = self.facts.clone();
         let block = self.monitor.as_mut().map(Monitor::block_facts);
@@ -427,6 +428,9 @@ impl Channels {
         facts.insert("vmm.qmp".into(), qmp);
         if let Some(pid) = self.qemu_pid() {
             facts.insert("vmm.qmp_pid".into(), pid.to_string());
+        }
+        if let Some((stream, _, _)) = self.serial.as_mut().filter(|_| self.key_sent) {
+            let _ = writeln!(stream, "done");
         }
         facts
     }
