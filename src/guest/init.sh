@@ -268,14 +268,17 @@ for m in $(echo "$measure" | tr ',' ' '); do
 done
 }
 
-# The seal: sha256 of the key's line and the report's lines (see src/guest/qmp.rs).
+# The facts come first (before ttyS1 is opened: an open port is one more
+# interrupt in /proc/interrupts), then the key, then the seal: sha256 of the
+# key's line and the report's lines (see src/guest/qmp.rs).
+body=$(facts)
+ask_key
+seal=none
+if [ -n "$key" ]; then
+    seal=$(printf '%s\n%s\n' "$key" "$body" | sha256sum)
+    seal=${seal%% *}
+fi
 report() {
-    body=$(facts)
-    seal=none
-    if [ -n "$key" ]; then
-        seal=$(printf '%s\n%s\n' "$key" "$body" | sha256sum)
-        seal=${seal%% *}
-    fi
     echo "VLAB-REPORT-BEGIN nonce=$nonce"
     printf '%s\n' "$body"
     echo "seal=$seal"
@@ -286,7 +289,6 @@ report() {
 # dom0 has no working hvc console: what init writes to /dev/console is lost.
 # Its kernel log still reaches Xen's serial line (earlyprintk=xen), so there
 # the report goes through /dev/kmsg, without timestamps or rate limit.
-ask_key
 case "$(cat /proc/consoles 2>/dev/null)" in
     *xenboot*)
         echo N > /sys/module/printk/parameters/time
