@@ -100,13 +100,14 @@ fn refuse(pid: i32, root: i32, real: &RealQemu) -> Option<String> {
     if pid != root && !proc::descendants(root).contains(&pid) {
         return Some(format!("pid {pid} is a QEMU outside this check's processes"));
     }
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    if let Some(var) = environ.split(|b| *b == 0).find_map(|kv| {
-        ["LD_PRELOAD=", "LD_AUDIT=", "LD_LIBRARY_PATH="].into_iter().find(|v| kv.starts_with(v.as_bytes()))
-    }) {
-        return Some(format!("pid {pid} runs QEMU with {}set: the runner accepts only an unmodified QEMU", var));
-    }
-    None
+    // LD_PRELOAD, LD_AUDIT or a library path could put the student's code inside the real binary.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let foreign = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|path| {
+        path.contains(".so") && !["/usr/lib/", "/lib/", "/usr/lib64/", "/lib64/"].iter().any(|d| path.starts_with(d))
+    });
+    foreign.map(|lib| {
+        format!("pid {pid} (QEMU) has {lib} loaded, a library from outside the system's: the runner accepts only an unmodified QEMU")
+    })
 }
 
 /// A verified QMP connection.
