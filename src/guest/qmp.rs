@@ -23,6 +23,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::check::facts::Facts;
+use crate::cleanup::Scratch;
 use crate::proc;
 
 /// The environment variables naming the two sockets.
@@ -280,7 +281,7 @@ fn device_types(children: &Value) -> Vec<String> {
 
 /// The two listening sockets of one boot, and what came through them.
 pub struct Channels {
-    dir: tempfile::TempDir,
+    dir: Scratch,
     qmp: UnixListener,
     seal: UnixListener,
     real: RealQemu,
@@ -296,9 +297,10 @@ pub struct Channels {
 
 impl Channels {
     /// Listens on `qmp` and `seal` in a fresh directory under the system's temp
-    /// dir (a Unix socket's path must stay under 108 bytes; a workspace's may not).
+    /// dir (a Unix socket's path must stay under 108 bytes; a workspace's may
+    /// not), removed on drop and on Ctrl-C.
     pub fn open() -> std::io::Result<Channels> {
-        let dir = tempfile::Builder::new().prefix("vlab-vmm-").tempdir()?;
+        let dir = Scratch::new_in(&std::env::temp_dir(), "vlab-vmm-")?;
         let listen = |name: &str| -> std::io::Result<UnixListener> {
             let l = UnixListener::bind(dir.path().join(name))?;
             l.set_nonblocking(true)?;
@@ -511,6 +513,27 @@ mod tests {
         assert_ne!(s, seal("other", &body));
         let r = Report::from_lines(["kernel=6.1", &format!("seal={s}"), "arch=x86_64"]);
         assert_eq!((r.body, r.seal), (body, Some(s)));
+    }
+
+    /// A forger sharing the real QEMU's socket answers every command; the
+    /// runner's file descriptor then lands outside the claimed process.
+    #[test]
+    fn a_monitor_whose_answers_come_from_another_process_is_refused() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let forger = std::thread::spawn(move || {
+            let mut w = theirs.try_clone().unwrap();
+            writeln!(w, "{}", json!({"QMP": {"version": {}}})).unwrap();
+            for line in BufReader::new(theirs).lines() {
+                if line.is_err() || writeln!(w, "{}", json!({"return": {}})).is_err() {
+                    break;
+                }
+            }
+        });
+        let claimed = proc::Cmd::new("sleep").arg("30").spawn().unwrap();
+        let err = Monitor::open(ours, claimed.pid()).err().expect("the forger was believed");
+        assert!(err.contains("is not pid") && err.contains("went elsewhere"), "{err}");
+        claimed.stop().unwrap();
+        forger.join().unwrap();
     }
 
     #[test]
