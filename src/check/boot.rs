@@ -2,18 +2,23 @@
 //! console is on stdout; the runner's probe, running as init inside, prints a
 //! report framed by nonce-carrying markers. The runner reads the console as it
 //! comes, fails fast on a kernel panic, and inspects the VMM process it finds
-//! among the command's descendants (accelerator, devices) before killing it.
+//! among the command's descendants (by the binary it runs, never its name)
+//! before killing it. A QEMU also connects to the runner's own sockets
+//! (guest::qmp): the runner asks it what it really runs, and hands the probe
+//! the key that seals the report.
 //!
 //! Report protocol (one line each, on the console):
 //!   VLAB-REPORT-BEGIN nonce=<nonce>
 //!   key=value              (any number; become facts `guest.<key>`)
+//!   seal=<sha256>          (of the runner's key and the lines above; see guest::qmp)
 //!   VLAB-REPORT-END nonce=<nonce>
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::facts::Facts;
-use crate::proc::{self, Cmd};
+use crate::guest::qmp::{Channels, RealQemu, Report};
+use crate::proc::{self, Cmd, ProcError};
 
 pub const BEGIN: &str = "VLAB-REPORT-BEGIN";
 pub const END: &str = "VLAB-REPORT-END";
@@ -36,11 +41,12 @@ pub struct BootObservation {
     pub timed_out: bool,
 }
 
-/// Parses the last complete report on the console into `guest.*` facts.
-pub fn parse_report(console: &str) -> Option<Facts> {
+/// The last complete report: its `guest.*` facts, and its lines for the seal.
+fn report_lines(console: &str) -> Option<(Facts, Report)> {
     let lines: Vec<&str> = console.lines().map(|l| l.trim_end_matches('\r')).collect();
     let end = lines.iter().rposition(|l| l.contains(END))?;
     let begin = lines[..end].iter().rposition(|l| l.contains(BEGIN))?;
+    let report = Report::from_lines(lines[begin + 1..end].iter().copied());
     let mut facts = Facts::new();
     let nonce = |l: &str| l.split("nonce=").nth(1).map(|n| n.trim().to_string()).unwrap_or_default();
     facts.insert("guest.nonce".into(), nonce(lines[begin]));
@@ -52,7 +58,8 @@ pub fn parse_report(console: &str) -> Option<Facts> {
             }
         }
     }
-    Some(facts)
+    facts.remove("guest.seal");
+    Some((facts, report))
 }
 
 fn panic_line(console: &str) -> Option<String> {
@@ -82,9 +89,24 @@ const POLL: Duration = Duration::from_millis(10);
 /// How often the command's processes are searched for the VMM until it is found.
 const INSPECT_EVERY: Duration = Duration::from_millis(50);
 
-/// Starts `cmd` and waits for a complete report, a panic, its exit or its deadline.
-pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> {
+/// Starts `cmd` with `$VLAB_QMP` and `$VLAB_SEAL` naming the runner's
+/// sockets, and waits for a complete report, a panic, its exit or its deadline.
+pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, ProcError> {
+    let channels = Channels::open().map_err(|source| ProcError::Io {
+        program: "the runner's QMP and seal sockets (in the temp dir)".into(),
+        source,
+    })?;
+    let mut cmd = cmd.clone();
+    for (k, v) in channels.env() {
+        cmd = cmd.env(k, v);
+    }
+    boot_with(&cmd, nonce, channels)
+}
+
+/// Like `boot`, for a command that already connects QEMU to `channels`.
+pub fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Result<BootObservation, ProcError> {
     let uml = crate::host::uml::known().working_exes();
+    let real = RealQemu::find();
     let child = cmd.spawn()?;
     let mut vmm = Facts::new();
     let mut userspace = None;
@@ -98,11 +120,12 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
         let looking = vmm.is_empty() || (userspace.is_none() && is_uml(&vmm));
         if looking && inspected.is_none_or(|at| at.elapsed() >= INSPECT_EVERY) {
             if vmm.is_empty() {
-                vmm = inspect_vmm(child.pid(), &uml);
+                vmm = inspect_vmm(child.pid(), &real, &uml);
             }
             userspace = userspace.or_else(|| uml_userspace(&vmm));
             inspected = Some(Instant::now());
         }
+        channels.poll(child.pid());
         let lines = watch.new_lines(&child);
         if lines.lines().any(|l| l.contains(END)) {
             report_at = Some(child.started().elapsed());
@@ -131,16 +154,26 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
             break;
         }
     }
-    if vmm.is_empty() {
+    channels.poll(child.pid());
+    if let Some(pid) = channels.qemu_pid() {
+        // The QEMU that proved itself over QMP is the VMM, whichever other one runs.
+        vmm = vmm_facts(pid, "qemu");
+    } else if vmm.is_empty() {
         // A report can come sooner than the next search: look once more while the VMM still runs.
-        vmm = inspect_vmm(child.pid(), &uml);
+        vmm = inspect_vmm(child.pid(), &real, &uml);
     }
     userspace = userspace.or_else(|| uml_userspace(&vmm));
+    // Asked while QEMU still runs: the disks' I/O as QEMU counted it.
+    let from_qemu = channels.facts();
     let (console, _) = child.read_stdout(CONSOLE_LIMIT);
     let (stderr, _) = child.read_stderr(64 * 1024);
     child.stop()?;
     let mut facts = vmm;
-    let report = parse_report(&console);
+    if !is_uml(&facts) {
+        facts.extend(from_qemu);
+    }
+    let (report, lines) = report_lines(&console).unzip();
+    facts.insert("report.sealed".into(), channels.seal_of(lines.as_ref()));
     facts.insert("boot.report".into(), if report.is_some() { "found" } else { "missing" }.into());
     let freshness = match report.as_ref().and_then(|r| r.get("guest.nonce")) {
         Some(n) if n == nonce => "fresh",
@@ -167,29 +200,37 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, proc::ProcError> 
     Ok(BootObservation { facts, console, stderr, panic, ended_early, timed_out })
 }
 
-/// Facts about the first VMM among `root` and its descendants: QEMU
-/// (`vmm.accel`, `vmm.machine`, `vmm.cpu`, `vmm.memory`, `vmm.devices`) or a
-/// UML kernel, recognised by its binary (`/proc/PID/exe`): one of `uml`, the
-/// kernels `vlab doctor` booted here, whatever the process calls itself.
-pub fn inspect_vmm(root: i32, uml: &[PathBuf]) -> Facts {
-    let mut facts = Facts::new();
+/// Facts about the first VMM among `root` and its descendants, recognised by
+/// the binary it runs (`/proc/PID/exe`), whatever it calls itself: the real
+/// QEMU (what its command line asks for: `vmm.asked.*`, `vmm.machine`,
+/// `vmm.cpu`, `vmm.memory`; what it runs comes over QMP) or a UML kernel (one
+/// of `uml`, the kernels `vlab doctor` booted here).
+pub fn inspect_vmm(root: i32, real: &RealQemu, uml: &[PathBuf]) -> Facts {
     for pid in std::iter::once(root).chain(proc::descendants(root)) {
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let argv: Vec<String> =
-            raw.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        let Some(program) = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()) else { continue };
-        if program.starts_with("qemu-system") {
-            facts.extend(qemu_facts(&argv));
-        } else if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| uml.contains(&exe)) {
-            facts.insert("vmm.accel".into(), "uml".into());
-        } else {
-            continue;
+        if real.runs(pid) {
+            return vmm_facts(pid, "qemu");
         }
-        facts.insert("vmm.program".into(), program);
-        facts.insert("vmm.pid".into(), pid.to_string());
-        facts.insert("vmm.cmdline".into(), argv.join(" "));
-        break;
+        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| uml.contains(&exe)) {
+            return vmm_facts(pid, "uml");
+        }
     }
+    Facts::new()
+}
+
+/// What the VMM process `pid` (identified by its binary as `kind`) was asked
+/// for, read from its own command line.
+fn vmm_facts(pid: i32, kind: &str) -> Facts {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv: Vec<String> =
+        raw.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let mut facts = match kind {
+        "qemu" => qemu_facts(&argv),
+        _ => Facts::from([("vmm.accel".to_string(), "uml".to_string())]),
+    };
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    facts.insert("vmm.program".into(), exe.file_name().unwrap_or_default().to_string_lossy().into_owned());
+    facts.insert("vmm.pid".into(), pid.to_string());
+    facts.insert("vmm.cmdline".into(), argv.join(" "));
     facts
 }
 
@@ -221,7 +262,9 @@ fn uml_userspace(vmm: &Facts) -> Option<&'static str> {
     })
 }
 
-/// What a QEMU command line asks for, as QEMU itself would read it.
+/// What a QEMU command line asks for, as QEMU itself would read it: the
+/// accelerator and devices as `vmm.asked.accel` and `vmm.asked.devices`
+/// (what QEMU really runs is QMP's `vmm.accel` and `vmm.devices`).
 pub fn qemu_facts(argv: &[String]) -> Facts {
     let mut facts = Facts::new();
     let mut accel = Vec::new();
@@ -264,8 +307,8 @@ pub fn qemu_facts(argv: &[String]) -> Facts {
         }
     }
     // QEMU's default is TCG when no accelerator is named.
-    facts.insert("vmm.accel".into(), accel.first().cloned().unwrap_or_else(|| "tcg".into()));
-    facts.insert("vmm.devices".into(), devices.join(","));
+    facts.insert("vmm.asked.accel".into(), accel.first().cloned().unwrap_or_else(|| "tcg".into()));
+    facts.insert("vmm.asked.devices".into(), devices.join(","));
     facts
 }
 
@@ -310,21 +353,25 @@ mod tests {
     fn reads_the_last_complete_report() {
         let console = "noise\nVLAB-REPORT-BEGIN nonce=old\nx=1\nVLAB-REPORT-END nonce=old\n\
                        [    1.0] boot\r\nVLAB-REPORT-BEGIN nonce=abc\r\nkernel=6.1\r\ncpu.vendor = AuthenticAMD\r\nbad key=1\r\nVLAB-REPORT-END nonce=abc\r\n";
-        let f = parse_report(console).unwrap();
+        let (f, lines) = report_lines(console).unwrap();
         assert_eq!(f["guest.nonce"], "abc");
         assert_eq!(f["guest.kernel"], "6.1");
         assert_eq!(f["guest.cpu.vendor"], "AuthenticAMD");
         assert!(!f.contains_key("guest.x") && !f.contains_key("guest.bad key"));
-        assert!(parse_report("VLAB-REPORT-BEGIN nonce=a\nx=1\n").is_none());
+        assert_eq!(lines.body, ["kernel=6.1", "cpu.vendor = AuthenticAMD", "bad key=1"]);
+        assert!(report_lines("VLAB-REPORT-BEGIN nonce=a\nx=1\n").is_none());
     }
 
     #[test]
     fn qemu_accelerator_defaults_to_tcg_and_reads_every_spelling() {
-        assert_eq!(qemu_facts(&argv("qemu-system-x86_64 -m 256 -kernel k"))["vmm.accel"], "tcg");
-        assert_eq!(qemu_facts(&argv("qemu-system-x86_64 -accel kvm"))["vmm.accel"], "kvm");
-        assert_eq!(qemu_facts(&argv("qemu-system-x86_64 -enable-kvm"))["vmm.accel"], "kvm");
+        assert_eq!(qemu_facts(&argv("qemu-system-x86_64 -m 256 -kernel k"))["vmm.asked.accel"], "tcg");
+        assert_eq!(qemu_facts(&argv("qemu-system-x86_64 -accel kvm"))["vmm.asked.accel"], "kvm");
+        assert_eq!(qemu_facts(&argv("qemu-system-x86_64 -enable-kvm"))["vmm.asked.accel"], "kvm");
         let f = qemu_facts(&argv("qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m 512M"));
-        assert_eq!((f["vmm.accel"].as_str(), f["vmm.machine"].as_str(), f["vmm.cpu"].as_str()), ("tcg", "q35", "max"));
+        assert_eq!(
+            (f["vmm.asked.accel"].as_str(), f["vmm.machine"].as_str(), f["vmm.cpu"].as_str()),
+            ("tcg", "q35", "max")
+        );
         assert_eq!(f["vmm.memory"], "512M");
     }
 
@@ -333,7 +380,7 @@ mod tests {
         let f = qemu_facts(&argv(
             "qemu-system-x86_64 -device virtio-blk-pci,drive=d0 -drive file=x,if=none,id=d0 -nic user,model=rtl8139 -device driver=e1000",
         ));
-        assert_eq!(f["vmm.devices"], "virtio-blk-pci,drive:none,nic:rtl8139,e1000");
+        assert_eq!(f["vmm.asked.devices"], "virtio-blk-pci,drive:none,nic:rtl8139,e1000");
     }
 
     #[test]

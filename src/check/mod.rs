@@ -238,6 +238,8 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
     let scratch = Scratch::new_in(&workspace.join(".vlab"), "check-")
         .map_err(|e| format!("cannot create a scratch directory in {}: {e}", workspace.display()))?;
     let results = scratch.path().join("results");
+    // The runner makes the results file itself; it reads back only a regular file (files::read_regular).
+    std::fs::File::create(&results).map_err(|e| format!("cannot create {}: {e}", results.display()))?;
     let probe = match check.kind {
         CheckKind::Observe => {
             let dir = workspace.join(check.probe_dir.as_deref().unwrap_or(".vlab"));
@@ -374,7 +376,10 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
     if let Some(s) = &sink {
         facts.extend(s.facts());
     }
-    let result_text = std::fs::read_to_string(&results).unwrap_or_default();
+    let result_text = match crate::files::read_regular(&results) {
+        Ok(text) => text,
+        Err(e) => return Ok(Judged { facts, verdict: Err(format!("$VLAB_RESULTS: {e:#}")) }),
+    };
     facts.extend(facts::parse_results(&result_text));
     let nonce_state = match facts.get("result.nonce") {
         Some(n) if n == nonce => "fresh",

@@ -104,15 +104,18 @@ pub(crate) fn check_env() -> anyhow::Result<CheckEnv> {
     Ok(CheckEnv { nonce, results, scratch })
 }
 
-/// Keeps the student's results except `observed_*` lines, then appends the runner's.
+/// Keeps the student's results except `observed_*` lines, then appends the
+/// runner's; only into a regular file (never a FIFO or a link someone serves).
 pub(crate) fn write_observed(results: &Path, observed: &BTreeMap<String, String>) -> anyhow::Result<()> {
-    let old = std::fs::read_to_string(results).unwrap_or_default();
-    let mut text: String =
-        old.lines().filter(|l| !l.trim_start().starts_with("observed_")).map(|l| format!("{l}\n")).collect();
-    for (k, v) in observed {
-        text.push_str(&format!("observed_{k}={v}\n"));
-    }
-    std::fs::write(results, text).with_context(|| format!("cannot write {}", results.display()))
+    crate::files::rewrite_regular(results, |old| {
+        let mut text: String =
+            old.lines().filter(|l| !l.trim_start().starts_with("observed_")).map(|l| format!("{l}\n")).collect();
+        for (k, v) in observed {
+            text.push_str(&format!("observed_{k}={v}\n"));
+        }
+        text
+    })
+    .context("$VLAB_RESULTS")
 }
 
 pub(crate) fn run_student(command: &[String], env: &[(&str, String)]) -> anyhow::Result<proc::Child> {

@@ -222,8 +222,21 @@ detect() {
     done
 }
 
-report() {
-echo "VLAB-REPORT-BEGIN nonce=$nonce"
+# The runner's key for this boot, handed over ttyS1: QEMU wires that port to
+# a socket only the runner and QEMU share (-serial unix:$VLAB_SEAL), and the
+# runner answers only the QEMU it verified. The report is sealed with it.
+key=""
+ask_key() {
+    t=0
+    [ -r /sys/class/tty/ttyS1/type ] && read -r t < /sys/class/tty/ttyS1/type
+    [ "$t" != 0 ] || return 0
+    exec 3<> /dev/ttyS1 || return 0
+    stty -F /dev/ttyS1 raw -echo 2> /dev/null
+    echo "VLAB-SEAL nonce=$nonce" >&3
+    read -t 10 -r key <&3
+}
+
+facts() {
 echo "mem.total_kib=$mem_kib"
 xen_facts
 echo "kernel=$release"
@@ -253,7 +266,23 @@ for m in $(echo "$measure" | tr ',' ' '); do
         *) echo "measure.$m=unknown" ;;
     esac
 done
-echo "VLAB-REPORT-END nonce=$nonce"
+}
+
+# The facts come first (before ttyS1 is opened: an open port is one more
+# interrupt in /proc/interrupts), then the key, then the seal: sha256 of the
+# key's line and the report's lines (see src/guest/qmp.rs).
+body=$(facts)
+ask_key
+seal=none
+if [ -n "$key" ]; then
+    seal=$(printf '%s\n%s\n' "$key" "$body" | sha256sum)
+    seal=${seal%% *}
+fi
+report() {
+    echo "VLAB-REPORT-BEGIN nonce=$nonce"
+    printf '%s\n' "$body"
+    echo "seal=$seal"
+    echo "VLAB-REPORT-END nonce=$nonce"
 }
 
 # A kernel without CONFIG_XEN_DOM0 (Debian's cloud kernel) booted as Xen's
@@ -268,4 +297,7 @@ case "$(cat /proc/consoles 2>/dev/null)" in
         ;;
     *) report ;;
 esac
+# The runner asks QEMU for its own counters when the report is complete:
+# wait (at most 5 s) until it says it has them, before the machine is gone.
+[ -n "$key" ] && read -t 5 -r _ <&3
 poweroff -f

@@ -9,6 +9,7 @@ pub mod elf;
 pub mod emu;
 pub mod initramfs;
 mod modules;
+pub mod qmp;
 pub mod vmlinux;
 pub mod vmm;
 pub mod xen;
@@ -143,13 +144,17 @@ impl Launch {
         argv
     }
 
-    /// Boots with a fresh nonce; waits for the report, a panic, QEMU's exit or
-    /// the deadline, and kills QEMU on every path.
+    /// Boots with a fresh nonce, QEMU connected to the runner's QMP and seal
+    /// sockets; waits for the report, a panic, QEMU's exit or the deadline,
+    /// and kills QEMU on every path.
     pub fn boot(&self) -> anyhow::Result<Booted> {
         let nonce = crate::check::fresh_nonce();
-        let cmd = Cmd::from_argv(&self.argv(&nonce)).timeout(self.timeout).output_limit(4 * 1024 * 1024);
+        let channels = qmp::Channels::open()?;
+        let mut argv = self.argv(&nonce);
+        argv.extend(channels.qemu_args());
+        let cmd = Cmd::from_argv(&argv).timeout(self.timeout).output_limit(4 * 1024 * 1024);
         let started = std::time::Instant::now();
-        let obs = boot::boot(&cmd, &nonce)?;
+        let obs = boot::boot_with(&cmd, &nonce, channels)?;
         let elapsed = started.elapsed();
         if let Some(log) = &self.log {
             std::fs::write(log, &obs.console)?;
@@ -166,9 +171,10 @@ pub struct Booted {
 }
 
 impl Booted {
-    /// True when a complete report carrying this boot's nonce came back.
+    /// True when a complete report carrying this boot's nonce came back,
+    /// sealed with the key the runner handed this guest.
     pub fn verified(&self) -> bool {
-        self.fact("report.nonce") == Some("fresh")
+        self.fact("report.nonce") == Some("fresh") && self.fact("report.sealed") == Some("yes")
     }
 
     pub fn fact(&self, name: &str) -> Option<&str> {
@@ -255,7 +261,12 @@ pub fn describe_boot(booted: &Booted) -> String {
         let why = match (&booted.obs.ended_early, booted.obs.timed_out) {
             (Some(end), _) => format!("QEMU {end} before the report"),
             (None, true) => "no report before the deadline; QEMU was stopped".to_string(),
-            _ => "no report carrying this boot's nonce".to_string(),
+            _ => match booted.fact("report.sealed") {
+                Some(sealed) if booted.fact("report.nonce") == Some("fresh") => {
+                    format!("the report is not sealed ({sealed})")
+                }
+                _ => "no report carrying this boot's nonce".to_string(),
+            },
         };
         s.push_str(&format!("{why}\n"));
         for (what, text) in [("console", &booted.obs.console), ("QEMU's stderr", &booted.obs.stderr)] {
@@ -290,7 +301,7 @@ mod tests {
         assert!(append.ends_with("vlab.measure=cpu"));
         assert!(argv.contains(&"-no-reboot".to_string()));
         let facts = crate::check::boot::qemu_facts(&argv);
-        assert_eq!(facts["vmm.accel"], "tcg");
+        assert_eq!(facts["vmm.asked.accel"], "tcg");
         assert!(!argv.contains(&"-bios".to_string()), "no firmware named: QEMU's default");
         l.firmware = Some("/fw/qboot.rom".into());
         let argv = l.argv("abc");

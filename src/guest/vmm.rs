@@ -4,6 +4,7 @@
 //! instructions, then HLT. Every exit is recorded as the VMM saw it.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -137,8 +138,10 @@ fn hex(bytes: &[u8]) -> String {
 /// `--nonce`, $VLAB_NONCE or fresh) and, inside a check, writes what the VMM
 /// observed to $VLAB_RESULTS as `observed_*` lines.
 pub fn run_file(file: &Path, nonce: Option<String>) -> anyhow::Result<VmmRun> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read the guest code {}", file.display()))?;
+    let mut text = String::new();
+    crate::files::open_regular(file, false)
+        .and_then(|mut f| f.read_to_string(&mut text).map_err(Into::into))
+        .context("cannot read the guest code")?;
     let code = parse_hex(&text).with_context(|| format!("{}", file.display()))?;
     let nonce = nonce
         .or_else(|| std::env::var("VLAB_NONCE").ok().filter(|n| !n.is_empty()))
@@ -153,13 +156,12 @@ pub fn run_file(file: &Path, nonce: Option<String>) -> anyhow::Result<VmmRun> {
     });
     let run = run(&code, &nonce)?;
     if let Some(results) = std::env::var_os("VLAB_RESULTS") {
-        let lines = format!(
-            "observed_out_bytes={}\nobserved_exits={}\nobserved_halted={}\n",
-            run.out_bytes,
-            run.exits.len(),
-            if run.halted { "yes" } else { "no" }
-        );
-        std::fs::write(results, lines)?;
+        let observed = BTreeMap::from([
+            ("out_bytes".to_string(), run.out_bytes.clone()),
+            ("exits".to_string(), run.exits.len().to_string()),
+            ("halted".to_string(), if run.halted { "yes" } else { "no" }.to_string()),
+        ]);
+        super::emu::write_observed(Path::new(&results), &observed)?;
     }
     Ok(run)
 }
@@ -187,7 +189,7 @@ pub fn verdict(command: &[String]) -> anyhow::Result<i32> {
     let code = emu::finish(emu::run_student(command, &[])?)?;
     let caps = crate::host::detect();
     let truth = kvm_facts(&caps.kvm);
-    let answers = crate::check::facts::parse_results(&std::fs::read_to_string(&env.results).unwrap_or_default());
+    let answers = crate::check::facts::parse_results(&crate::files::read_regular(&env.results)?);
     let wrong: Vec<String> = VERDICT_KEYS
         .iter()
         .filter(|k| answers.get(&format!("result.{k}")).map(|v| v.trim()) != truth.get(**k).map(String::as_str))

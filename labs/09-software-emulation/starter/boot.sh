@@ -8,9 +8,17 @@
 set -eu
 NONCE=${VLAB_NONCE:-by-hand}
 
+# vlab check watches QEMU through two sockets of its own: QEMU's QMP monitor
+# connects to $VLAB_QMP, and a second serial port (the guest's ttyS1) to
+# $VLAB_SEAL, through which the runner hands the probe the key that seals its
+# report. Put $WATCH right after -serial stdio. By hand it is empty.
+WATCH=""
+[ -n "${VLAB_QMP:-}" ] && WATCH="-qmp unix:$VLAB_QMP -serial unix:$VLAB_SEAL"
+
 # TODO: complete the QEMU command line (see the lab's README, Step 1):
 #   - TCG as the accelerator, 256 MiB of memory, no default devices, no display
-#   - the serial console on stdout, and no reboot when the guest dies
+#   - the serial console on stdout followed by $WATCH, and no reboot when
+#     the guest dies
 #   - the kernel, the initramfs, and a kernel command line that puts the
 #     console on ttyS0, panics straight to poweroff (panic=-1) and carries
 #     vlab.nonce=$NONCE

@@ -56,11 +56,18 @@ case "$MODE" in
         ;;
 esac
 
+# vlab check watches QEMU through two sockets of its own: QEMU's QMP monitor
+# connects to $VLAB_QMP, and a second serial port (the guest's ttyS1) to
+# $VLAB_SEAL, through which the runner hands the probe the key that seals its
+# report. Run by hand, without them, the report is simply not sealed.
+WATCH=""
+[ -n "${VLAB_QMP:-}" ] && WATCH="-qmp unix:$VLAB_QMP -serial unix:$VLAB_SEAL"
+
 exec qemu-system-x86_64 \
     -accel "$ACCEL" -cpu "$CPU" \
     -m 256 \
     -nodefaults -display none \
-    -serial stdio \
+    -serial stdio $WATCH \
     -no-reboot \
     -kernel "$KERNEL" \
     -initrd "$INITRD" \

@@ -74,21 +74,42 @@ if [ -n "$log" ]; then
     done < /tmp/domu.log
 fi
 
-echo "VLAB-REPORT-BEGIN nonce=$nonce"
+# The runner's key for this boot, over ttyS1 (QEMU's second serial port, a
+# socket only the runner and QEMU share), seals the report; as in the probe's
+# init (src/guest/init.sh).
+key=""
+t=0
+[ -r /sys/class/tty/ttyS1/type ] && read -r t < /sys/class/tty/ttyS1/type
+if [ "$t" != 0 ] && exec 3<> /dev/ttyS1; then
+    stty -F /dev/ttyS1 raw -echo 2> /dev/null
+    echo "VLAB-SEAL nonce=$nonce" >&3
+    read -t 10 -r key <&3
+fi
 read -r hv < /sys/hypervisor/type
-echo "hypervisor.type=$hv"
-echo "domu.created=$created"
-echo "domu.name=$name"
-echo "domu.memory_mib=$memory_mib"
-echo "domu.vcpus=$vcpus"
-echo "domu.backends=$backends"
-echo "domu.nonce=$domu_nonce"
-echo "domu.guest_type=$guest_type"
-echo "domu.vbd=$vbd"
-echo "domu.vif=$vif"
-echo "domu.disk=$disk"
-echo "domu.mem_total_kib=$mem_kib"
 # What xl said last (its error when it could not create the domain).
-echo "domu.xl=$(grep -v '^Parsing config' /tmp/xl.out | tail -n 1)"
+xl_said=$(grep -v '^Parsing config' /tmp/xl.out | tail -n 1)
+body="hypervisor.type=$hv
+domu.created=$created
+domu.name=$name
+domu.memory_mib=$memory_mib
+domu.vcpus=$vcpus
+domu.backends=$backends
+domu.nonce=$domu_nonce
+domu.guest_type=$guest_type
+domu.vbd=$vbd
+domu.vif=$vif
+domu.disk=$disk
+domu.mem_total_kib=$mem_kib
+domu.xl=$xl_said"
+seal=none
+if [ -n "$key" ]; then
+    seal=$(printf '%s\n%s\n' "$key" "$body" | sha256sum)
+    seal=${seal%% *}
+fi
+echo "VLAB-REPORT-BEGIN nonce=$nonce"
+printf '%s\n' "$body"
+echo "seal=$seal"
 echo "VLAB-REPORT-END nonce=$nonce"
+# Until the runner has asked QEMU for its counters (at most 5 s).
+[ -n "$key" ] && read -t 5 -r _ <&3
 poweroff -f

@@ -20,6 +20,7 @@ use super::super::assets::{self, GuestAssets, Lock};
 use super::super::cpio::Entry;
 use super::super::{initramfs, modules};
 use crate::cleanup::Scratch;
+use crate::guest::qmp;
 use crate::proc::Cmd;
 
 const DOM0_INIT: &str = include_str!("dom0-init.sh");
@@ -390,7 +391,14 @@ pub fn run(config: &Path, timeout: Duration) -> anyhow::Result<i32> {
     };
     let initrd = dir.join("dom0-with-config.img");
     with_config(&assets.dom0_image, &text, &initrd)?;
-    let out = Cmd::from_argv(&argv(&assets, &initrd, &nonce)).timeout(timeout).inherit_output().run()?;
+    let mut argv = argv(&assets, &initrd, &nonce);
+    // Inside a check, QEMU connects to the runner's QMP and seal sockets, as a student's QEMU would.
+    for (env, option) in [(qmp::QMP_ENV, "-qmp"), (qmp::SEAL_ENV, "-serial")] {
+        if let Some(path) = std::env::var_os(env).filter(|p| !p.is_empty()) {
+            argv.extend([option.to_string(), format!("unix:{}", path.to_string_lossy())]);
+        }
+    }
+    let out = Cmd::from_argv(&argv).timeout(timeout).inherit_output().run()?;
     let _ = std::fs::remove_file(&initrd);
     if out.timed_out {
         eprintln!("vlab xen domu: stopped QEMU after {}s", timeout.as_secs());
@@ -459,7 +467,7 @@ mod tests {
             initrd.starts_with("/c/vmlinuz ") && initrd.ends_with(",/s/dom0.img") && initrd.contains("vlab.nonce=abc")
         );
         let facts = crate::check::boot::qemu_facts(&argv);
-        assert_eq!(facts["vmm.accel"], "tcg");
+        assert_eq!(facts["vmm.asked.accel"], "tcg");
     }
 
     #[test]

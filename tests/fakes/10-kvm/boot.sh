@@ -1,5 +1,7 @@
 #!/bin/sh
-# Faker: prints a plausible probe report without booting anything.
+# Faker: prints a plausible probe report without booting anything, beside a
+# decoy that calls itself QEMU.
+bash -c 'exec -a qemu-system-x86_64 sleep 60' &
 cat <<REPORT
 [    0.000000] Linux version 6.1.0-56-cloud-amd64
 VLAB-REPORT-BEGIN nonce=$VLAB_NONCE
@@ -13,3 +15,4 @@ measure.cpu_iterations=20000
 measure.cpu_us=1100000
 VLAB-REPORT-END nonce=$VLAB_NONCE
 REPORT
+wait

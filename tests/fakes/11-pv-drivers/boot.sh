@@ -61,11 +61,14 @@ case "$MODE" in
         ;;
 esac
 
+WATCH=""
+[ -n "${VLAB_QMP:-}" ] && WATCH="-qmp unix:$VLAB_QMP -serial unix:$VLAB_SEAL"
+
 exec qemu-system-x86_64 \
     -accel "$ACCEL" -cpu "$CPU" \
     -m 256 \
     -nodefaults -display none \
-    -serial stdio \
+    -serial stdio $WATCH \
     -no-reboot \
     -kernel "$KERNEL" \
     -initrd "$INITRD" \
