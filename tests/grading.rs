@@ -475,9 +475,10 @@ fn hostile_submissions_change_nothing_on_the_host_and_learn_nothing() {
         labs.display(),
         classp.display()
     );
+    // Its own workspace ($HOME, where the runner makes each check's results file) is its own to see.
     let find_and_exec = "sol=$(find / -path '*/01-script/solution/work.sh' 2>/dev/null | head -1)\n\
         [ -n \"$sol\" ] && echo \"$M:found:$sol\" && cp \"$sol\" ./stolen.sh && exec sh ./stolen.sh \"$1\"\n\
-        for f in $(find / \\( -path /usr -o -path /proc \\) -prune -o \\( -name 'lab.toml' -o -name '*.tar.gz' -o -name 'results' -o -name 'solution' \\) -print 2>/dev/null); do echo \"$M:saw:$f\"; done";
+        for f in $(find / \\( -path /usr -o -path /proc -o -path \"$HOME\" \\) -prune -o \\( -name 'lab.toml' -o -name '*.tar.gz' -o -name 'results' -o -name 'solution' \\) -print 2>/dev/null); do echo \"$M:saw:$f\"; done";
     let devices = "mknod ./sda b 8 0 2>/dev/null && echo \"$M:mknod\"\n\
         unshare -r sh -c 'mknod ./sdb b 8 16' 2>/dev/null && echo \"$M:mknod-userns\"\n\
         for d in /dev/sd? /dev/vd? /dev/nvme0n1 /dev/xvda /dev/loop0 /dev/mapper /dev/mem /dev/kmem /dev/port; do [ -e \"$d\" ] && echo \"$M:device:$d\"; done\n\
