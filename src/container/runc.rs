@@ -52,6 +52,26 @@ pub fn state(root: &Path, id: &str) -> Option<serde_json::Value> {
     out.success().then(|| serde_json::from_str(&out.stdout).ok()).flatten()
 }
 
+/// The container's init as runc recorded it in `root/ID/state.json`: its pid
+/// and its start time (clock ticks after boot, as in /proc/PID/stat). The
+/// file must be a regular file (not a link, not a FIFO that would block).
+pub fn recorded_init(root: &Path, id: &str) -> Option<(i32, u64)> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(root.join(id).join("state.json"))
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(1 << 20).read_to_string(&mut text).ok()?;
+    let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((i32::try_from(state["init_process_pid"].as_i64()?).ok()?, state["init_process_start"].as_u64()?))
+}
+
 /// Deletes every container in `root` (processes, cgroups, state). Returns the
 /// ids runc could not delete.
 pub fn delete_all(root: &Path) -> Vec<String> {
@@ -72,6 +92,19 @@ pub fn delete_all(root: &Path) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_recorded_init_is_read_from_a_regular_state_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/state.json"), r#"{"init_process_pid": 42, "init_process_start": 7}"#)
+            .unwrap();
+        assert_eq!(super::recorded_init(dir.path(), "a"), Some((42, 7)));
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a/state.json"), dir.path().join("b/state.json")).unwrap();
+        assert_eq!(super::recorded_init(dir.path(), "b"), None);
+        assert_eq!(super::recorded_init(dir.path(), "missing"), None);
+    }
+
     #[test]
     fn an_empty_or_missing_root_has_no_containers() {
         let dir = tempfile::tempdir().unwrap();
