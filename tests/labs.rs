@@ -67,8 +67,12 @@ fn every_solution_passes_every_step() {
     }
 }
 
-/// tests/fakes/<lab>/ holds files that print plausible expected output
-/// without doing the work. Every runnable step must fail with them.
+/// tests/fakes/<lab>/ holds fakes: files that print plausible expected
+/// output, or cheat, without doing the work. Either it holds one fake's
+/// files, and every runnable step must fail with them; or one directory per
+/// fake, `<fake>/` (its files are copied over the started lab) beside
+/// `<fake>.expect`, whose lines `step: text` name the steps it must fail and
+/// a part of the message each must fail with: what the runner saw.
 #[test]
 fn fakers_that_print_the_expected_text_fail() {
     let fakes = repo().join("tests").join("fakes");
@@ -76,16 +80,42 @@ fn fakers_that_print_the_expected_text_fail() {
     for entry in std::fs::read_dir(&fakes).unwrap() {
         let entry = entry.unwrap();
         let lab = entry.file_name().to_string_lossy().into_owned();
-        let ws = workspace();
-        vlab(ws.path()).args(["start", &lab]).assert().success();
-        overlay(&entry.path(), &ws.path().join(&lab));
-        for (step, outcome, message) in check_each_step(ws.path(), &lab) {
-            if outcome == "skipped" {
-                eprintln!("skipped {lab}/{step}: {message}");
-                continue;
+        let mut sets: Vec<std::path::PathBuf> =
+            std::fs::read_dir(entry.path()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+        sets.sort();
+        if sets.is_empty() {
+            let ws = workspace();
+            vlab(ws.path()).args(["start", &lab]).assert().success();
+            overlay(&entry.path(), &ws.path().join(&lab));
+            for (step, outcome, message) in check_each_step(ws.path(), &lab) {
+                if outcome == "skipped" {
+                    eprintln!("skipped {lab}/{step}: {message}");
+                    continue;
+                }
+                assert_eq!(outcome, "fail", "{lab}/{step}: a faker must fail; got {outcome}: {message}");
+                tried += 1;
             }
-            assert_eq!(outcome, "fail", "{lab}/{step}: a faker must fail; got {outcome}: {message}");
-            tried += 1;
+            continue;
+        }
+        for set in sets {
+            let fake = set.file_name().unwrap().to_string_lossy().into_owned();
+            let expect = std::fs::read_to_string(set.with_extension("expect"))
+                .unwrap_or_else(|e| panic!("{lab}/{fake}: no {fake}.expect beside it ({e})"));
+            let ws = workspace();
+            vlab(ws.path()).args(["start", &lab]).assert().success();
+            overlay(&set, &ws.path().join(&lab));
+            for line in expect.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+                let (step, seen) = line.split_once(':').unwrap_or_else(|| panic!("{lab}/{fake}.expect: {line:?}"));
+                let (_, report) = json(ws.path(), &["check", &lab, "--step", step.trim()]);
+                let (_, outcome, message) = outcomes(&report).pop().unwrap();
+                if outcome == "skipped" {
+                    eprintln!("skipped {lab}/{fake}/{step}: {message}");
+                    continue;
+                }
+                assert_eq!(outcome, "fail", "{lab}/{fake}/{step}: a faker must fail; got {outcome}: {message}");
+                assert!(message.contains(seen.trim()), "{lab}/{fake}/{step}: expected {:?} in: {message}", seen.trim());
+                tried += 1;
+            }
         }
     }
     assert!(tried > 0, "no faker step was run");

@@ -287,12 +287,9 @@ pub fn probe(probe: i32, pids: &[i32], mounts: &[Mount], marker: &Marker) -> Fac
                 .is_ok_and(|id| id == marker.id);
             if found {
                 reached.push(format!(
-                    "the runner's marker {marker_shown} is at {} inside the container, through the mount at {} ({} {}:{})",
+                    "the runner's marker {marker_shown} is at {} inside the container, through the mount {}",
                     inside.display(),
-                    m.mount_point,
-                    m.fs_type,
-                    m.device,
-                    m.root
+                    super::mountinfo::describe(m),
                 ));
             }
         }
