@@ -4,7 +4,8 @@
 //! its processes and removes the cgroups runc made for it. Killing the
 //! `runc run` process alone would leave those cgroups behind. A check
 //! interrupted by Ctrl-C cannot do that; its empty groups are removed by a
-//! later check once they are ten minutes old.
+//! later check once they are ten minutes old. A state.json forged to name a
+//! host process is removed without asking runc to kill anything.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,6 +78,16 @@ pub fn recorded_init(root: &Path, id: &str) -> Option<(i32, u64)> {
 pub fn delete_all(root: &Path) -> Vec<String> {
     let mut failed = Vec::new();
     for id in containers(root) {
+        // `runc delete --force` kills the init a state.json names. The student
+        // can write one naming any process; a real container's init never
+        // shares the runner's mount namespace, so such a file is only removed.
+        if let Some((pid, _)) = recorded_init(root, &id)
+            && crate::proc::alive(pid)
+            && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == std::fs::read_link("/proc/self/ns/mnt").ok()
+        {
+            let _ = std::fs::remove_dir_all(root.join(&id));
+            continue;
+        }
         let out = Cmd::new("runc")
             .arg("--root")
             .arg(root)
@@ -103,6 +114,18 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("a/state.json"), dir.path().join("b/state.json")).unwrap();
         assert_eq!(super::recorded_init(dir.path(), "b"), None);
         assert_eq!(super::recorded_init(dir.path(), "missing"), None);
+    }
+
+    #[test]
+    fn a_state_naming_a_host_process_is_removed_not_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id() as i32;
+        let start = crate::container::process::start_time(me).unwrap();
+        std::fs::create_dir(dir.path().join("forged")).unwrap();
+        let state = format!(r#"{{"init_process_pid": {me}, "init_process_start": {start}}}"#);
+        std::fs::write(dir.path().join("forged/state.json"), state).unwrap();
+        assert!(super::delete_all(dir.path()).is_empty());
+        assert!(!dir.path().join("forged").exists());
     }
 
     #[test]
