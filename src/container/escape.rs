@@ -241,11 +241,11 @@ fn under_root(pid: i32) -> std::io::Result<Vec<(u32, String)>> {
 /// `escape` (`none`, or the first way out, in words) and `escape.tried`.
 pub fn probe(probe: i32, pids: &[i32], mounts: &[Mount], marker: &Marker) -> Facts {
     let mut f = Facts::new();
-    let Ok(root) = open_path(None, Path::new(&format!("/proc/{probe}/root")), libc::O_DIRECTORY) else {
+    let root = open_path(None, Path::new(&format!("/proc/{probe}/root")), libc::O_DIRECTORY);
+    let Ok((root, root_id)) = root.and_then(|r| id_of(&r).map(|id| (r, id))) else {
         f.insert("escape".into(), format!("unknown: the root of pid {probe} cannot be opened"));
         return f;
     };
-    let Ok(root_id) = id_of(&root) else { return f };
     let reaches = |dir: &OwnedFd| {
         open_in_root(dir, &marker.path, libc::O_PATH | libc::O_NOFOLLOW)
             .and_then(|fd| id_of(&fd))

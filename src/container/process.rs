@@ -197,9 +197,14 @@ fn block_device_rules(pid: i32) -> String {
         return "unknown: cgroup v2 keeps device rules in an eBPF program the runner does not read".into();
     };
     let list = Path::new("/sys/fs/cgroup/devices").join(path).join("devices.list");
-    let Ok(text) = std::fs::read_to_string(&list) else {
-        return format!("unknown: cannot read {}", list.display());
-    };
+    match std::fs::read_to_string(&list) {
+        Ok(text) => block_rules(&text),
+        Err(e) => format!("unknown: cannot read {}: {e}", list.display()),
+    }
+}
+
+/// The lines of a `devices.list` that allow reading or writing a block device.
+fn block_rules(text: &str) -> String {
     let open: Vec<&str> = text
         .lines()
         .filter(|l| {
@@ -361,6 +366,14 @@ mod tests {
         assert_eq!(cap_names((1 << 21) | 1 | (1 << 45)), "chown,sys_admin,cap_45");
         // runc's default set.
         assert_eq!(cap_names(0xa80425fb).split(',').count(), 14);
+    }
+
+    #[test]
+    fn block_rules_are_those_that_read_or_write_a_block_device() {
+        let runc_default = "b *:* m\nc *:* m\nc 1:3 rwm\nc 136:* rwm\n";
+        assert_eq!(block_rules(runc_default), "none");
+        assert_eq!(block_rules("a *:* rwm\n"), "a *:* rwm");
+        assert_eq!(block_rules("c 1:3 rwm\nb 254:0 r\nb 7:* m\n"), "b 254:0 r");
     }
 
     #[test]
