@@ -50,10 +50,6 @@ impl Marker {
         let meta = file.metadata()?;
         Ok(Marker { path, id: (meta.dev(), meta.ino()) })
     }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl Drop for Marker {
@@ -325,8 +321,8 @@ mod tests {
     fn a_marker_is_planted_fresh_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (Marker::plant(dir.path()).unwrap(), Marker::plant(dir.path()).unwrap());
-        assert_ne!(a.path(), b.path());
-        let path = a.path().to_path_buf();
+        assert_ne!(a.path, b.path);
+        let path = a.path.clone();
         assert!(path.is_file());
         drop(a);
         assert!(!path.exists());
