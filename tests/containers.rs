@@ -1,5 +1,5 @@
 //! The container labs against the real host: rootless namespaces, chroot
-//! fakes, and nothing left behind (mounts, network namespaces, interfaces,
+//! fakes, ways out of a container, and nothing left behind (mounts, network namespaces, interfaces,
 //! cgroups, runc containers, processes) after success, failure and timeout.
 
 mod common;
@@ -174,6 +174,50 @@ fn pivot_root_without_unmounting_the_old_root_fails() {
     assert_eq!(outcome, "fail", "{message}");
     assert!(message.contains("mnt.old_root_visible"), "{message}");
     assert_left_as_it_was(&before, ws.path());
+}
+
+/// Files named like the runner's escape markers under `dir`.
+fn markers(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let kind = e.file_type().unwrap();
+            if kind.is_dir() {
+                dirs.push(e.path());
+            } else if e.file_name().to_string_lossy().starts_with("vlab-marker-") {
+                found.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn ways_out_of_a_container_fail_and_leave_nothing_behind() {
+    let _serial = serial();
+    let cases = [
+        ("03-namespaces", "move-chroot", "pivot", "lies under the container's root"),
+        ("03-namespaces", "fd-on-host-root", "pivot", "the runner's marker"),
+        ("05-oci", "host-root-bind", "bundle", "the runner's marker"),
+        ("05-oci", "decoy-runc", "bundle", "not the runc binary"),
+    ];
+    for (lab, fake, step, seen) in cases {
+        let ws = workspace();
+        let before = host_state(ws.path());
+        vlab(ws.path()).args(["start", lab]).assert().success();
+        overlay(&repo().join("tests/fakes").join(lab).join(fake), &ws.path().join(lab));
+        let (_, report) = json(ws.path(), &["check", lab, "--step", step]);
+        let (_, outcome, message) = outcomes(&report).pop().unwrap();
+        if outcome == "skipped" {
+            eprintln!("skipped {lab}/{fake}: {message}");
+            continue;
+        }
+        assert_eq!(outcome, "fail", "{lab}/{fake}: {message}");
+        assert!(message.contains(seen), "{lab}/{fake}: {message}");
+        assert_eq!(markers(ws.path()), Vec::<std::path::PathBuf>::new(), "{lab}/{fake}: a marker was left");
+        assert_left_as_it_was(&before, ws.path());
+    }
 }
 
 const CGROUP_LAB: &str = r#"

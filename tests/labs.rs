@@ -142,8 +142,14 @@ fn every_solution_passes_every_step() {
     tally.finish();
 }
 
-/// tests/fakes/<lab>/ holds files that print plausible expected output
-/// without doing the work. Every runnable step must fail with them.
+/// tests/fakes/<lab>/ holds fakes: files that print plausible expected
+/// output, or cheat, without doing the work. Its plain files are one fake,
+/// and every runnable step must fail with them. Each directory `<fake>/` is
+/// another (its files are copied over the started lab), judged by
+/// `<fake>.expect` beside it, whose lines `step: text` name the steps it must
+/// fail and a part of the message each must fail with: what the runner saw.
+/// A fake directory without `.expect` belongs to a test of its own
+/// (tests/fakes_engine.rs).
 #[test]
 fn fakers_that_print_the_expected_text_fail() {
     let mut tally = Tally::new("fakers_that_print_the_expected_text_fail", "faker");
@@ -153,11 +159,41 @@ fn fakers_that_print_the_expected_text_fail() {
     for entry in entries {
         let lab = entry.file_name().to_string_lossy().into_owned();
         tally.lab(&lab, |tally| {
-            let ws = workspace();
-            vlab(ws.path()).args(["start", &lab]).assert().success();
-            overlay(&entry.path(), &ws.path().join(&lab));
-            for step in check_each_step(ws.path(), &lab) {
-                tally.step(&lab, step, "fail", "a faker must fail");
+            let mut sets: Vec<std::path::PathBuf> =
+                std::fs::read_dir(entry.path()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+            sets.sort();
+            // Plain files beside the fake directories are one fake of their own.
+            let plain: Vec<std::path::PathBuf> = std::fs::read_dir(entry.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.is_file() && p.extension().is_none_or(|x| x != "expect"))
+                .collect();
+            if !plain.is_empty() {
+                let ws = workspace();
+                vlab(ws.path()).args(["start", &lab]).assert().success();
+                for f in &plain {
+                    std::fs::copy(f, ws.path().join(&lab).join(f.file_name().unwrap())).unwrap();
+                }
+                for step in check_each_step(ws.path(), &lab) {
+                    tally.step(&lab, step, "fail", "a faker must fail");
+                }
+            }
+            for set in sets {
+                let fake = set.file_name().unwrap().to_string_lossy().into_owned();
+                // A fake without `.expect` is judged by a test of its own (tests/fakes_engine.rs).
+                let Ok(expect) = std::fs::read_to_string(set.with_extension("expect")) else { continue };
+                let ws = workspace();
+                vlab(ws.path()).args(["start", &lab]).assert().success();
+                overlay(&set, &ws.path().join(&lab));
+                for line in expect.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+                    let (step, seen) = line.split_once(':').unwrap_or_else(|| panic!("{lab}/{fake}.expect: {line:?}"));
+                    let (_, report) = json(ws.path(), &["check", &lab, "--step", step.trim()]);
+                    let (step, outcome, message) = outcomes(&report).pop().unwrap();
+                    if outcome == "fail" && !message.contains(seen.trim()) {
+                        tally.fail(format!("{lab}/{fake}/{step}: expected {:?} in: {message}", seen.trim()));
+                    }
+                    tally.step(&format!("{lab}/{fake}"), (step, outcome, message), "fail", "a faker must fail");
+                }
             }
         });
     }

@@ -328,7 +328,9 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
             (out.stdout, out.stderr)
         }
         CheckKind::Observe => {
-            let obs = observe::observe(&cmd, nonce, workspace).map_err(not_found)?;
+            let places =
+                observe::Places { workspace, probe: &probe, scratch: scratch.path(), runc_root: runc_root.path() };
+            let obs = observe::observe(&cmd, nonce, &places).map_err(not_found)?;
             facts.extend(obs.facts);
             if facts.get("probe.found").map(String::as_str) != Some("yes") {
                 let why = match (&obs.ended_early, obs.timed_out) {

@@ -3,17 +3,21 @@
 //! and reads the facts itself from /proc. Nothing the student prints counts.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::facts::Facts;
+use crate::container::escape;
 use crate::proc::{self, Cmd};
 
-/// File name of the probe; the runner finds the probe process by it.
+/// File name of the probe. The runner knows the probe process not by this
+/// name but by the file itself (device and inode), which the shell running it
+/// holds open.
 pub const PROBE_NAME: &str = "vlab-probe";
 
 /// The probe is a POSIX sh script so it runs in any busybox root. It announces
-/// itself and waits, so the runner can look at it; the runner kills it after.
+/// itself and waits, so the runner can look at it and try the ways out of its
+/// container from the host (src/container/escape.rs); the runner kills it after.
 pub const PROBE_SCRIPT: &str = "#!/bin/sh\n\
 # vlab probe: placed by the runner, rewritten before every check.\n\
 echo \"vlab-probe: nonce=${VLAB_NONCE:-missing} pid=$$\"\n\
@@ -33,6 +37,16 @@ pub fn place_probe(dir: &Path) -> std::io::Result<std::path::PathBuf> {
     Ok(path)
 }
 
+/// What the runner owns in this check: the workspace, the probe it placed,
+/// its scratch directory (where the escape marker is planted) and runc's
+/// state directory.
+pub struct Places<'a> {
+    pub workspace: &'a Path,
+    pub probe: &'a Path,
+    pub scratch: &'a Path,
+    pub runc_root: &'a Path,
+}
+
 /// What an observe run produced.
 pub struct Observation {
     pub facts: Facts,
@@ -45,24 +59,26 @@ pub struct Observation {
 
 /// Starts `cmd`, waits for the probe carrying `nonce` to appear among its
 /// descendants, gathers facts, then kills the whole tree.
-pub fn observe(cmd: &Cmd, nonce: &str, workspace: &Path) -> Result<Observation, proc::ProcError> {
+pub fn observe(cmd: &Cmd, nonce: &str, places: &Places) -> Result<Observation, proc::ProcError> {
+    // The probe is known by the file the runner has just written, which the
+    // shell running it holds open: by device and inode, not by any name.
+    let placed = std::fs::metadata(places.probe).map(|m| (m.dev(), m.ino())).ok();
     let child = cmd.spawn()?;
     let mut facts = Facts::new();
     let mut ended_early = None;
     let mut timed_out = false;
     loop {
-        if let Some(pid) = find_probe(child.pid(), nonce) {
+        if let Some(probe) = placed.and_then(|id| find_probe(child.pid(), nonce, id)) {
             // Give the probe a moment to print before we read its view.
             std::thread::sleep(Duration::from_millis(5));
-            facts = gather(pid, workspace);
+            facts = gather(probe, child.pid(), places);
             break;
         }
         if let Some(ended) = child.wait_until(Instant::now() + Duration::from_millis(20))? {
             // One last look: the probe may have been started in the background.
-            if let Some(pid) = find_probe(child.pid(), nonce) {
-                facts = gather(pid, workspace);
-            } else {
-                ended_early = Some(ended.describe());
+            match placed.and_then(|id| find_probe(child.pid(), nonce, id)) {
+                Some(probe) => facts = gather(probe, child.pid(), places),
+                None => ended_early = Some(ended.describe()),
             }
             break;
         }
@@ -78,26 +94,25 @@ pub fn observe(cmd: &Cmd, nonce: &str, workspace: &Path) -> Result<Observation, 
     Ok(Observation { facts, stdout, stderr, ended_early, timed_out })
 }
 
-fn cmdline(pid: i32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
-        })
-        .unwrap_or_default()
+/// The probe process: its pid and the fd on which it holds the placed file.
+struct Probe {
+    pid: i32,
+    script_fd: PathBuf,
 }
 
-/// The probe's path as the process itself named it (its script argument).
-fn probe_arg(pid: i32) -> Option<String> {
-    cmdline(pid).into_iter().skip(1).find(|a| a.ends_with(PROBE_NAME))
-}
-
-fn find_probe(root: i32, nonce: &str) -> Option<i32> {
+/// Among `root` and its descendants, the process with this run's nonce in
+/// its environment that holds the file `placed` (device, inode) open.
+fn find_probe(root: i32, nonce: &str, placed: (u64, u64)) -> Option<Probe> {
     let needle = format!("VLAB_NONCE={nonce}");
-    std::iter::once(root).chain(proc::descendants(root)).find(|&pid| {
-        probe_arg(pid).is_some()
-            && std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|c| *c == 0).any(|kv| kv == needle.as_bytes()))
-                .unwrap_or(false)
+    std::iter::once(root).chain(proc::descendants(root)).find_map(|pid| {
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        env.split(|c| *c == 0).any(|kv| kv == needle.as_bytes()).then_some(())?;
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        let script_fd = fds
+            .flatten()
+            .map(|e| e.path())
+            .find(|fd| std::fs::metadata(fd).is_ok_and(|m| (m.dev(), m.ino()) == placed))?;
+        Some(Probe { pid, script_fd })
     })
 }
 
@@ -112,8 +127,19 @@ fn ns_inode(pid: &str, ns: &str) -> Option<String> {
     std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok().map(|l| l.to_string_lossy().into_owned())
 }
 
+/// The container's processes: the probe and the descendants of the
+/// student's command (`root`) in the probe's PID namespace.
+fn container_pids(probe: i32, root: i32) -> Vec<i32> {
+    let ns = ns_inode(&probe.to_string(), "pid");
+    let mut pids = vec![probe];
+    pids.extend(proc::descendants(root).into_iter().filter(|&p| p != probe && ns_inode(&p.to_string(), "pid") == ns));
+    pids
+}
+
 /// Everything the runner can see about the probe process from the host.
-pub fn gather(pid: i32, workspace: &Path) -> Facts {
+fn gather(probe: Probe, root: i32, places: &Places) -> Facts {
+    let pid = probe.pid;
+    let workspace = places.workspace;
     let mut f = Facts::new();
     for ns in NAMESPACES {
         if let (Some(theirs), Some(ours)) = (ns_inode(&pid.to_string(), ns), ns_inode("self", ns)) {
@@ -144,16 +170,22 @@ pub fn gather(pid: i32, workspace: &Path) -> Facts {
     if let Some(host) = hostname_of(pid) {
         f.insert("hostname".into(), host);
     }
-    let intact = probe_arg(pid)
-        .and_then(|arg| {
-            std::fs::read_to_string(format!("/proc/{pid}/root/{}", arg.trim_start_matches('/'))).ok().or_else(|| {
-                // A relative path resolves against the probe's own working directory.
-                std::fs::read_to_string(format!("/proc/{pid}/cwd/{arg}")).ok()
-            })
-        })
-        .is_some_and(|text| text == PROBE_SCRIPT);
+    // The script as the probe process reads it: through its own open fd.
+    let intact = std::fs::read_to_string(&probe.script_fd).is_ok_and(|text| text == PROBE_SCRIPT);
     f.insert("probe.intact".into(), if intact { "yes" } else { "no" }.into());
-    f.extend(crate::container::process::facts(pid, workspace));
+    f.extend(crate::container::process::facts(pid, workspace, places.runc_root));
+    // Planted only now, when the student's setup has run: nothing could prepare for its name.
+    match escape::Marker::plant(places.scratch) {
+        Ok(marker) => f.extend(escape::probe(
+            pid,
+            &container_pids(pid, root),
+            &crate::container::mountinfo::of(&pid.to_string()),
+            &marker,
+        )),
+        Err(e) => {
+            f.insert("escape".into(), format!("unknown: cannot plant a marker in {}: {e}", places.scratch.display()));
+        }
+    }
     f
 }
 

@@ -74,6 +74,32 @@ pub fn root_mount(mounts: &[Mount]) -> Option<&Mount> {
     mounts.iter().rev().find(|m| m.mount_point == "/")
 }
 
+/// The mounts of a container's table (`container`) that show a filesystem of
+/// the host, by device: one the host has mounted too (`host`, the runner's
+/// own table), other than the container's root and what lies below that root
+/// in the same filesystem. A bind of a host directory, the host's /dev or
+/// /tmp, a second view of the host's disk: all count. Read-only cgroup views
+/// (an OCI runtime's /sys/fs/cgroup) do not: they show the container's own groups.
+pub fn host_filesystems<'a>(container: &'a [Mount], host: &[Mount]) -> Vec<&'a Mount> {
+    let Some(root) = root_mount(container) else { return Vec::new() };
+    let host_devices: std::collections::HashSet<&str> = host.iter().map(|m| m.device.as_str()).collect();
+    let within_root = |m: &Mount| {
+        m.device == root.device
+            && (root.root == "/" || m.root == root.root || m.root.starts_with(&format!("{}/", root.root)))
+    };
+    container
+        .iter()
+        .filter(|m| host_devices.contains(m.device.as_str()))
+        .filter(|m| !within_root(m))
+        .filter(|m| !(matches!(m.fs_type.as_str(), "cgroup" | "cgroup2") && m.read_only()))
+        .collect()
+}
+
+/// A mount in words: `/mnt (ext4 254:0 /var/tmp/ws, rw)`.
+pub fn describe(m: &Mount) -> String {
+    format!("{} ({} {} {}, {})", m.mount_point, m.fs_type, m.device, m.root, if m.read_only() { "ro" } else { "rw" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +127,27 @@ mod tests {
         let text = "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n9 1 8:1 /x / ro - ext4 /dev/sda1 rw\n";
         assert_eq!(root_mount(&parse(text)).unwrap().id, 9);
         assert!(root_mount(&parse("garbage\n")).is_none());
+    }
+
+    #[test]
+    fn host_filesystems_are_what_the_host_also_mounts_outside_the_root() {
+        let host = parse(
+            "20 1 254:0 / / rw - ext4 /dev/vda rw\n21 20 0:5 / /dev rw - devtmpfs udev rw\n22 20 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n",
+        );
+        let container = parse(
+            "65 43 254:0 /ws/rootfs / ro - ext4 /dev/vda rw\n\
+             66 65 0:40 / /proc rw - proc proc rw\n\
+             67 65 254:0 /ws/rootfs/data /data rw - ext4 /dev/vda rw\n\
+             68 65 0:29 /vlab-1 /sys/fs/cgroup/cpu ro - cgroup cgroup rw,cpu\n\
+             69 65 254:0 /ws /mnt rw - ext4 /dev/vda rw\n\
+             70 65 0:5 / /dev rw - devtmpfs udev rw\n\
+             71 65 254:0 /ws/rootfs-old /old rw - ext4 /dev/vda rw\n",
+        );
+        let seen: Vec<String> = host_filesystems(&container, &host).into_iter().map(describe).collect();
+        assert_eq!(
+            seen,
+            ["/mnt (ext4 254:0 /ws, rw)", "/dev (devtmpfs 0:5 /, rw)", "/old (ext4 254:0 /ws/rootfs-old, rw)"]
+        );
     }
 
     #[test]
