@@ -338,7 +338,10 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
                         "`{shown}` {end} without starting the probe ($VLAB_PROBE) with VLAB_NONCE in its environment"
                     ),
                     (None, true) => {
-                        format!("the probe ($VLAB_PROBE) did not start within {}s of `{shown}`", check.timeout_secs)
+                        format!(
+                            "the probe ($VLAB_PROBE) did not start within {}s of `{shown}`; the runner knows its probe by the file it placed, so a copy or a changed probe does not count: run $VLAB_PROBE itself",
+                            check.timeout_secs
+                        )
                     }
                     (None, false) => format!("the probe was not found under `{shown}`"),
                 };
