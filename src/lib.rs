@@ -23,5 +23,7 @@ pub mod proc;
 pub mod report;
 pub mod setup;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod watch;
 pub mod workspace;

@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn busybox_rootfs_has_a_shell_and_is_idempotent() {
         if crate::host::tools::static_busybox().is_err() {
-            eprintln!("skipped: busybox-static is not installed");
+            crate::testing::skip("busybox-static is not installed");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

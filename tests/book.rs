@@ -156,7 +156,7 @@ fn book_builds_with_stock_mdbook() {
             p.is_file().then_some(p)
         });
     let Some(mdbook) = mdbook else {
-        println!("skipped: mdbook not installed (`cargo install mdbook`; .ci/run installs it)");
+        common::skip("mdbook not installed (`cargo install mdbook`; .ci/run installs it)");
         return;
     };
     // vlab first: it syncs the generated pages, so both build the same sources.
@@ -266,7 +266,7 @@ exit = 0
 #[test]
 fn book_in_a_browser() {
     let Some(chromium) = browser::chromium_path() else {
-        println!("skipped: chromium not installed (.ci/run installs it)");
+        common::skip("chromium not installed (.ci/run installs it)");
         return;
     };
     let tree = copy_of_book();

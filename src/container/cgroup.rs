@@ -1033,7 +1033,7 @@ mod tests {
     #[test]
     fn abandoned_runc_groups_are_swept_only_when_old_and_empty() {
         if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
-            eprintln!("skipped: cgroups are not writable here (needs root)");
+            crate::testing::skip("cgroups are not writable here (needs root)");
             return;
         }
         let v2 = detect().mode == Mode::V2;
@@ -1066,7 +1066,7 @@ mod tests {
     #[test]
     fn a_group_is_stale_only_when_no_runner_holds_it() {
         if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
-            eprintln!("skipped: cgroups are not writable here (needs root)");
+            crate::testing::skip("cgroups are not writable here (needs root)");
             return;
         }
         let base = own_base("pids", detect().mode == Mode::V2).unwrap();
@@ -1097,7 +1097,7 @@ mod tests {
     #[test]
     fn a_group_is_made_watched_read_and_removed() {
         if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
-            eprintln!("skipped: cgroups are not writable here (needs root)");
+            crate::testing::skip("cgroups are not writable here (needs root)");
             return;
         }
         let mut g = Group::create("unit").unwrap();

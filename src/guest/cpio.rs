@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn busybox_cpio_lists_what_we_wrote() {
         let Some(busybox) = crate::host::tools::which("busybox") else {
-            eprintln!("skipped: busybox is not installed");
+            crate::testing::skip("busybox is not installed");
             return;
         };
         let out =

@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn translation_counts_are_deterministic_in_an_empty_environment() {
         if crate::host::tools::which("qemu-x86_64-static").is_none() {
-            eprintln!("skipped: qemu-x86_64-static is not installed (qemu-user-static)");
+            crate::testing::skip("qemu-x86_64-static is not installed (qemu-user-static)");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn a_guest_that_copies_the_nonce_passes_and_one_that_does_not_fails() {
         if !Path::new("/dev/kvm").exists() {
-            eprintln!("skipped: /dev/kvm is not present on this machine");
+            crate::testing::skip("/dev/kvm is not present on this machine");
             return;
         }
         let good = run(&parse_hex(COPY_NONCE).unwrap(), "0123456789abcdef").unwrap();

@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn runs_a_real_guest_when_kvm_is_here() {
         if !std::path::Path::new("/dev/kvm").exists() {
-            eprintln!("skipped: /dev/kvm is not present on this machine");
+            crate::testing::skip("/dev/kvm is not present on this machine");
             return;
         }
         let speed = measure(Duration::from_millis(20)).expect("the tiny guest runs");
@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn guest_port_output_reaches_the_vmm() {
         if !std::path::Path::new("/dev/kvm").exists() {
-            eprintln!("skipped: /dev/kvm is not present on this machine");
+            crate::testing::skip("/dev/kvm is not present on this machine");
             return;
         }
         // mov al, 0x42; out 0x20, al; hlt
