@@ -41,7 +41,13 @@ pub fn exit(code: i32) -> ! {
 pub fn install_interrupt_handler() {
     HANDLER.call_once(|| {
         // Orphans of our children re-parent to us, so the sweep can find them.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer; no memory is passed.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            eprintln!(
+                "vlab: cannot become a child subreaper ({}); a child that daemonizes may escape the sweep on Ctrl-C",
+                std::io::Error::last_os_error()
+            );
+        }
         let _ = ctrlc::set_handler(|| {
             // First, so the main thread (which sees its children die) does not
             // report their deaths as results or exit with its own status.
@@ -61,6 +67,8 @@ pub fn kill_everything() {
         (reg.groups.clone(), reg.paths.clone())
     };
     for pgid in groups {
+        // SAFETY: a plain signal send. The result is not an error to report:
+        // a group that is already gone (ESRCH) is what this sweep wants.
         unsafe { libc::killpg(pgid, libc::SIGKILL) };
     }
     // Processes that left their process group (timeout, setsid) but not their cgroup.

@@ -524,8 +524,13 @@ pub fn kill_orphans(spare_live: bool) {
             continue;
         }
         for d in descendants(p.pid) {
+            // SAFETY: a plain signal send. Its result is not an error to
+            // report: a process already gone (ESRCH) is what this sweep wants.
             unsafe { libc::kill(d, libc::SIGKILL) };
         }
+        // SAFETY: as above; `p` is our own child (its ppid is us), so waitpid
+        // reaps it, and a null status pointer is allowed. ECHILD (someone else
+        // reaped it first) leaves nothing to do, so the result is not checked.
         unsafe {
             libc::kill(p.pid, libc::SIGKILL);
             libc::waitpid(p.pid, std::ptr::null_mut(), 0);

@@ -216,6 +216,7 @@ impl Server {
 /// SIGTERM, as Ctrl-C would: the server removes its build directories.
 impl Drop for Server {
     fn drop(&mut self) {
+        // SAFETY: a plain signal send to the server this test started; if it is gone already, nothing is left to stop.
         unsafe { libc::kill(self.child.pid(), libc::SIGTERM) };
         let _ = self.child.wait_until(Instant::now() + Duration::from_secs(20));
     }

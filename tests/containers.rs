@@ -17,6 +17,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
@@ -445,7 +446,8 @@ fn after_ctrl_c_nothing_runs_and_the_next_check_removes_the_groups() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    unsafe { libc::kill(pid, libc::SIGINT) };
+    // SAFETY: a plain signal send to the vlab this test started; the result is checked.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0, "cannot interrupt vlab (pid {pid})");
     // The exit status is the interrupt handler's business; here only what is left matters.
     child.wait().unwrap();
     let survivors = host_state(ws.path()).processes;

@@ -128,14 +128,19 @@ fn cpu_and_ticks(pid: i32) -> Option<(u32, u64)> {
 fn start_ms(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let ticks: u64 = stat[stat.rfind(')')? + 2..].split_whitespace().nth(19)?.parse().ok()?;
+    // SAFETY: sysconf takes an integer; its error value (-1) is clamped to 1 below.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Some(ticks * 1000 / hz)
 }
 
 /// Milliseconds since boot now, on the clock process start times use.
 fn boot_ms() -> u64 {
+    // SAFETY: timespec is plain data, valid all-zero.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    // SAFETY: `ts` is a valid, writable timespec; the result is checked.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    // CLOCK_BOOTTIME exists on every kernel vlab runs on and `ts` is valid, so this cannot fail.
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_BOOTTIME): {}", std::io::Error::last_os_error());
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
@@ -626,6 +631,7 @@ impl Group {
             for (g, cpus) in &seen.ran_on {
                 f.insert(format!("cgroup.{g}.ran_on"), format_cpus(cpus));
             }
+            // SAFETY: sysconf takes an integer; its error value (-1) is clamped to 1.
             let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
             for (g, per_pid) in &seen.ticks {
                 f.insert(format!("cgroup.{g}.cpu_ms"), (per_pid.values().sum::<u64>() * 1000 / hz).to_string());
@@ -1032,6 +1038,7 @@ mod tests {
     /// empty; a group still running something, or made just now, stays.
     #[test]
     fn abandoned_runc_groups_are_swept_only_when_old_and_empty() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
             crate::testing::skip("cgroups are not writable here (needs root)");
             return;
@@ -1065,6 +1072,7 @@ mod tests {
     /// (which another PID namespace cannot see); an old group nobody holds is stale.
     #[test]
     fn a_group_is_stale_only_when_no_runner_holds_it() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
             crate::testing::skip("cgroups are not writable here (needs root)");
             return;
@@ -1096,6 +1104,7 @@ mod tests {
 
     #[test]
     fn a_group_is_made_watched_read_and_removed() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
             crate::testing::skip("cgroups are not writable here (needs root)");
             return;

@@ -218,6 +218,7 @@ impl Lock {
         use std::os::fd::AsRawFd;
         std::fs::create_dir_all(cache).with_context(|| format!("cannot create the cache {}", cache.display()))?;
         let file = std::fs::File::create(cache.join(".lock"))?;
+        // SAFETY: the descriptor is open and owned by `file`, which the lock keeps; the result is checked.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             bail!("cannot lock {}: {}", cache.display(), std::io::Error::last_os_error());
         }
@@ -257,6 +258,7 @@ pub(super) fn apt(tool: &str, args: &[&str], dir: Option<&Path>) -> anyhow::Resu
 
 /// Options that let an unprivileged `apt-get download` run without apt's sandbox warning.
 fn sandbox_opts() -> Vec<&'static str> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 { vec!["-o", "APT::Sandbox::User=root"] } else { Vec::new() }
 }
 

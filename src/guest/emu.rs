@@ -176,6 +176,7 @@ struct Seen {
 }
 
 fn clock_ticks() -> f64 {
+    // SAFETY: sysconf takes an integer; its error value (-1) is clamped to 1.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
 }
 

@@ -66,8 +66,10 @@ pub fn detect_with(measure_kvm: bool) -> Capabilities {
         (tools.join().expect("tools"), userns.join().expect("userns"), kvm, uml.join().expect("uml"))
     });
     tools.insert("uml".into(), uml.tool_info());
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
     Capabilities {
-        root: unsafe { libc::geteuid() } == 0,
+        root,
         userns,
         cgroup: cgroup::detect(),
         kvm,

@@ -33,7 +33,11 @@ pub struct TinyVm {
 
 impl Drop for TinyVm {
     fn drop(&mut self) {
-        unsafe { libc::munmap(self.mem.cast(), MEM_SIZE) };
+        // SAFETY: `mem` is the MEM_SIZE mapping made in `new`, unmapped only
+        // here; the vCPU and VM fds that use it are dropped with `self`.
+        if unsafe { libc::munmap(self.mem.cast(), MEM_SIZE) } != 0 {
+            eprintln!("vlab: cannot unmap the tiny VM's memory: {}", std::io::Error::last_os_error());
+        }
     }
 }
 
@@ -49,6 +53,8 @@ impl TinyVm {
         assert!(code.len() < MEM_SIZE - LOAD_ADDR as usize, "guest code too large");
         let kvm = Kvm::new().map_err(KvmError::Open)?;
         let vm = kvm.create_vm().map_err(|source| KvmError::Setup { what: "create a VM", source })?;
+        // SAFETY: an anonymous private mapping at an address the kernel picks
+        // touches no existing memory; MAP_FAILED is checked below.
         let mem = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -63,6 +69,8 @@ impl TinyVm {
             return Err(KvmError::Exit("cannot map guest memory".into()));
         }
         let mem = mem.cast::<u8>();
+        // SAFETY: `mem` is a fresh MEM_SIZE mapping no one else sees, and the
+        // assert above keeps LOAD_ADDR + code.len() inside it.
         unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), mem.add(LOAD_ADDR as usize), code.len()) };
         let region = kvm_userspace_memory_region {
             slot: 0,
@@ -73,9 +81,16 @@ impl TinyVm {
         };
         let this_mem = mem;
         let fail = |what, source| {
-            unsafe { libc::munmap(this_mem.cast(), MEM_SIZE) };
+            // SAFETY: the mapping made above, unmapped once: `new` returns
+            // right after, and no TinyVm (whose Drop would unmap it) exists.
+            if unsafe { libc::munmap(this_mem.cast(), MEM_SIZE) } != 0 {
+                eprintln!("vlab: cannot unmap the tiny VM's memory: {}", std::io::Error::last_os_error());
+            }
             KvmError::Setup { what, source }
         };
+        // SAFETY: the region is the MEM_SIZE mapping above, which outlives
+        // every KVM_RUN: it is unmapped only by `fail` (no vCPU has run) or in
+        // TinyVm's Drop (no vCPU can run any more).
         unsafe { vm.set_user_memory_region(region) }.map_err(|e| fail("map guest memory", e))?;
         let vcpu = vm.create_vcpu(0).map_err(|e| fail("create a vCPU", e))?;
         let mut sregs = vcpu.get_sregs().map_err(|e| fail("read segment registers", e))?;
