@@ -38,7 +38,7 @@ pub fn exit(code: i32) -> ! {
 
 /// Installs the SIGINT/SIGTERM handler once. It kills every registered group,
 /// removes every registered path and exits 130, so Ctrl-C leaves nothing.
-pub fn install_interrupt_handler() {
+pub(crate) fn install_interrupt_handler() {
     HANDLER.call_once(|| {
         // Orphans of our children re-parent to us, so the sweep can find them.
         // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer; no memory is passed.
@@ -61,7 +61,7 @@ pub fn install_interrupt_handler() {
 }
 
 /// Kills all registered groups and all our descendants, removes registered paths.
-pub fn kill_everything() {
+pub(crate) fn kill_everything() {
     let (groups, paths) = {
         let reg = registry();
         (reg.groups.clone(), reg.paths.clone())
@@ -79,35 +79,35 @@ pub fn kill_everything() {
     }
 }
 
-pub fn register_group(pgid: i32) {
+pub(crate) fn register_group(pgid: i32) {
     registry().groups.insert(pgid);
 }
 
-pub fn unregister_group(pgid: i32) {
+pub(crate) fn unregister_group(pgid: i32) {
     registry().groups.remove(&pgid);
 }
 
-pub fn live_groups() -> Vec<i32> {
+pub(crate) fn live_groups() -> Vec<i32> {
     registry().groups.iter().copied().collect()
 }
 
 /// A directory removed on drop and on Ctrl-C.
 #[derive(Debug)]
-pub struct Scratch {
+pub(crate) struct Scratch {
     dir: tempfile::TempDir,
 }
 
 impl Scratch {
     /// Creates a scratch directory inside `parent` (which must be on a real
     /// disk when the lab measures I/O: tmpfs would hide block writes).
-    pub fn new_in(parent: &Path, prefix: &str) -> std::io::Result<Self> {
+    pub(crate) fn new_in(parent: &Path, prefix: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(parent)?;
         let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
         registry().paths.insert(dir.path().to_path_buf());
         Ok(Self { dir })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 }

@@ -16,11 +16,11 @@ use crate::check::facts::Facts;
 use crate::host::cgroup::{Member, Mode, RunBase, detect};
 
 /// Controllers a lab may use, as v1 names its hierarchies.
-pub const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
+pub(crate) const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
 
 /// Prefix of every group the runner makes; the runner's pid follows, so a
 /// group left by a killed runner is recognised and removed by the next one.
-pub const PREFIX: &str = "vlab-";
+pub(crate) const PREFIX: &str = "vlab-";
 
 const BASE: &str = "/sys/fs/cgroup";
 
@@ -62,7 +62,7 @@ fn abandoned(dir: &Path) -> bool {
 
 /// Kills every process in the groups of checks still running and removes
 /// the groups; called by the interrupt handler, so it waits at most a second.
-pub fn remove_live() {
+pub(crate) fn remove_live() {
     let dirs: Vec<PathBuf> = live().keys().cloned().collect();
     for dir in &dirs {
         kill_tree(dir);
@@ -87,7 +87,7 @@ fn kill_tree(dir: &Path) {
 }
 
 /// A parent group per controller (one directory on v2), removed on drop.
-pub struct Group {
+pub(crate) struct Group {
     v2: bool,
     /// Controller → the parent group's directory.
     dirs: BTreeMap<String, PathBuf>,
@@ -368,7 +368,7 @@ fn keyed(text: &str, key: &str) -> Option<String> {
 }
 
 /// CPU list syntax (`0-2,5`) → set.
-pub fn parse_cpus(list: &str) -> BTreeSet<u32> {
+pub(crate) fn parse_cpus(list: &str) -> BTreeSet<u32> {
     let mut set = BTreeSet::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
@@ -383,7 +383,7 @@ pub fn parse_cpus(list: &str) -> BTreeSet<u32> {
     set
 }
 
-pub fn format_cpus(set: &BTreeSet<u32>) -> String {
+pub(crate) fn format_cpus(set: &BTreeSet<u32>) -> String {
     set.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
@@ -407,7 +407,7 @@ fn procs(dir: &Path) -> Vec<i32> {
 
 /// Kills every process in `dir` and below, then removes the directories,
 /// deepest first, retrying while killed processes finish exiting.
-pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_tree(dir: &Path) -> std::io::Result<()> {
     remove_tree_within(dir, Duration::from_secs(5))
 }
 
@@ -464,7 +464,7 @@ fn own_groups() -> Vec<PathBuf> {
 /// hold no process and were made over `age` ago: what runc leaves when a check
 /// was interrupted before it could run `runc delete`. The age keeps a
 /// container that another check is starting right now out of reach.
-pub fn remove_abandoned_runc_groups(age: Duration) {
+pub(crate) fn remove_abandoned_runc_groups(age: Duration) {
     let is_runc = |p: &Path| {
         p.file_name()
             .and_then(|n| n.to_str())
@@ -499,7 +499,7 @@ fn remove_stale() {
 
 impl Group {
     /// Makes the parent groups, named `vlab-<runner pid>-<nonce>`.
-    pub fn create(nonce: &str) -> anyhow::Result<Group> {
+    pub(crate) fn create(nonce: &str) -> anyhow::Result<Group> {
         let info = detect();
         let v2 = match info.mode {
             Mode::V2 => true,
@@ -543,7 +543,7 @@ impl Group {
     }
 
     /// Environment for the student's script.
-    pub fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![("VLAB_CGROUP_MODE".to_string(), if self.v2 { "v2" } else { "v1" }.to_string())];
         for (c, dir) in &self.dirs {
             env.push((format!("VLAB_CGROUP_{}", c.to_uppercase()), dir.display().to_string()));
@@ -553,7 +553,7 @@ impl Group {
 
     /// Starts watching which processes join the child groups and which CPUs
     /// they may run on, until [`Group::facts`].
-    pub fn watch(&mut self) {
+    pub(crate) fn watch(&mut self) {
         let mut dirs: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
         for (controller, dir) in &self.dirs {
             dirs.entry(dir.clone()).or_default().push(controller.clone());
@@ -621,7 +621,7 @@ impl Group {
 
     /// The child groups' limits, counters and what the watcher saw, as
     /// `cgroup.<child>.<what>` facts. Stops the watcher.
-    pub fn facts(&mut self) -> Facts {
+    pub(crate) fn facts(&mut self) -> Facts {
         let mut f = Facts::new();
         self.stop.store(true, Ordering::Relaxed);
         if let Some(seen) = self.sampler.take().and_then(|h| h.join().ok()) {
@@ -667,7 +667,7 @@ impl Group {
     }
 
     /// Kills every process in the groups and removes them all.
-    pub fn remove(mut self) -> anyhow::Result<()> {
+    pub(crate) fn remove(mut self) -> anyhow::Result<()> {
         self.teardown()
     }
 
@@ -857,7 +857,7 @@ fn throttled_periods(facts: &Facts) -> Facts {
 /// start of the group's earliest process to when the runner first saw one of
 /// its processes in a root of its own: within 10 ms of clock ticks plus one
 /// sampling round).
-pub fn density(facts: &Facts) -> Facts {
+pub(crate) fn density(facts: &Facts) -> Facts {
     let mut kinds: BTreeMap<String, (u32, Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for (key, procs) in facts {
         let Some(group) = key.strip_prefix("cgroup.").and_then(|k| k.strip_suffix(".procs_seen")) else { continue };
