@@ -54,6 +54,7 @@ fn check_ms(ws: &Path, lab: &str, step: &str) -> Option<f64> {
 /// The budget: a container check costs at most 3× a raw `runc run` of
 /// the same bundle. Medians of interleaved runs.
 fn oci_check_against_a_raw_runc_run() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: runc needs root here");
         return;

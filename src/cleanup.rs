@@ -38,10 +38,16 @@ pub fn exit(code: i32) -> ! {
 
 /// Installs the SIGINT/SIGTERM handler once. It kills every registered group,
 /// removes every registered path and exits 130, so Ctrl-C leaves nothing.
-pub fn install_interrupt_handler() {
+pub(crate) fn install_interrupt_handler() {
     HANDLER.call_once(|| {
         // Orphans of our children re-parent to us, so the sweep can find them.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer; no memory is passed.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            eprintln!(
+                "vlab: cannot become a child subreaper ({}); a child that daemonizes may escape the sweep on Ctrl-C",
+                std::io::Error::last_os_error()
+            );
+        }
         let _ = ctrlc::set_handler(|| {
             // First, so the main thread (which sees its children die) does not
             // report their deaths as results or exit with its own status.
@@ -55,12 +61,14 @@ pub fn install_interrupt_handler() {
 }
 
 /// Kills all registered groups and all our descendants, removes registered paths.
-pub fn kill_everything() {
+pub(crate) fn kill_everything() {
     let (groups, paths) = {
         let reg = registry();
         (reg.groups.clone(), reg.paths.clone())
     };
     for pgid in groups {
+        // SAFETY: a plain signal send. The result is not an error to report:
+        // a group that is already gone (ESRCH) is what this sweep wants.
         unsafe { libc::killpg(pgid, libc::SIGKILL) };
     }
     // Processes that left their process group (timeout, setsid) but not their cgroup.
@@ -71,35 +79,35 @@ pub fn kill_everything() {
     }
 }
 
-pub fn register_group(pgid: i32) {
+pub(crate) fn register_group(pgid: i32) {
     registry().groups.insert(pgid);
 }
 
-pub fn unregister_group(pgid: i32) {
+pub(crate) fn unregister_group(pgid: i32) {
     registry().groups.remove(&pgid);
 }
 
-pub fn live_groups() -> Vec<i32> {
+pub(crate) fn live_groups() -> Vec<i32> {
     registry().groups.iter().copied().collect()
 }
 
 /// A directory removed on drop and on Ctrl-C.
 #[derive(Debug)]
-pub struct Scratch {
+pub(crate) struct Scratch {
     dir: tempfile::TempDir,
 }
 
 impl Scratch {
     /// Creates a scratch directory inside `parent` (which must be on a real
     /// disk when the lab measures I/O: tmpfs would hide block writes).
-    pub fn new_in(parent: &Path, prefix: &str) -> std::io::Result<Self> {
+    pub(crate) fn new_in(parent: &Path, prefix: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(parent)?;
         let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
         registry().paths.insert(dir.path().to_path_buf());
         Ok(Self { dir })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 }

@@ -17,22 +17,22 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     /// Directory holding the labs (default: ./labs, or the checkout vlab was built from)
     #[arg(long, global = true, env = "VLAB_LABS", value_name = "DIR")]
-    pub labs: Option<PathBuf>,
+    pub(crate) labs: Option<PathBuf>,
     /// Where started labs live (default: ~/vlab)
     #[arg(long, global = true, env = "VLAB_WORKSPACE", value_name = "DIR")]
-    pub workspace: Option<PathBuf>,
+    pub(crate) workspace: Option<PathBuf>,
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// No colours (also honoured: the NO_COLOR environment variable)
     #[arg(long, global = true)]
-    pub no_color: bool,
+    pub(crate) no_color: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// List the labs, their tier and whether you started them
     List,
     /// Copy a lab's starter files into your workspace
@@ -179,7 +179,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum XenAction {
+pub(crate) enum XenAction {
     /// Boot Xen under QEMU (TCG) with Debian's generic kernel as dom0; dom0 starts a PV domU
     /// from CONFIG with `xl create` and prints what the domU saw (lab 08's domU step)
     Domu {
@@ -192,7 +192,7 @@ pub enum XenAction {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BookAction {
+pub(crate) enum BookAction {
     /// Regenerate the lab pages and build the HTML book (default: book/book, like `mdbook build`)
     Build {
         #[arg(long, value_name = "DIR")]
@@ -207,7 +207,7 @@ pub enum BookAction {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum GuestAction {
+pub(crate) enum GuestAction {
     /// Fetch (once) the guest kernel and build (once) the initramfs; print where they are
     Assets {
         /// Also fetch the aarch64 busybox for the software-emulation lab
@@ -232,7 +232,7 @@ pub enum GuestAction {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum KvmAction {
+pub(crate) enum KvmAction {
     /// Run real-mode guest code (hex bytes in FILE) on /dev/kvm; the guest must copy the
     /// 8 bytes at 0x1800 to port 0x10, then hlt
     Run {
@@ -251,7 +251,7 @@ pub enum KvmAction {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum EmuAction {
+pub(crate) enum EmuAction {
     /// Run COMMAND with $VLAB_SEQ_N set, then count translation blocks for the same
     /// workload under qemu-x86_64 and write the counts to $VLAB_RESULTS as observed_*
     Translate {
@@ -266,13 +266,13 @@ pub enum EmuAction {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum YesNo {
+pub(crate) enum YesNo {
     Yes,
     No,
 }
 
 impl YesNo {
-    pub fn get(self) -> bool {
+    pub(crate) fn get(self) -> bool {
         self == YesNo::Yes
     }
 }

@@ -9,7 +9,7 @@ use crate::state::State;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Better {
+pub(crate) enum Better {
     Lower,
     Higher,
 }
@@ -203,32 +203,33 @@ const METRICS: &[Metric] = &[
 ];
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    pub metric: String,
-    pub title: String,
-    pub tier: String,
-    pub unit: String,
-    pub better: Better,
-    pub value: Option<f64>,
+pub(crate) struct Row {
+    pub(crate) metric: String,
+    pub(crate) title: String,
+    pub(crate) tier: String,
+    pub(crate) unit: String,
+    pub(crate) better: Better,
+    pub(crate) value: Option<f64>,
     /// How many times costlier than bare metal (1.0 = same; > 1 = slower/bigger).
-    pub vs_bare_metal: Option<f64>,
-    pub lab: String,
+    pub(crate) vs_bare_metal: Option<f64>,
+    pub(crate) lab: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Comparison {
-    pub host: String,
-    pub rows: Vec<Row>,
+pub(crate) struct Comparison {
+    pub(crate) host: String,
+    pub(crate) rows: Vec<Row>,
     /// One line per number that is missing, naming the lab that produces it.
-    pub missing: Vec<String>,
+    pub(crate) missing: Vec<String>,
 }
 
 impl Comparison {
-    pub fn measured(&self) -> impl Iterator<Item = &Row> {
+    pub(crate) fn measured(&self) -> impl Iterator<Item = &Row> {
         self.rows.iter().filter(|r| r.value.is_some())
     }
 
-    pub fn get(&self, metric: &str, tier_prefix: &str) -> Option<f64> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, metric: &str, tier_prefix: &str) -> Option<f64> {
         self.rows.iter().find(|r| r.metric == metric && r.tier.starts_with(tier_prefix)).and_then(|r| r.value)
     }
 }
@@ -238,7 +239,7 @@ fn lookup(state: &State, lab: &str, key: &str) -> Option<f64> {
 }
 
 /// `host (cpu model)`, for titles.
-pub fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -249,7 +250,7 @@ pub fn host_name() -> String {
     format!("{host} ({cpu}, {cores} cores)")
 }
 
-pub fn compare(state: &State) -> Comparison {
+pub(crate) fn compare(state: &State) -> Comparison {
     let mut rows = Vec::new();
     let mut missing = Vec::new();
     for m in METRICS {
@@ -317,22 +318,22 @@ fn value(state: &State, s: &Source, base: Option<f64>) -> Option<f64> {
 
 /// The field guide's questions. `None` means "no strong need either way".
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Needs {
-    pub other_os: Option<bool>,
-    pub other_arch: Option<bool>,
-    pub strong_isolation: Option<bool>,
-    pub live_migration: Option<bool>,
-    pub dedicated_resources: Option<bool>,
-    pub hardware_virt: Option<bool>,
+pub(crate) struct Needs {
+    pub(crate) other_os: Option<bool>,
+    pub(crate) other_arch: Option<bool>,
+    pub(crate) strong_isolation: Option<bool>,
+    pub(crate) live_migration: Option<bool>,
+    pub(crate) dedicated_resources: Option<bool>,
+    pub(crate) hardware_virt: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Advice {
-    pub tier: String,
-    pub why: Vec<String>,
+pub(crate) struct Advice {
+    pub(crate) tier: String,
+    pub(crate) why: Vec<String>,
     /// The reader's own numbers that bear on the choice.
-    pub evidence: Vec<String>,
-    pub alternatives: Vec<String>,
+    pub(crate) evidence: Vec<String>,
+    pub(crate) alternatives: Vec<String>,
 }
 
 fn fmt(v: f64) -> String {
@@ -340,7 +341,7 @@ fn fmt(v: f64) -> String {
 }
 
 /// Recommends a tier for `needs`, citing measured numbers where they exist.
-pub fn advise(needs: &Needs, cmp: &Comparison) -> Advice {
+pub(crate) fn advise(needs: &Needs, cmp: &Comparison) -> Advice {
     let yes = |o: Option<bool>| o == Some(true);
     let hw = needs.hardware_virt.unwrap_or(false);
     let (tier, mut why, alternatives): (&str, Vec<String>, Vec<&str>) = if yes(needs.other_arch) {

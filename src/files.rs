@@ -16,7 +16,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Writes `data` to `path` through a synced temp file in the same directory,
 /// then renames it: a reader, or a crash, sees the old file or the new one,
 /// never half of one. Creates the directory if needed.
-pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -33,7 +33,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 /// student's command can write to: never through a symbolic link
 /// (O_NOFOLLOW), never hanging on a FIFO (O_NONBLOCK), and only a regular
 /// file. With `create`, opens it for writing too, creating it if absent.
-pub fn open_regular(path: &Path, create: bool) -> anyhow::Result<std::fs::File> {
+pub(crate) fn open_regular(path: &Path, create: bool) -> anyhow::Result<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(create)
@@ -64,7 +64,7 @@ pub fn open_regular(path: &Path, create: bool) -> anyhow::Result<std::fs::File> 
 }
 
 /// The text of a file the runner reads back (see `open_regular`); "" if absent.
-pub fn read_regular(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_regular(path: &Path) -> anyhow::Result<String> {
     let mut file = match open_regular(path, false) {
         Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => {
             return Ok(String::new());
@@ -77,7 +77,7 @@ pub fn read_regular(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Replaces the content of a file the runner writes back to (see `open_regular`).
-pub fn rewrite_regular(path: &Path, edit: impl FnOnce(&str) -> String) -> anyhow::Result<()> {
+pub(crate) fn rewrite_regular(path: &Path, edit: impl FnOnce(&str) -> String) -> anyhow::Result<()> {
     let mut file = open_regular(path, true)?;
     let mut old = String::new();
     file.read_to_string(&mut old).with_context(|| format!("cannot read {}", path.display()))?;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::catalog::{Lab, Prepare};
 
 /// Prepares everything `lab` asks for in `dir`, its workspace directory.
-pub fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
     for item in &lab.prepare {
         match item {
             Prepare::BusyboxRootfs => busybox_rootfs(&dir.join("rootfs"))
@@ -38,7 +38,7 @@ pub fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
 
 /// A minimal root: static busybox with a link per applet, empty mount points,
 /// and `.vlab/` where observe checks place the probe.
-pub fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
+pub(crate) fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
     let busybox = crate::host::tools::static_busybox()?;
     for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "old-root", ".vlab"] {
         std::fs::create_dir_all(root.join(d))?;
@@ -68,7 +68,7 @@ pub fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
 /// fetched where the host's cannot run) as `bin/linux`, for running by hand
 /// with `PATH=$PWD/bin:$PATH`. Where none runs, there is no link: the UML
 /// steps are skipped, and doctor says why.
-pub fn uml_kernel(bin: &Path) -> anyhow::Result<()> {
+pub(crate) fn uml_kernel(bin: &Path) -> anyhow::Result<()> {
     let link = bin.join("linux");
     if link.symlink_metadata().is_ok() {
         std::fs::remove_file(&link)?;
@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn busybox_rootfs_has_a_shell_and_is_idempotent() {
         if crate::host::tools::static_busybox().is_err() {
-            eprintln!("skipped: busybox-static is not installed");
+            crate::testing::skip("busybox-static is not installed");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -36,7 +36,7 @@ static SPAWNED: Mutex<std::collections::BTreeSet<i32>> = Mutex::new(std::collect
 const MARK: &str = "VLAB_RUNNER_PID";
 
 /// Bytes of stdout/stderr kept when read back; the rest is counted, not kept.
-pub const DEFAULT_OUTPUT_LIMIT: usize = 256 * 1024;
+pub(crate) const DEFAULT_OUTPUT_LIMIT: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
@@ -53,30 +53,30 @@ pub enum ProcError {
 /// CPU and I/O the child and all its descendants used: from its cgroup where
 /// it has one, else from rusage (which counts only waited-for descendants).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Usage {
-    pub user: Duration,
-    pub sys: Duration,
+pub(crate) struct Usage {
+    pub(crate) user: Duration,
+    pub(crate) sys: Duration,
     /// Time its processes were runnable but waiting for a CPU (cgroup
     /// cpu.pressure); `None` where the kernel does not say.
-    pub cpu_wait: Option<Duration>,
+    pub(crate) cpu_wait: Option<Duration>,
     /// Bytes written to block devices on the child's behalf.
-    pub block_write_bytes: u64,
+    pub(crate) block_write_bytes: u64,
     /// Whether `block_write_bytes` counts what its processes sent to the
     /// device themselves (an fsync's writes: the cgroup's blkio counters)
     /// rather than what they dirtied in the page cache (rusage).
-    pub block_writes_flushed: bool,
-    pub max_rss_kib: u64,
+    pub(crate) block_writes_flushed: bool,
+    pub(crate) max_rss_kib: u64,
 }
 
 /// How a child ended: its exit code, or the signal that killed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ended {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
+    pub(crate) code: Option<i32>,
+    pub(crate) signal: Option<i32>,
 }
 
 impl Ended {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (self.code, self.signal) {
             (Some(c), _) => format!("exited with status {c}"),
             (_, Some(s)) => format!("was killed by signal {s}"),
@@ -89,14 +89,15 @@ impl Ended {
 pub struct Output {
     /// Exit code, `None` when killed by a signal.
     pub code: Option<i32>,
-    pub signal: Option<i32>,
+    pub(crate) signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
     /// Output beyond the limit was dropped.
-    pub truncated: bool,
-    pub elapsed: Duration,
-    pub timed_out: bool,
-    pub usage: Usage,
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests read it"))]
+    pub(crate) truncated: bool,
+    pub(crate) elapsed: Duration,
+    pub(crate) timed_out: bool,
+    pub(crate) usage: Usage,
 }
 
 impl Output {
@@ -105,7 +106,7 @@ impl Output {
     }
 
     /// One line describing how the child ended, for messages.
-    pub fn describe_end(&self) -> String {
+    pub(crate) fn describe_end(&self) -> String {
         if self.timed_out {
             format!("timed out after {:.1}s and was killed", self.elapsed.as_secs_f64())
         } else {
@@ -157,7 +158,7 @@ impl Cmd {
         self
     }
 
-    pub fn dir(mut self, dir: impl AsRef<Path>) -> Self {
+    pub(crate) fn dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.dir = Some(dir.as_ref().to_owned());
         self
     }
@@ -172,23 +173,24 @@ impl Cmd {
         self
     }
 
-    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
         self.stdin = bytes.into();
         self
     }
 
-    pub fn output_limit(mut self, bytes: usize) -> Self {
+    pub(crate) fn output_limit(mut self, bytes: usize) -> Self {
         self.output_limit = bytes;
         self
     }
 
     /// Let the child write straight to our terminal (for `vlab setup`).
-    pub fn inherit_output(mut self) -> Self {
+    pub(crate) fn inherit_output(mut self) -> Self {
         self.inherit_output = true;
         self
     }
 
-    pub fn program_name(&self) -> String {
+    pub(crate) fn program_name(&self) -> String {
         self.program.to_string_lossy().into_owned()
     }
 
@@ -347,11 +349,11 @@ impl Child {
         self.pid
     }
 
-    pub fn started(&self) -> Instant {
+    pub(crate) fn started(&self) -> Instant {
         self.started
     }
 
-    pub fn expired(&self) -> bool {
+    pub(crate) fn expired(&self) -> bool {
         Instant::now() >= self.deadline
     }
 
@@ -378,7 +380,7 @@ impl Child {
 
     /// Stdout bytes from `offset` on, at most `limit` of them: a watcher reads
     /// only what is new instead of the whole output on every poll.
-    pub fn read_stdout_at(&self, offset: u64, limit: usize) -> Vec<u8> {
+    pub(crate) fn read_stdout_at(&self, offset: u64, limit: usize) -> Vec<u8> {
         read_from(&self.stdout, offset, limit).0
     }
 
@@ -388,7 +390,7 @@ impl Child {
 
     /// SIGKILL to the cgroup, the process group and every descendant,
     /// wherever it moved. Returns the processes it signalled.
-    pub fn kill_tree(&self) -> Vec<i32> {
+    pub(crate) fn kill_tree(&self) -> Vec<i32> {
         let mut tree = descendants(self.pid);
         if let Some(g) = &self.group {
             tree.extend(g.kill().into_iter().filter(|p| *p != self.pid));
@@ -423,7 +425,7 @@ impl Child {
     }
 
     /// Stops the child now and reaps it and every orphan it left.
-    pub fn stop(mut self) -> Result<Ended, ProcError> {
+    pub(crate) fn stop(mut self) -> Result<Ended, ProcError> {
         let parts = self.wait_final();
         sweep();
         parts
@@ -494,7 +496,7 @@ fn reap_killed(tree: &[i32], until: Instant) {
 
 /// Reaps every zombie child of ours, whoever started it: called as vlab
 /// exits, when no child handle is left to wait for its own.
-pub fn reap_zombies() {
+pub(crate) fn reap_zombies() {
     // SAFETY: WNOHANG never blocks; the loop ends at 0 (none exited) or -1 (no children).
     while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
 }
@@ -503,7 +505,7 @@ pub fn reap_zombies() {
 /// inside, a live registered group, and that we started (by group or by the
 /// environment mark): these are orphans of finished commands, re-parented to us.
 /// With `spare_live` false (Ctrl-C), every child goes.
-pub fn kill_orphans(spare_live: bool) {
+pub(crate) fn kill_orphans(spare_live: bool) {
     let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     // Read the live set under the lock: a child spawned meanwhile is in it.
     let live_groups = if spare_live { cleanup::live_groups() } else { Vec::new() };
@@ -524,8 +526,13 @@ pub fn kill_orphans(spare_live: bool) {
             continue;
         }
         for d in descendants(p.pid) {
+            // SAFETY: a plain signal send. Its result is not an error to
+            // report: a process already gone (ESRCH) is what this sweep wants.
             unsafe { libc::kill(d, libc::SIGKILL) };
         }
+        // SAFETY: as above; `p` is our own child (its ppid is us), so waitpid
+        // reaps it, and a null status pointer is allowed. ECHILD (someone else
+        // reaped it first) leaves nothing to do, so the result is not checked.
         unsafe {
             libc::kill(p.pid, libc::SIGKILL);
             libc::waitpid(p.pid, std::ptr::null_mut(), 0);
@@ -536,8 +543,8 @@ pub fn kill_orphans(spare_live: bool) {
 #[derive(Debug, Clone, Copy)]
 pub struct ProcInfo {
     pub pid: i32,
-    pub ppid: i32,
-    pub pgid: i32,
+    pub(crate) ppid: i32,
+    pub(crate) pgid: i32,
     /// R, S, D, Z, ... as in /proc/PID/stat.
     pub state: char,
 }
@@ -561,7 +568,7 @@ pub fn info(pid: i32) -> Option<ProcInfo> {
 }
 
 /// All descendants of `root` (not including it), parents before children.
-pub fn descendants(root: i32) -> Vec<i32> {
+pub(crate) fn descendants(root: i32) -> Vec<i32> {
     let all = processes();
     let mut out = Vec::new();
     let mut frontier = vec![root];
@@ -684,7 +691,7 @@ mod tests {
     #[test]
     fn a_daemon_that_scrubs_its_mark_and_double_forks_dies_with_the_command() {
         if let Err(why) = RunBase::get() {
-            eprintln!("skipped: no cgroup for children here ({why})");
+            crate::testing::skip(&format!("no cgroup for children here ({why})"));
             return;
         }
         let dir = tempfile::tempdir().unwrap();

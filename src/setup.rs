@@ -9,22 +9,22 @@ use crate::host::Capabilities;
 use crate::host::uml::Mode;
 use crate::proc::Cmd;
 
-pub enum Plan {
+pub(crate) enum Plan {
     Nothing,
     Install(Vec<String>),
 }
 
-pub fn plan(caps: &Capabilities) -> Plan {
+pub(crate) fn plan(caps: &Capabilities) -> Plan {
     let pkgs = caps.missing_packages();
     if pkgs.is_empty() { Plan::Nothing } else { Plan::Install(pkgs) }
 }
 
-pub fn apt_command(pkgs: &[String]) -> String {
+pub(crate) fn apt_command(pkgs: &[String]) -> String {
     format!("apt-get install -y --no-install-recommends {}", pkgs.join(" "))
 }
 
 /// Installs `pkgs` with apt-get (root only); output goes to the terminal.
-pub fn install(pkgs: &[String], root: bool) -> anyhow::Result<()> {
+pub(crate) fn install(pkgs: &[String], root: bool) -> anyhow::Result<()> {
     if !root {
         bail!(
             "installing packages needs root; run `sudo vlab setup`, or yourself: sudo apt-get update && sudo {}",
@@ -58,7 +58,7 @@ pub fn install(pkgs: &[String], root: bool) -> anyhow::Result<()> {
 /// kernel boots here in both of its modes (fetching a newer Debian suite's
 /// into the cache where the host's cannot).
 /// As root, refreshes apt's package lists once if the kernel is unknown.
-pub fn guest_assets(root: bool) -> anyhow::Result<()> {
+pub(crate) fn guest_assets(root: bool) -> anyhow::Result<()> {
     let uml = crate::host::uml::provide().context("User-Mode-Linux is not ready")?;
     let modes: Vec<&str> =
         [Mode::Ptrace, Mode::Seccomp].into_iter().filter(|m| uml.boots(*m)).map(Mode::name).collect();

@@ -11,40 +11,40 @@ use serde::{Deserialize, Serialize};
 use crate::check::{LabReport, Outcome};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     #[serde(default)]
-    pub labs: BTreeMap<String, LabState>,
+    pub(crate) labs: BTreeMap<String, LabState>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LabState {
     /// Step id → how many hints have been revealed.
     #[serde(default)]
-    pub hints: BTreeMap<String, usize>,
+    pub(crate) hints: BTreeMap<String, usize>,
     /// Step id → last outcome and points.
     #[serde(default)]
-    pub steps: BTreeMap<String, StepState>,
+    pub(crate) steps: BTreeMap<String, StepState>,
     /// `<step>.<fact>` → value, from passing checks that record it (keyed by
     /// step, since two steps may measure the same thing under different setups).
     #[serde(default)]
-    pub measurements: BTreeMap<String, String>,
-    pub last_checked: Option<u64>,
+    pub(crate) measurements: BTreeMap<String, String>,
+    pub(crate) last_checked: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepState {
-    pub outcome: Outcome,
-    pub points: u32,
-    pub max_points: u32,
-    pub message: String,
+pub(crate) struct StepState {
+    pub(crate) outcome: Outcome,
+    pub(crate) points: u32,
+    pub(crate) max_points: u32,
+    pub(crate) message: String,
 }
 
 impl State {
-    pub fn path(meta_dir: &Path) -> PathBuf {
+    pub(crate) fn path(meta_dir: &Path) -> PathBuf {
         meta_dir.join("state.json")
     }
 
-    pub fn load(meta_dir: &Path) -> anyhow::Result<State> {
+    pub(crate) fn load(meta_dir: &Path) -> anyhow::Result<State> {
         let path = Self::path(meta_dir);
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text).with_context(|| {
@@ -58,12 +58,12 @@ impl State {
         }
     }
 
-    pub fn save(&self, meta_dir: &Path) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, meta_dir: &Path) -> anyhow::Result<()> {
         let json = serde_json::to_vec_pretty(self)?;
         crate::files::write_atomic(&Self::path(meta_dir), &json).context("cannot save progress")
     }
 
-    pub fn record(&mut self, report: &LabReport) {
+    pub(crate) fn record(&mut self, report: &LabReport) {
         let lab = self.labs.entry(report.lab.clone()).or_default();
         lab.last_checked = Some(report.checked_at);
         for step in &report.steps {
@@ -83,7 +83,7 @@ impl State {
     }
 
     /// Reveals one more hint for a step (up to `available`); returns how many are shown.
-    pub fn reveal_hint(&mut self, lab: &str, step: &str, available: usize) -> usize {
+    pub(crate) fn reveal_hint(&mut self, lab: &str, step: &str, available: usize) -> usize {
         let shown = self.labs.entry(lab.to_string()).or_default().hints.entry(step.to_string()).or_insert(0);
         *shown = (*shown + 1).min(available);
         *shown

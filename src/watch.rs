@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// Path → modification time of every file under `dir`, skipping vlab's own `.vlab`.
-pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
+pub(crate) fn snapshot(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -31,7 +31,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
 
 /// Calls `on_change` once at start and then after every change, until it
 /// has run `max_runs` times (forever when None).
-pub fn watch(dir: &Path, interval: Duration, max_runs: Option<u32>, mut on_change: impl FnMut()) {
+pub(crate) fn watch(dir: &Path, interval: Duration, max_runs: Option<u32>, mut on_change: impl FnMut()) {
     let mut last = snapshot(dir);
     let mut runs = 0;
     loop {

@@ -13,7 +13,7 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    pub fn locate(explicit: Option<&Path>) -> anyhow::Result<Self> {
+    pub(crate) fn locate(explicit: Option<&Path>) -> anyhow::Result<Self> {
         let root = match explicit {
             Some(p) => p.to_path_buf(),
             None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join("vlab")).context(
@@ -27,21 +27,21 @@ impl Workspace {
         Ok(Self { root })
     }
 
-    pub fn lab_dir(&self, lab: &Lab) -> PathBuf {
+    pub(crate) fn lab_dir(&self, lab: &Lab) -> PathBuf {
         self.root.join(&lab.id)
     }
 
     /// Directory for vlab's own files (state, scratch, cache keys).
-    pub fn meta_dir(&self) -> PathBuf {
+    pub(crate) fn meta_dir(&self) -> PathBuf {
         self.root.join(".vlab")
     }
 
-    pub fn is_started(&self, lab: &Lab) -> bool {
+    pub(crate) fn is_started(&self, lab: &Lab) -> bool {
         self.lab_dir(lab).is_dir()
     }
 
     /// The lab's directory, or an error telling the student to start it.
-    pub fn require_started(&self, lab: &Lab) -> anyhow::Result<PathBuf> {
+    pub(crate) fn require_started(&self, lab: &Lab) -> anyhow::Result<PathBuf> {
         let dir = self.lab_dir(lab);
         if !dir.is_dir() {
             bail!("lab {} is not started in {}; run `vlab start {}` first", lab.id, self.root.display(), lab.id);
@@ -50,7 +50,7 @@ impl Workspace {
     }
 
     /// Copies the starter into a new lab directory.
-    pub fn start(&self, lab: &Lab) -> anyhow::Result<PathBuf> {
+    pub(crate) fn start(&self, lab: &Lab) -> anyhow::Result<PathBuf> {
         let dir = self.lab_dir(lab);
         if dir.exists() {
             bail!(
@@ -66,7 +66,7 @@ impl Workspace {
 
     /// Moves the current work aside (never deletes it) and copies the starter afresh.
     /// Returns where the old work went.
-    pub fn reset(&self, lab: &Lab) -> anyhow::Result<Option<PathBuf>> {
+    pub(crate) fn reset(&self, lab: &Lab) -> anyhow::Result<Option<PathBuf>> {
         let dir = self.lab_dir(lab);
         let backup = if dir.exists() {
             let stamp =

@@ -156,7 +156,7 @@ fn book_builds_with_stock_mdbook() {
             p.is_file().then_some(p)
         });
     let Some(mdbook) = mdbook else {
-        println!("skipped: mdbook not installed (`cargo install mdbook`; .ci/run installs it)");
+        common::skip("mdbook not installed (`cargo install mdbook`; .ci/run installs it)");
         return;
     };
     // vlab first: it syncs the generated pages, so both build the same sources.
@@ -216,6 +216,7 @@ impl Server {
 /// SIGTERM, as Ctrl-C would: the server removes its build directories.
 impl Drop for Server {
     fn drop(&mut self) {
+        // SAFETY: a plain signal send to the server this test started; if it is gone already, nothing is left to stop.
         unsafe { libc::kill(self.child.pid(), libc::SIGTERM) };
         let _ = self.child.wait_until(Instant::now() + Duration::from_secs(20));
     }
@@ -266,7 +267,7 @@ exit = 0
 #[test]
 fn book_in_a_browser() {
     let Some(chromium) = browser::chromium_path() else {
-        println!("skipped: chromium not installed (.ci/run installs it)");
+        common::skip("chromium not installed (.ci/run installs it)");
         return;
     };
     let tree = copy_of_book();

@@ -17,6 +17,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
@@ -101,7 +102,7 @@ fn vlab_as_nobody(ws: &Path) -> assert_cmd::Command {
 fn namespaces_solution_passes_rootless_and_leaves_nothing() {
     let _serial = serial();
     if !root() {
-        eprintln!("skipped: needs root to switch to the user nobody for the rootless run");
+        skip("needs root to switch to the user nobody for the rootless run");
         return;
     }
     let ws = workspace();
@@ -114,7 +115,7 @@ fn namespaces_solution_passes_rootless_and_leaves_nothing() {
         .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
     for (step, outcome, message) in outcomes(&report) {
         if outcome == "skipped" && message.contains("userns") {
-            eprintln!("skipped: {message}");
+            skip(&message);
             return;
         }
         assert_eq!(outcome, "pass", "rootless {step}: {message}");
@@ -154,7 +155,7 @@ fn chroot_inside_namespaces_is_not_pivot_root() {
     });
     let (outcome, message) = pivot_message(ws.path());
     if outcome == "skipped" {
-        eprintln!("skipped: {message}");
+        skip(&message);
         return;
     }
     assert_eq!(outcome, "fail", "{message}");
@@ -168,7 +169,7 @@ fn pivot_root_without_unmounting_the_old_root_fails() {
     let (ws, before) = namespaces_variant(|s| s.replace("/bin/busybox umount -l /old-root", "true"));
     let (outcome, message) = pivot_message(ws.path());
     if outcome == "skipped" {
-        eprintln!("skipped: {message}");
+        skip(&message);
         return;
     }
     assert_eq!(outcome, "fail", "{message}");
@@ -210,7 +211,7 @@ fn ways_out_of_a_container_fail_and_leave_nothing_behind() {
         let (_, report) = json(ws.path(), &["check", lab, "--step", step]);
         let (_, outcome, message) = outcomes(&report).pop().unwrap();
         if outcome == "skipped" {
-            eprintln!("skipped {lab}/{fake}: {message}");
+            skip(format_args!("{lab}/{fake}: {message}"));
             continue;
         }
         assert_eq!(outcome, "fail", "{lab}/{fake}: {message}");
@@ -274,7 +275,7 @@ fn cgroups_and_their_processes_are_removed_after_failure_and_timeout() {
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let (_, outcome, message) = outcomes(&report).pop().unwrap();
         if outcome == "skipped" {
-            eprintln!("skipped: {message}");
+            skip(&message);
             return;
         }
         assert_eq!(outcome, "fail", "{case}: {message}");
@@ -313,7 +314,7 @@ fn oci_containers_are_deleted_after_every_check() {
     let (_, report) = json(ws.path(), &["check", "oci", "--step", "memory"]);
     let (_, outcome, message) = outcomes(&report).pop().unwrap();
     if outcome == "skipped" {
-        eprintln!("skipped: {message}");
+        skip(&message);
         return;
     }
     assert_eq!(outcome, "pass", "{message}");
@@ -358,7 +359,7 @@ fn uml_leaves_nothing_after_a_pass_and_after_a_timeout() {
     let (_, report) = json(ws.path(), &["check", "uml", "--step", "boot"]);
     let (_, outcome, message) = outcomes(&report).pop().unwrap();
     if outcome == "skipped" {
-        eprintln!("skipped: {message}");
+        skip_here(&message);
         return;
     }
     assert_eq!(outcome, "pass", "{message}");
@@ -397,7 +398,7 @@ fn uml_is_known_by_its_binary_and_its_mode_by_what_the_host_sees() {
     let (_, report) = json(ws.path(), &["check", "uml", "--step", "boot"]);
     let (_, outcome, message) = outcomes(&report).pop().unwrap();
     if outcome == "skipped" {
-        eprintln!("skipped: {message}");
+        skip_here(&message);
         return;
     }
     assert_eq!(outcome, "fail", "a process named linux is no UML kernel: {message}");
@@ -409,7 +410,7 @@ fn uml_is_known_by_its_binary_and_its_mode_by_what_the_host_sees() {
     let (_, report) = json(ws.path(), &["check", "uml", "--step", "modes"]);
     let (_, outcome, message) = outcomes(&report).pop().unwrap();
     if outcome == "skipped" {
-        eprintln!("skipped: {message}");
+        skip_here(&message);
         return;
     }
     assert_eq!(outcome, "fail", "{message}");
@@ -421,7 +422,7 @@ fn uml_is_known_by_its_binary_and_its_mode_by_what_the_host_sees() {
 fn after_ctrl_c_nothing_runs_and_the_next_check_removes_the_groups() {
     let _serial = serial();
     if !root() || vlab::host::cgroup::detect().writable.is_empty() {
-        eprintln!("skipped: needs root and writable cgroups");
+        skip("needs root and writable cgroups");
         return;
     }
     let ws = workspace();
@@ -445,7 +446,8 @@ fn after_ctrl_c_nothing_runs_and_the_next_check_removes_the_groups() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    unsafe { libc::kill(pid, libc::SIGINT) };
+    // SAFETY: a plain signal send to the vlab this test started; the result is checked.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0, "cannot interrupt vlab (pid {pid})");
     // The exit status is the interrupt handler's business; here only what is left matters.
     child.wait().unwrap();
     let survivors = host_state(ws.path()).processes;

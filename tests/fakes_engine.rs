@@ -36,7 +36,7 @@ fn check_step(ws: &Path, lab: &str, step: &str) -> (String, String, serde_json::
 fn assert_fails_saying(ws: &Path, lab: &str, step: &str, saw: &[&str]) {
     let (outcome, message, evidence) = check_step(ws, lab, step);
     if outcome == "skipped" {
-        eprintln!("skipped {lab}/{step}: {message}");
+        skip_here(format_args!("{lab}/{step}: {message}"));
         return;
     }
     assert_eq!(outcome, "fail", "{lab}/{step}: the fake must fail; got {outcome}: {message}\nevidence: {evidence}");

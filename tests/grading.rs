@@ -653,7 +653,7 @@ fn a_privileged_lab_gets_its_own_cgroup_subtree_and_nothing_more() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r = result(out.path(), "root");
     if r["protections"].to_string().contains("not granted") || r["protections"].to_string().contains("no cgroup") {
-        eprintln!("skipped: cgroup privileges need root and a writable cgroup hierarchy: {}", r["protections"]);
+        skip(format_args!("cgroup privileges need root and a writable cgroup hierarchy: {}", r["protections"]));
         return;
     }
     assert_eq!(r["score"].as_f64().unwrap(), 2.0, "{r:#}");

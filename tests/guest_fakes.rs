@@ -17,13 +17,13 @@ use serde_json::Value;
 /// machine cannot boot its guests.
 fn started_or_skip(lab: &str) -> Option<tempfile::TempDir> {
     if vlab::host::tools::which("qemu-system-x86_64").is_none() {
-        eprintln!("skipped {lab}: qemu-system-x86_64 is not installed (`vlab setup`)");
+        skip(format_args!("{lab}: qemu-system-x86_64 is not installed (`vlab setup`)"));
         return None;
     }
     let ws = workspace();
     let out = vlab(ws.path()).args(["start", lab]).output().unwrap();
     if !out.status.success() {
-        eprintln!("skipped {lab}: `vlab start` failed here: {}", String::from_utf8_lossy(&out.stderr));
+        skip(format_args!("{lab}: `vlab start` failed here: {}", String::from_utf8_lossy(&out.stderr)));
         return None;
     }
     Some(ws)
@@ -240,7 +240,7 @@ fn guest_code_served_through_a_fifo_is_refused() {
     server.join().unwrap();
     drop(reader);
     if outcome == "skipped" {
-        eprintln!("skipped {LAB}/tiny-vmm: {message}");
+        skip_here(format_args!("{LAB}/tiny-vmm: {message}"));
         return;
     }
     assert_eq!(outcome, "fail", "guest code from a FIFO passed: {message}");

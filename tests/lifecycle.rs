@@ -78,7 +78,8 @@ fn ctrl_c_stops_every_child_and_removes_scratch() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!scratch_dirs(&ws.path().join("01-sleep")).is_empty(), "a running check has a scratch dir");
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // SAFETY: a plain signal send to the vlab this test started; the result is checked.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0, "cannot interrupt vlab");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

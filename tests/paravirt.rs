@@ -14,11 +14,11 @@ const LAB: &str = "11-pv-drivers";
 /// A workspace with the lab started, or None (with the reason) when this machine cannot boot guests.
 fn started_or_skip() -> Option<tempfile::TempDir> {
     if vlab::host::tools::which("qemu-system-x86_64").is_none() {
-        eprintln!("skipped: qemu-system-x86_64 is not installed (`vlab setup`)");
+        skip("qemu-system-x86_64 is not installed (`vlab setup`)");
         return None;
     }
     if let Err(e) = vlab::guest::assets::ensure().and_then(|_| vlab::guest::assets::generic(false)) {
-        eprintln!("skipped: the guest assets are not available here: {e:#}");
+        skip(format_args!("the guest assets are not available here: {e:#}"));
         return None;
     }
     let ws = workspace();

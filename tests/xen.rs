@@ -17,11 +17,11 @@ const LAB: &str = "08-xen";
 /// machine cannot boot Xen.
 fn lab_or_skip() -> Option<tempfile::TempDir> {
     if vlab::host::tools::which("qemu-system-x86_64").is_none() {
-        eprintln!("skipped: qemu-system-x86_64 is not installed (`vlab setup`)");
+        skip("qemu-system-x86_64 is not installed (`vlab setup`)");
         return None;
     }
     if let Err(e) = vlab::guest::assets::generic(false).and_then(|_| vlab::guest::xen::ensure()) {
-        eprintln!("skipped: the guest or Xen assets are not available here: {e:#}");
+        skip(format_args!("the guest or Xen assets are not available here: {e:#}"));
         return None;
     }
     let ws = workspace();
@@ -103,7 +103,7 @@ fn with_cpu_max_dom0_crashes_as_the_lab_says() {
     let version = vlab::proc::Cmd::new("qemu-system-x86_64").arg("--version").run().unwrap().stdout;
     let major: u32 = version.split("version ").nth(1).and_then(|v| v.split('.').next()?.parse().ok()).unwrap_or(0);
     if major >= 10 {
-        eprintln!("skipped: QEMU {major} emulates SMAP without crashing dom0 under -cpu max");
+        skip_here(format_args!("QEMU {major} emulates SMAP without crashing dom0 under -cpu max"));
         return;
     }
     let dir = ws.path().join(LAB);

@@ -6,9 +6,9 @@
 //! The generated pages are committed, so stock `mdbook build book` builds the
 //! same book; `vlab book sync --check` (and a test) fail when they are stale.
 
-pub mod pages;
-pub mod serve;
-pub mod status;
+pub(crate) mod pages;
+pub(crate) mod serve;
+pub(crate) mod status;
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,7 @@ use crate::catalog::Catalog;
 /// A book directory: `book.toml` plus `src/SUMMARY.md`.
 #[derive(Debug, Clone)]
 pub struct Book {
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl Book {
@@ -40,13 +40,13 @@ impl Book {
     }
 
     /// Where stock `mdbook build` writes (book.toml's build-dir, `book` by default).
-    pub fn default_out(&self) -> PathBuf {
+    pub(crate) fn default_out(&self) -> PathBuf {
         self.root.join("book")
     }
 
     /// Brings the generated pages in line with the catalog; returns the files
     /// written or removed.
-    pub fn sync(&self, cat: &Catalog) -> anyhow::Result<Vec<PathBuf>> {
+    pub(crate) fn sync(&self, cat: &Catalog) -> anyhow::Result<Vec<PathBuf>> {
         pages::plan(self, cat)?.apply()
     }
 
@@ -57,7 +57,7 @@ impl Book {
 
     /// Renders the HTML book into `out` with mdBook's library, exactly as stock
     /// `mdbook build` would with the same book.toml.
-    pub fn build(&self, out: &Path) -> anyhow::Result<()> {
+    pub(crate) fn build(&self, out: &Path) -> anyhow::Result<()> {
         let mut md = mdbook_driver::MDBook::load(&self.root)
             .with_context(|| format!("cannot load the book in {}", self.root.display()))?;
         md.config.build.build_dir = std::path::absolute(out)?;

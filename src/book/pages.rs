@@ -25,14 +25,14 @@ const CATALOG_END: &str = "<!-- vlab:catalog:end -->";
 
 /// What the book's generated files should contain.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     writes: Vec<(PathBuf, String)>,
     removes: Vec<PathBuf>,
 }
 
 impl Plan {
     /// Files whose content differs from the plan, and files to remove.
-    pub fn changes(&self) -> Vec<PathBuf> {
+    pub(crate) fn changes(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = self
             .writes
             .iter()
@@ -44,7 +44,7 @@ impl Plan {
     }
 
     /// Writes what changed (and only that, so file watchers stay quiet).
-    pub fn apply(self) -> anyhow::Result<Vec<PathBuf>> {
+    pub(crate) fn apply(self) -> anyhow::Result<Vec<PathBuf>> {
         let changed = self.changes();
         for (path, text) in &self.writes {
             if changed.contains(path) {
@@ -95,7 +95,7 @@ fn points(lab: &Lab) -> u32 {
     lab.steps.iter().map(|s| s.points).sum()
 }
 
-pub fn plan(book: &Book, cat: &Catalog) -> anyhow::Result<Plan> {
+pub(crate) fn plan(book: &Book, cat: &Catalog) -> anyhow::Result<Plan> {
     let src = book.src();
     let summary_path = src.join("SUMMARY.md");
     let summary = std::fs::read_to_string(&summary_path)
@@ -237,7 +237,7 @@ fn relative(from_dir: &Path, to: &Path) -> PathBuf {
 }
 
 /// The HTML id mdBook gives a heading with this text.
-pub fn heading_id(text: &str) -> String {
+pub(crate) fn heading_id(text: &str) -> String {
     text.trim()
         .to_lowercase()
         .chars()

@@ -25,22 +25,22 @@ use crate::cleanup::Scratch;
 use crate::workspace::Workspace;
 
 /// Where the status endpoint lives (under the site root; no book page can clash with it).
-pub const STATUS_PATH: &str = "/_vlab/status";
+pub(crate) const STATUS_PATH: &str = "/_vlab/status";
 /// The reader's comparison chart (`vlab compare`), drawn from the workspace state on each request.
-pub const COMPARE_PATH: &str = "/_vlab/compare.svg";
+pub(crate) const COMPARE_PATH: &str = "/_vlab/compare.svg";
 const POLL: Duration = Duration::from_millis(400);
 
-pub struct Options {
-    pub book: Book,
-    pub labs: PathBuf,
-    pub workspace: Workspace,
-    pub port: u16,
+pub(crate) struct Options {
+    pub(crate) book: Book,
+    pub(crate) labs: PathBuf,
+    pub(crate) workspace: Workspace,
+    pub(crate) port: u16,
 }
 
 /// What `serve` tells its caller once the book is built and the port is open.
-pub struct Ready {
-    pub url: String,
-    pub build_dir: PathBuf,
+pub(crate) struct Ready {
+    pub(crate) url: String,
+    pub(crate) build_dir: PathBuf,
 }
 
 struct Site {
@@ -58,7 +58,7 @@ impl Site {
 }
 
 /// Builds, binds, calls `ready`, then serves until the process is stopped.
-pub fn serve(opts: Options, ready: impl FnOnce(&Ready)) -> anyhow::Result<()> {
+pub(crate) fn serve(opts: Options, ready: impl FnOnce(&Ready)) -> anyhow::Result<()> {
     let first = build_once(&opts)?;
     let listener = TcpListener::bind(("127.0.0.1", opts.port)).map_err(|e| {
         anyhow::anyhow!(

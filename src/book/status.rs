@@ -12,43 +12,43 @@ use crate::state::State;
 use crate::workspace::Workspace;
 
 #[derive(Debug, Serialize)]
-pub struct LiveStatus {
+pub(crate) struct LiveStatus {
     /// Bumped on every rebuild of the book: a page that saw another value reloads.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// Why the last rebuild failed (the previous build is still served).
-    pub build_error: Option<String>,
+    pub(crate) build_error: Option<String>,
     /// Why the status could not be read (a broken lab.toml or state file).
-    pub error: Option<String>,
-    pub workspace: PathBuf,
-    pub labs: BTreeMap<String, LabStatus>,
+    pub(crate) error: Option<String>,
+    pub(crate) workspace: PathBuf,
+    pub(crate) labs: BTreeMap<String, LabStatus>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct LabStatus {
-    pub title: String,
-    pub started: bool,
-    pub dir: PathBuf,
+pub(crate) struct LabStatus {
+    pub(crate) title: String,
+    pub(crate) started: bool,
+    pub(crate) dir: PathBuf,
     /// Seconds since the Unix epoch of the last `vlab check`.
-    pub last_checked: Option<u64>,
-    pub points: u32,
-    pub max_points: u32,
+    pub(crate) last_checked: Option<u64>,
+    pub(crate) points: u32,
+    pub(crate) max_points: u32,
     /// In the lab's order.
-    pub steps: Vec<StepStatus>,
+    pub(crate) steps: Vec<StepStatus>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct StepStatus {
-    pub id: String,
-    pub title: String,
+pub(crate) struct StepStatus {
+    pub(crate) id: String,
+    pub(crate) title: String,
     /// None until the step has been checked.
-    pub outcome: Option<Outcome>,
-    pub points: u32,
-    pub max_points: u32,
-    pub message: String,
+    pub(crate) outcome: Option<Outcome>,
+    pub(crate) points: u32,
+    pub(crate) max_points: u32,
+    pub(crate) message: String,
 }
 
 impl LiveStatus {
-    pub fn gather(cat: &Catalog, ws: &Workspace, generation: u64, build_error: Option<String>) -> LiveStatus {
+    pub(crate) fn gather(cat: &Catalog, ws: &Workspace, generation: u64, build_error: Option<String>) -> LiveStatus {
         let mut out =
             LiveStatus { generation, build_error, error: None, workspace: ws.root.clone(), labs: BTreeMap::new() };
         let state = match State::load(&ws.meta_dir()) {

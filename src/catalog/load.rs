@@ -8,14 +8,14 @@ use super::model::{Check, CheckKind, Lab};
 #[derive(Debug, thiserror::Error)]
 #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct LoadError {
-    pub path: PathBuf,
-    pub line: Option<usize>,
-    pub message: String,
+    pub(crate) path: PathBuf,
+    pub(crate) line: Option<usize>,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     pub labs: Vec<Lab>,
 }
 
@@ -78,7 +78,7 @@ impl Catalog {
     }
 }
 
-pub fn load_lab(dir: &Path) -> Result<Lab, LoadError> {
+pub(crate) fn load_lab(dir: &Path) -> Result<Lab, LoadError> {
     let path = dir.join("lab.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| LoadError {
         path: path.clone(),

@@ -10,23 +10,23 @@ use serde::{Deserialize, Serialize};
 pub struct Lab {
     /// Same as the lab's directory name, `NN-slug`.
     pub id: String,
-    pub title: String,
-    pub tier: Tier,
+    pub(crate) title: String,
+    pub(crate) tier: Tier,
     /// The book chapter (file under book/src) this lab belongs to.
-    pub chapter: String,
+    pub(crate) chapter: String,
     /// One paragraph shown by `vlab list` and on the lab's book page.
-    pub summary: String,
+    pub(crate) summary: String,
     /// Capabilities, named as `vlab doctor` names them.
     #[serde(default)]
-    pub requires: Vec<Capability>,
-    pub estimate_minutes: u32,
+    pub(crate) requires: Vec<Capability>,
+    pub(crate) estimate_minutes: u32,
     /// What the runner builds into the workspace at `start` and refreshes before checks.
     #[serde(default)]
-    pub prepare: Vec<Prepare>,
+    pub(crate) prepare: Vec<Prepare>,
     /// How `vlab grade` runs this lab's checks on a submission.
     #[serde(default)]
-    pub grading: Grading,
-    pub steps: Vec<Step>,
+    pub(crate) grading: Grading,
+    pub(crate) steps: Vec<Step>,
     /// Where lab.toml was loaded from (filled by the loader).
     #[serde(skip)]
     pub dir: PathBuf,
@@ -34,7 +34,7 @@ pub struct Lab {
 
 impl Lab {
     /// The step named `id`, or an error listing the lab's steps.
-    pub fn step(&self, id: &str) -> anyhow::Result<&Step> {
+    pub(crate) fn step(&self, id: &str) -> anyhow::Result<&Step> {
         self.steps.iter().find(|s| s.id == id).ok_or_else(|| {
             let ids: Vec<&str> = self.steps.iter().map(|s| s.id.as_str()).collect();
             anyhow::anyhow!("lab {} has no step `{id}`; its steps are: {}", self.id, ids.join(", "))
@@ -44,7 +44,7 @@ impl Lab {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Tier {
+pub(crate) enum Tier {
     BareMetal,
     Partitioning,
     Containers,
@@ -55,7 +55,7 @@ pub enum Tier {
 }
 
 impl Tier {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Tier::BareMetal => "bare metal",
             Tier::Partitioning => "hardware partitioning",
@@ -71,7 +71,7 @@ impl Tier {
 /// What a machine can do, as `vlab doctor` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Capability {
+pub(crate) enum Capability {
     Root,
     Userns,
     CgroupWritable,
@@ -88,7 +88,7 @@ pub enum Capability {
 }
 
 impl Capability {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Capability::Root => "root",
             Capability::Userns => "userns",
@@ -106,7 +106,7 @@ impl Capability {
     }
 
     /// What a step lacking this capability needs, in words: "3 more points need fast KVM".
-    pub fn needed(self) -> &'static str {
+    pub(crate) fn needed(self) -> &'static str {
         match self {
             Capability::Root => "root",
             Capability::Userns => "user namespaces",
@@ -128,15 +128,15 @@ impl Capability {
 /// (an unprivileged user in its own root filesystem, no capabilities).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Grading {
+pub(crate) struct Grading {
     #[serde(default)]
-    pub privileges: Vec<Privilege>,
+    pub(crate) privileges: Vec<Privilege>,
 }
 
 /// A host privilege a lab's checks cannot do without (see docs/grading.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Privilege {
+pub(crate) enum Privilege {
     /// A writable cgroup subtree of the submission's own (cpu, cpuset, memory,
     /// pids), delegated at /sys/fs/cgroup; the checks run as the host's uid 0
     /// without capabilities, which cgroup v1 needs to move processes.
@@ -150,7 +150,7 @@ pub enum Privilege {
 }
 
 impl Privilege {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Privilege::Cgroup => "cgroup",
             Privilege::Kvm => "kvm",
@@ -162,7 +162,7 @@ impl Privilege {
 /// Things the runner makes for a lab (see src/prepare.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Prepare {
+pub(crate) enum Prepare {
     /// A busybox-static root filesystem at `rootfs/`, with `rootfs/.vlab/` for the probe.
     BusyboxRootfs,
     /// The guest kernel and the runner's initramfs at `assets/vmlinuz` and `assets/initrd.img`.
@@ -182,49 +182,49 @@ pub enum Prepare {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Step {
-    pub id: String,
-    pub title: String,
-    pub points: u32,
+pub(crate) struct Step {
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) points: u32,
     /// Markdown shown to the student; or take it from a README section.
-    pub instructions: Option<String>,
+    pub(crate) instructions: Option<String>,
     /// Heading text of a section in the lab's README.md holding the instructions.
-    pub readme_section: Option<String>,
+    pub(crate) readme_section: Option<String>,
     /// The hint ladder: `vlab hint` reveals one more each time.
-    pub hints: Vec<String>,
+    pub(crate) hints: Vec<String>,
     /// Files (relative to the workspace) the student edits in this step.
-    pub files: Vec<String>,
+    pub(crate) files: Vec<String>,
     /// Extra capabilities this step needs beyond the lab's.
     #[serde(default)]
-    pub requires: Vec<Capability>,
-    pub checks: Vec<Check>,
+    pub(crate) requires: Vec<Capability>,
+    pub(crate) checks: Vec<Check>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Check {
+pub(crate) struct Check {
     /// Short name shown in results; defaults to the command.
-    pub name: Option<String>,
-    pub kind: CheckKind,
+    pub(crate) name: Option<String>,
+    pub(crate) kind: CheckKind,
     /// argv, run in the student's workspace. `{probe}`, `{nonce}` and `{vlab}` (this runner's executable) expand.
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
     #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
+    pub(crate) timeout_secs: u64,
     #[serde(default)]
-    pub expect: Expect,
+    pub(crate) expect: Expect,
     /// Facts stored in the workspace for `vlab compare`, e.g. "result.syscall_ns".
     #[serde(default)]
-    pub record: Vec<String>,
+    pub(crate) record: Vec<String>,
     /// Observe checks: workspace-relative directory where the runner places its probe.
-    pub probe_dir: Option<String>,
+    pub(crate) probe_dir: Option<String>,
     /// Start a TCP sink on 127.0.0.1 for this check: its port is $VLAB_SINK_PORT
     /// (10.0.2.2:PORT from a QEMU user-net guest); facts `sink.*` count what arrived.
     #[serde(default)]
-    pub sink: bool,
+    pub(crate) sink: bool,
     /// The runner makes empty cgroups for the command (`VLAB_CGROUP_*`), reads
     /// them afterwards (`cgroup.*` facts) and removes them.
     #[serde(default)]
-    pub cgroup: bool,
+    pub(crate) cgroup: bool,
 }
 
 fn default_timeout() -> u64 {
@@ -233,7 +233,7 @@ fn default_timeout() -> u64 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CheckKind {
+pub(crate) enum CheckKind {
     /// Run the command to completion; judge exit, output, files and measured facts.
     Run,
     /// Start the command and observe, from the host, the runner's probe process
@@ -246,38 +246,38 @@ pub enum CheckKind {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Expect {
-    pub exit: Option<i32>,
+pub(crate) struct Expect {
+    pub(crate) exit: Option<i32>,
     /// Regexes that must each match stdout.
     #[serde(default)]
-    pub stdout: Vec<String>,
+    pub(crate) stdout: Vec<String>,
     /// Regexes that must not match stdout.
     #[serde(default)]
-    pub stdout_not: Vec<String>,
+    pub(crate) stdout_not: Vec<String>,
     #[serde(default)]
-    pub stderr: Vec<String>,
+    pub(crate) stderr: Vec<String>,
     /// Workspace-relative files that must exist afterwards.
     #[serde(default)]
-    pub files: Vec<String>,
+    pub(crate) files: Vec<String>,
     /// The results file ($VLAB_RESULTS) must carry `nonce=<this run's nonce>`.
     #[serde(default)]
-    pub nonce: bool,
+    pub(crate) nonce: bool,
     #[serde(default)]
-    pub facts: Vec<FactRule>,
+    pub(crate) facts: Vec<FactRule>,
 }
 
 /// A rule about one fact the runner gathered (see labs/README.md for names).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FactRule {
-    pub fact: String,
-    pub equals: Option<String>,
-    pub matches: Option<String>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
+pub(crate) struct FactRule {
+    pub(crate) fact: String,
+    pub(crate) equals: Option<String>,
+    pub(crate) matches: Option<String>,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
     /// Name of another fact; this fact must be >= factor * that one.
-    pub at_least: Option<String>,
-    pub factor: Option<f64>,
+    pub(crate) at_least: Option<String>,
+    pub(crate) factor: Option<f64>,
     /// What the student reads when the rule fails.
-    pub message: String,
+    pub(crate) message: String,
 }

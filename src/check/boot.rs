@@ -20,8 +20,8 @@ use super::facts::Facts;
 use crate::guest::qmp::{Channels, RealQemu, Report};
 use crate::proc::{self, Cmd, ProcError};
 
-pub const BEGIN: &str = "VLAB-REPORT-BEGIN";
-pub const END: &str = "VLAB-REPORT-END";
+pub(crate) const BEGIN: &str = "VLAB-REPORT-BEGIN";
+pub(crate) const END: &str = "VLAB-REPORT-END";
 
 /// Console lines that mean the guest kernel died.
 const PANICS: [&str; 3] = ["Kernel panic - not syncing", "---[ end Kernel panic", "(XEN) Panic on CPU"];
@@ -34,10 +34,10 @@ pub struct BootObservation {
     /// The guest's console (the command's stdout).
     pub console: String,
     /// What the command and the VMM said on stderr (QEMU's own errors).
-    pub stderr: String,
+    pub(crate) stderr: String,
     /// The kernel panic line, if the guest panicked.
     pub panic: Option<String>,
-    pub ended_early: Option<String>,
+    pub(crate) ended_early: Option<String>,
     pub timed_out: bool,
 }
 
@@ -104,7 +104,7 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, ProcError> {
 }
 
 /// Like `boot`, for a command that already connects QEMU to `channels`.
-pub fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Result<BootObservation, ProcError> {
+pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Result<BootObservation, ProcError> {
     let uml = crate::host::uml::known().working_exes();
     let real = RealQemu::find();
     let child = cmd.spawn()?;
@@ -205,7 +205,7 @@ pub fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Result<BootO
 /// QEMU (what its command line asks for: `vmm.asked.*`, `vmm.machine`,
 /// `vmm.cpu`, `vmm.memory`; what it runs comes over QMP) or a UML kernel (one
 /// of `uml`, the kernels `vlab doctor` booted here).
-pub fn inspect_vmm(root: i32, real: &RealQemu, uml: &[PathBuf]) -> Facts {
+pub(crate) fn inspect_vmm(root: i32, real: &RealQemu, uml: &[PathBuf]) -> Facts {
     for pid in std::iter::once(root).chain(proc::descendants(root)) {
         if real.runs(pid) {
             return vmm_facts(pid, "qemu");
@@ -265,7 +265,7 @@ fn uml_userspace(vmm: &Facts) -> Option<&'static str> {
 /// What a QEMU command line asks for, as QEMU itself would read it: the
 /// accelerator and devices as `vmm.asked.accel` and `vmm.asked.devices`
 /// (what QEMU really runs is QMP's `vmm.accel` and `vmm.devices`).
-pub fn qemu_facts(argv: &[String]) -> Facts {
+pub(crate) fn qemu_facts(argv: &[String]) -> Facts {
     let mut facts = Facts::new();
     let mut accel = Vec::new();
     let mut devices = Vec::new();

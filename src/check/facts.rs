@@ -5,22 +5,22 @@ use std::collections::BTreeMap;
 use crate::catalog::FactRule;
 
 /// Fact name → value. Numbers are kept as text and parsed when a rule needs them.
-pub type Facts = BTreeMap<String, String>;
+pub(crate) type Facts = BTreeMap<String, String>;
 
 /// Values substituted into `equals` rules: `{nonce}`, `{workspace}`.
-pub struct Vars<'a> {
-    pub nonce: &'a str,
-    pub workspace: &'a str,
+pub(crate) struct Vars<'a> {
+    pub(crate) nonce: &'a str,
+    pub(crate) workspace: &'a str,
 }
 
 impl Vars<'_> {
-    pub fn expand(&self, s: &str) -> String {
+    pub(crate) fn expand(&self, s: &str) -> String {
         s.replace("{nonce}", self.nonce).replace("{workspace}", self.workspace)
     }
 }
 
 /// Parses `key=value` lines from a results file; other lines are ignored.
-pub fn parse_results(text: &str) -> Facts {
+pub(crate) fn parse_results(text: &str) -> Facts {
     text.lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (format!("result.{}", k.trim()), v.trim().to_string()))
@@ -34,7 +34,7 @@ fn number(facts: &Facts, name: &str) -> Result<f64, String> {
 }
 
 /// Ok if the rule holds; Err with what was seen (the rule's own message is added by the caller).
-pub fn judge(rule: &FactRule, facts: &Facts, vars: &Vars) -> Result<(), String> {
+pub(crate) fn judge(rule: &FactRule, facts: &Facts, vars: &Vars) -> Result<(), String> {
     let name = rule.fact.as_str();
     if let Some(want) = &rule.equals {
         let want = vars.expand(want);

@@ -3,9 +3,9 @@
 //! what the runner observes, and lab.toml's rules judge them.
 
 pub mod boot;
-pub mod facts;
-pub mod observe;
-pub mod sink;
+pub(crate) mod facts;
+pub(crate) mod observe;
+pub(crate) mod sink;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use facts::{Facts, Vars};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Pass,
     Fail,
     /// The runner could not run the check (a tool is missing, I/O failed).
@@ -30,50 +30,50 @@ pub enum Outcome {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckResult {
-    pub name: String,
-    pub outcome: Outcome,
-    pub message: String,
+pub(crate) struct CheckResult {
+    pub(crate) name: String,
+    pub(crate) outcome: Outcome,
+    pub(crate) message: String,
     /// The facts the runner gathered (what it saw, not what it was told).
-    pub evidence: Facts,
+    pub(crate) evidence: Facts,
     /// Facts recorded for the cross-tier comparison (only on a pass).
-    pub recorded: Facts,
-    pub duration_ms: u64,
+    pub(crate) recorded: Facts,
+    pub(crate) duration_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepResult {
-    pub step: String,
-    pub title: String,
-    pub outcome: Outcome,
-    pub points: u32,
-    pub max_points: u32,
-    pub message: String,
+pub(crate) struct StepResult {
+    pub(crate) step: String,
+    pub(crate) title: String,
+    pub(crate) outcome: Outcome,
+    pub(crate) points: u32,
+    pub(crate) max_points: u32,
+    pub(crate) message: String,
     /// What this machine lacks, in words, when the step was skipped for it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub needs: Vec<String>,
-    pub checks: Vec<CheckResult>,
+    pub(crate) needs: Vec<String>,
+    pub(crate) checks: Vec<CheckResult>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabReport {
-    pub lab: String,
-    pub title: String,
-    pub points: u32,
-    pub max_points: u32,
+    pub(crate) lab: String,
+    pub(crate) title: String,
+    pub(crate) points: u32,
+    pub(crate) max_points: u32,
     /// Points of the steps this machine could not run.
     #[serde(default)]
-    pub skipped_points: u32,
-    pub verdict: Verdict,
-    pub steps: Vec<StepResult>,
+    pub(crate) skipped_points: u32,
+    pub(crate) verdict: Verdict,
+    pub(crate) steps: Vec<StepResult>,
     /// Seconds since the Unix epoch.
-    pub checked_at: u64,
+    pub(crate) checked_at: u64,
 }
 
 /// A lab's result as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Every step passes.
     Pass,
     /// Every step this machine can run passes; the others were skipped for the host's sake.
@@ -83,7 +83,7 @@ pub enum Verdict {
 }
 
 impl LabReport {
-    pub fn new(lab: &Lab, steps: Vec<StepResult>, checked_at: u64) -> Self {
+    pub(crate) fn new(lab: &Lab, steps: Vec<StepResult>, checked_at: u64) -> Self {
         let outcomes = || steps.iter().map(|s| s.outcome);
         let verdict = if outcomes().all(|o| o == Outcome::Pass) {
             Verdict::Pass
@@ -105,12 +105,12 @@ impl LabReport {
     }
 
     /// Nothing is left for the student to do on this machine.
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.verdict != Verdict::NotDone
     }
 
     /// What the skipped steps need, each named once, in step order.
-    pub fn needs(&self) -> Vec<&str> {
+    pub(crate) fn needs(&self) -> Vec<&str> {
         let mut needs: Vec<&str> = Vec::new();
         for n in self.steps.iter().flat_map(|s| &s.needs) {
             if !needs.contains(&n.as_str()) {
@@ -137,7 +137,7 @@ pub fn check_lab(
     Ok(LabReport::new(lab, steps, now))
 }
 
-pub fn check_step(lab: &Lab, step: &Step, workspace: &Path, caps: &Capabilities) -> StepResult {
+pub(crate) fn check_step(lab: &Lab, step: &Step, workspace: &Path, caps: &Capabilities) -> StepResult {
     let mut result = StepResult {
         step: step.id.clone(),
         title: step.title.clone(),
@@ -175,7 +175,7 @@ pub fn check_step(lab: &Lab, step: &Step, workspace: &Path, caps: &Capabilities)
 }
 
 /// How the message of a step skipped for the host's sake begins.
-pub const NOT_RUNNABLE: &str = "not runnable on this machine: ";
+pub(crate) const NOT_RUNNABLE: &str = "not runnable on this machine: ";
 
 pub fn fresh_nonce() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -191,7 +191,7 @@ fn shown(command: &[String]) -> String {
 }
 
 /// Runs one check with a fresh nonce and judges what the runner saw.
-pub fn run_check(check: &Check, workspace: &Path) -> CheckResult {
+pub(crate) fn run_check(check: &Check, workspace: &Path) -> CheckResult {
     let started = Instant::now();
     let nonce = fresh_nonce();
     let (outcome, message, evidence) = match execute(check, workspace, &nonce) {

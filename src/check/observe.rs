@@ -13,21 +13,21 @@ use crate::proc::{self, Cmd};
 /// File name of the probe. The runner knows the probe process not by this
 /// name but by the file itself (device and inode), which the shell running it
 /// holds open.
-pub const PROBE_NAME: &str = "vlab-probe";
+pub(crate) const PROBE_NAME: &str = "vlab-probe";
 
 /// The probe is a POSIX sh script so it runs in any busybox root. It announces
 /// itself and waits, so the runner can look at it and try the ways out of its
 /// container from the host (src/container/escape.rs); the runner kills it after.
-pub const PROBE_SCRIPT: &str = "#!/bin/sh\n\
+pub(crate) const PROBE_SCRIPT: &str = "#!/bin/sh\n\
 # vlab probe: placed by the runner, rewritten before every check.\n\
 echo \"vlab-probe: nonce=${VLAB_NONCE:-missing} pid=$$\"\n\
 i=0\n\
 while [ \"$i\" -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n";
 
-pub const NAMESPACES: [&str; 7] = ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"];
+pub(crate) const NAMESPACES: [&str; 7] = ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"];
 
 /// Writes a fresh probe into `dir` and returns its host path.
-pub fn place_probe(dir: &Path) -> std::io::Result<std::path::PathBuf> {
+pub(crate) fn place_probe(dir: &Path) -> std::io::Result<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     let path = dir.join(PROBE_NAME);
@@ -40,26 +40,26 @@ pub fn place_probe(dir: &Path) -> std::io::Result<std::path::PathBuf> {
 /// What the runner owns in this check: the workspace, the probe it placed,
 /// its scratch directory (where the escape marker is planted) and runc's
 /// state directory.
-pub struct Places<'a> {
-    pub workspace: &'a Path,
-    pub probe: &'a Path,
-    pub scratch: &'a Path,
-    pub runc_root: &'a Path,
+pub(crate) struct Places<'a> {
+    pub(crate) workspace: &'a Path,
+    pub(crate) probe: &'a Path,
+    pub(crate) scratch: &'a Path,
+    pub(crate) runc_root: &'a Path,
 }
 
 /// What an observe run produced.
-pub struct Observation {
-    pub facts: Facts,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct Observation {
+    pub(crate) facts: Facts,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
     /// How the student's command ended before the probe was found, if it did.
-    pub ended_early: Option<String>,
-    pub timed_out: bool,
+    pub(crate) ended_early: Option<String>,
+    pub(crate) timed_out: bool,
 }
 
 /// Starts `cmd`, waits for the probe carrying `nonce` to appear among its
 /// descendants, gathers facts, then kills the whole tree.
-pub fn observe(cmd: &Cmd, nonce: &str, places: &Places) -> Result<Observation, proc::ProcError> {
+pub(crate) fn observe(cmd: &Cmd, nonce: &str, places: &Places) -> Result<Observation, proc::ProcError> {
     // The probe is known by the file the runner has just written, which the
     // shell running it holds open: by device and inode, not by any name.
     let placed = std::fs::metadata(places.probe).map(|m| (m.dev(), m.ino())).ok();

@@ -20,7 +20,7 @@ struct Tally {
 }
 
 /// Listening until dropped; `facts()` reports what arrived so far.
-pub struct Sink {
+pub(crate) struct Sink {
     port: u16,
     stop: Arc<AtomicBool>,
     tally: Arc<Mutex<Tally>>,
@@ -28,7 +28,7 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn start() -> std::io::Result<Sink> {
+    pub(crate) fn start() -> std::io::Result<Sink> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
@@ -76,12 +76,12 @@ impl Sink {
         Ok(Sink { port, stop, tally, thread: Some(thread) })
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// `sink.bytes`, `sink.connections`, `sink.ms` (first to last byte), `sink.mbit_s`.
-    pub fn facts(&self) -> Facts {
+    pub(crate) fn facts(&self) -> Facts {
         let t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
         let ms = match (t.first, t.last) {
             (Some(a), Some(b)) => b.duration_since(a).as_secs_f64() * 1000.0,

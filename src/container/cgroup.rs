@@ -16,11 +16,11 @@ use crate::check::facts::Facts;
 use crate::host::cgroup::{Member, Mode, RunBase, detect};
 
 /// Controllers a lab may use, as v1 names its hierarchies.
-pub const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
+pub(crate) const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
 
 /// Prefix of every group the runner makes; the runner's pid follows, so a
 /// group left by a killed runner is recognised and removed by the next one.
-pub const PREFIX: &str = "vlab-";
+pub(crate) const PREFIX: &str = "vlab-";
 
 const BASE: &str = "/sys/fs/cgroup";
 
@@ -62,7 +62,7 @@ fn abandoned(dir: &Path) -> bool {
 
 /// Kills every process in the groups of checks still running and removes
 /// the groups; called by the interrupt handler, so it waits at most a second.
-pub fn remove_live() {
+pub(crate) fn remove_live() {
     let dirs: Vec<PathBuf> = live().keys().cloned().collect();
     for dir in &dirs {
         kill_tree(dir);
@@ -87,7 +87,7 @@ fn kill_tree(dir: &Path) {
 }
 
 /// A parent group per controller (one directory on v2), removed on drop.
-pub struct Group {
+pub(crate) struct Group {
     v2: bool,
     /// Controller → the parent group's directory.
     dirs: BTreeMap<String, PathBuf>,
@@ -128,14 +128,19 @@ fn cpu_and_ticks(pid: i32) -> Option<(u32, u64)> {
 fn start_ms(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let ticks: u64 = stat[stat.rfind(')')? + 2..].split_whitespace().nth(19)?.parse().ok()?;
+    // SAFETY: sysconf takes an integer; its error value (-1) is clamped to 1 below.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Some(ticks * 1000 / hz)
 }
 
 /// Milliseconds since boot now, on the clock process start times use.
 fn boot_ms() -> u64 {
+    // SAFETY: timespec is plain data, valid all-zero.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    // SAFETY: `ts` is a valid, writable timespec; the result is checked.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    // CLOCK_BOOTTIME exists on every kernel vlab runs on and `ts` is valid, so this cannot fail.
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_BOOTTIME): {}", std::io::Error::last_os_error());
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
@@ -363,7 +368,7 @@ fn keyed(text: &str, key: &str) -> Option<String> {
 }
 
 /// CPU list syntax (`0-2,5`) → set.
-pub fn parse_cpus(list: &str) -> BTreeSet<u32> {
+pub(crate) fn parse_cpus(list: &str) -> BTreeSet<u32> {
     let mut set = BTreeSet::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
@@ -378,7 +383,7 @@ pub fn parse_cpus(list: &str) -> BTreeSet<u32> {
     set
 }
 
-pub fn format_cpus(set: &BTreeSet<u32>) -> String {
+pub(crate) fn format_cpus(set: &BTreeSet<u32>) -> String {
     set.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
@@ -402,7 +407,7 @@ fn procs(dir: &Path) -> Vec<i32> {
 
 /// Kills every process in `dir` and below, then removes the directories,
 /// deepest first, retrying while killed processes finish exiting.
-pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_tree(dir: &Path) -> std::io::Result<()> {
     remove_tree_within(dir, Duration::from_secs(5))
 }
 
@@ -459,7 +464,7 @@ fn own_groups() -> Vec<PathBuf> {
 /// hold no process and were made over `age` ago: what runc leaves when a check
 /// was interrupted before it could run `runc delete`. The age keeps a
 /// container that another check is starting right now out of reach.
-pub fn remove_abandoned_runc_groups(age: Duration) {
+pub(crate) fn remove_abandoned_runc_groups(age: Duration) {
     let is_runc = |p: &Path| {
         p.file_name()
             .and_then(|n| n.to_str())
@@ -494,7 +499,7 @@ fn remove_stale() {
 
 impl Group {
     /// Makes the parent groups, named `vlab-<runner pid>-<nonce>`.
-    pub fn create(nonce: &str) -> anyhow::Result<Group> {
+    pub(crate) fn create(nonce: &str) -> anyhow::Result<Group> {
         let info = detect();
         let v2 = match info.mode {
             Mode::V2 => true,
@@ -538,7 +543,7 @@ impl Group {
     }
 
     /// Environment for the student's script.
-    pub fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![("VLAB_CGROUP_MODE".to_string(), if self.v2 { "v2" } else { "v1" }.to_string())];
         for (c, dir) in &self.dirs {
             env.push((format!("VLAB_CGROUP_{}", c.to_uppercase()), dir.display().to_string()));
@@ -548,7 +553,7 @@ impl Group {
 
     /// Starts watching which processes join the child groups and which CPUs
     /// they may run on, until [`Group::facts`].
-    pub fn watch(&mut self) {
+    pub(crate) fn watch(&mut self) {
         let mut dirs: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
         for (controller, dir) in &self.dirs {
             dirs.entry(dir.clone()).or_default().push(controller.clone());
@@ -616,7 +621,7 @@ impl Group {
 
     /// The child groups' limits, counters and what the watcher saw, as
     /// `cgroup.<child>.<what>` facts. Stops the watcher.
-    pub fn facts(&mut self) -> Facts {
+    pub(crate) fn facts(&mut self) -> Facts {
         let mut f = Facts::new();
         self.stop.store(true, Ordering::Relaxed);
         if let Some(seen) = self.sampler.take().and_then(|h| h.join().ok()) {
@@ -626,6 +631,7 @@ impl Group {
             for (g, cpus) in &seen.ran_on {
                 f.insert(format!("cgroup.{g}.ran_on"), format_cpus(cpus));
             }
+            // SAFETY: sysconf takes an integer; its error value (-1) is clamped to 1.
             let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
             for (g, per_pid) in &seen.ticks {
                 f.insert(format!("cgroup.{g}.cpu_ms"), (per_pid.values().sum::<u64>() * 1000 / hz).to_string());
@@ -661,7 +667,7 @@ impl Group {
     }
 
     /// Kills every process in the groups and removes them all.
-    pub fn remove(mut self) -> anyhow::Result<()> {
+    pub(crate) fn remove(mut self) -> anyhow::Result<()> {
         self.teardown()
     }
 
@@ -851,7 +857,7 @@ fn throttled_periods(facts: &Facts) -> Facts {
 /// start of the group's earliest process to when the runner first saw one of
 /// its processes in a root of its own: within 10 ms of clock ticks plus one
 /// sampling round).
-pub fn density(facts: &Facts) -> Facts {
+pub(crate) fn density(facts: &Facts) -> Facts {
     let mut kinds: BTreeMap<String, (u32, Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for (key, procs) in facts {
         let Some(group) = key.strip_prefix("cgroup.").and_then(|k| k.strip_suffix(".procs_seen")) else { continue };
@@ -1032,8 +1038,9 @@ mod tests {
     /// empty; a group still running something, or made just now, stays.
     #[test]
     fn abandoned_runc_groups_are_swept_only_when_old_and_empty() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
-            eprintln!("skipped: cgroups are not writable here (needs root)");
+            crate::testing::skip("cgroups are not writable here (needs root)");
             return;
         }
         let v2 = detect().mode == Mode::V2;
@@ -1065,8 +1072,9 @@ mod tests {
     /// (which another PID namespace cannot see); an old group nobody holds is stale.
     #[test]
     fn a_group_is_stale_only_when_no_runner_holds_it() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
-            eprintln!("skipped: cgroups are not writable here (needs root)");
+            crate::testing::skip("cgroups are not writable here (needs root)");
             return;
         }
         let base = own_base("pids", detect().mode == Mode::V2).unwrap();
@@ -1096,8 +1104,9 @@ mod tests {
 
     #[test]
     fn a_group_is_made_watched_read_and_removed() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
-            eprintln!("skipped: cgroups are not writable here (needs root)");
+            crate::testing::skip("cgroups are not writable here (needs root)");
             return;
         }
         let mut g = Group::create("unit").unwrap();

@@ -35,7 +35,7 @@ use super::mountinfo::Mount;
 use crate::check::facts::Facts;
 
 /// A file only an escape reaches; removed on drop.
-pub struct Marker {
+pub(crate) struct Marker {
     path: PathBuf,
     id: (u64, u64),
 }
@@ -43,7 +43,7 @@ pub struct Marker {
 impl Marker {
     /// Plants a marker under a fresh random name in `dir` (a directory of the
     /// host outside the container's root, e.g. the check's scratch directory).
-    pub fn plant(dir: &Path) -> std::io::Result<Marker> {
+    pub(crate) fn plant(dir: &Path) -> std::io::Result<Marker> {
         let path = dir.join(format!("vlab-marker-{:016x}", rand::random::<u64>()));
         let mut file = File::options().write(true).create_new(true).mode(0o444).open(&path)?;
         file.write_all(b"planted by vlab: a container that reaches this file is not contained\n")?;
@@ -235,7 +235,7 @@ fn under_root(pid: i32) -> std::io::Result<Vec<(u32, String)>> {
 /// Tries every way out of the container whose first process is `probe` (its
 /// other processes are `pids`) and whose mount table is `mounts`. Facts:
 /// `escape` (`none`, or the first way out, in words) and `escape.tried`.
-pub fn probe(probe: i32, pids: &[i32], mounts: &[Mount], marker: &Marker) -> Facts {
+pub(crate) fn probe(probe: i32, pids: &[i32], mounts: &[Mount], marker: &Marker) -> Facts {
     let mut f = Facts::new();
     let root = open_path(None, Path::new(&format!("/proc/{probe}/root")), libc::O_DIRECTORY);
     let Ok((root, root_id)) = root.and_then(|r| id_of(&r).map(|id| (r, id))) else {

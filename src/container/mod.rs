@@ -6,8 +6,8 @@
 //! (`uml`): the same busybox root, with the runner's init.
 
 pub mod cgroup;
-pub mod escape;
-pub mod mountinfo;
-pub mod process;
-pub mod runc;
-pub mod uml;
+pub(crate) mod escape;
+pub(crate) mod mountinfo;
+pub(crate) mod process;
+pub(crate) mod runc;
+pub(crate) mod uml;

@@ -2,23 +2,23 @@
 
 /// One line of mountinfo (see proc(5)).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub id: u32,
-    pub parent: u32,
+pub(crate) struct Mount {
+    pub(crate) id: u32,
+    pub(crate) parent: u32,
     /// `major:minor` of the filesystem's device.
-    pub device: String,
+    pub(crate) device: String,
     /// The directory of the filesystem that is mounted (a bind mount shows its source path).
-    pub root: String,
+    pub(crate) root: String,
     /// Where it is mounted, relative to the reading process's root.
-    pub mount_point: String,
+    pub(crate) mount_point: String,
     /// Per-mount options: `ro` or `rw` first, then `nosuid`, `nodev`, ...
-    pub options: Vec<String>,
-    pub fs_type: String,
-    pub source: String,
+    pub(crate) options: Vec<String>,
+    pub(crate) fs_type: String,
+    pub(crate) source: String,
 }
 
 impl Mount {
-    pub fn read_only(&self) -> bool {
+    pub(crate) fn read_only(&self) -> bool {
         self.options.iter().any(|o| o == "ro")
     }
 }
@@ -45,7 +45,7 @@ fn unescape(field: &str) -> String {
 }
 
 /// Parses one line; None if it is not a mountinfo line.
-pub fn parse_line(line: &str) -> Option<Mount> {
+pub(crate) fn parse_line(line: &str) -> Option<Mount> {
     let (before, after) = line.split_once(" - ")?;
     let mut f = before.split_whitespace();
     let id = f.next()?.parse().ok()?;
@@ -60,17 +60,17 @@ pub fn parse_line(line: &str) -> Option<Mount> {
     Some(Mount { id, parent, device, root, mount_point, options, fs_type, source })
 }
 
-pub fn parse(text: &str) -> Vec<Mount> {
+pub(crate) fn parse(text: &str) -> Vec<Mount> {
     text.lines().filter_map(parse_line).collect()
 }
 
 /// The mounts `pid` can reach, or an empty list if it is gone.
-pub fn of(pid: &str) -> Vec<Mount> {
+pub(crate) fn of(pid: &str) -> Vec<Mount> {
     std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).map(|t| parse(&t)).unwrap_or_default()
 }
 
 /// The mount on `/` as the process sees it: the last one stacked there.
-pub fn root_mount(mounts: &[Mount]) -> Option<&Mount> {
+pub(crate) fn root_mount(mounts: &[Mount]) -> Option<&Mount> {
     mounts.iter().rev().find(|m| m.mount_point == "/")
 }
 
@@ -80,7 +80,7 @@ pub fn root_mount(mounts: &[Mount]) -> Option<&Mount> {
 /// in the same filesystem. A bind of a host directory, the host's /dev or
 /// /tmp, a second view of the host's disk: all count. Read-only cgroup views
 /// (an OCI runtime's /sys/fs/cgroup) do not: they show the container's own groups.
-pub fn host_filesystems<'a>(container: &'a [Mount], host: &[Mount]) -> Vec<&'a Mount> {
+pub(crate) fn host_filesystems<'a>(container: &'a [Mount], host: &[Mount]) -> Vec<&'a Mount> {
     let Some(root) = root_mount(container) else { return Vec::new() };
     let host_devices: std::collections::HashSet<&str> = host.iter().map(|m| m.device.as_str()).collect();
     let within_root = |m: &Mount| {
@@ -96,7 +96,7 @@ pub fn host_filesystems<'a>(container: &'a [Mount], host: &[Mount]) -> Vec<&'a M
 }
 
 /// A mount in words: `/mnt (ext4 254:0 /var/tmp/ws, rw)`.
-pub fn describe(m: &Mount) -> String {
+pub(crate) fn describe(m: &Mount) -> String {
     format!("{} ({} {} {}, {})", m.mount_point, m.fs_type, m.device, m.root, if m.read_only() { "ro" } else { "rw" })
 }
 

@@ -60,7 +60,7 @@ const CAPS: [&str; 41] = [
 ];
 
 /// Names of the capabilities set in a `CapEff:`-style hex mask, comma-separated.
-pub fn cap_names(mask: u64) -> String {
+pub(crate) fn cap_names(mask: u64) -> String {
     (0..64)
         .filter(|bit| mask & (1u64 << bit) != 0)
         .map(|bit| CAPS.get(bit).map(|n| n.to_string()).unwrap_or_else(|| format!("cap_{bit}")))
@@ -70,7 +70,7 @@ pub fn cap_names(mask: u64) -> String {
 
 /// Facts about `pid` (see labs/README.md, observe checks). `runc_root` is the
 /// runner's own runc state directory for this check.
-pub fn facts(pid: i32, workspace: &Path, runc_root: &Path) -> Facts {
+pub(crate) fn facts(pid: i32, workspace: &Path, runc_root: &Path) -> Facts {
     let mut f = Facts::new();
     let mounts = mountinfo::of(&pid.to_string());
     if let Some(root) = mountinfo::root_mount(&mounts) {
@@ -125,7 +125,7 @@ fn parent_of(pid: i32) -> Option<i32> {
 }
 
 /// When the process started, in clock ticks after boot (field 22 of /proc/PID/stat).
-pub fn start_time(pid: i32) -> Option<u64> {
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     stat_fields(pid).get(19)?.parse().ok()
 }
 
@@ -244,7 +244,7 @@ fn block_nodes(pid: i32) -> String {
 /// Whose /proc the process sees: `own` when its /proc shows its own PID
 /// namespace (pid 1 there is in the same namespace as the process), `other`
 /// for a /proc of another namespace (the host's), `missing` when none is mounted.
-pub fn proc_mount(pid: i32) -> &'static str {
+pub(crate) fn proc_mount(pid: i32) -> &'static str {
     let theirs = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
     if std::fs::metadata(format!("/proc/{pid}/root/proc/1")).is_err() {
         return "missing";
@@ -253,13 +253,13 @@ pub fn proc_mount(pid: i32) -> &'static str {
     if theirs.is_some() && init == theirs { "own" } else { "other" }
 }
 
-pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
 }
 
 /// The memory limit of the process's cgroup (v1 memory controller or v2),
 /// in bytes, or `max` when unlimited.
-pub fn memory_limit(pid: i32) -> Option<String> {
+pub(crate) fn memory_limit(pid: i32) -> Option<String> {
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let base = Path::new("/sys/fs/cgroup");
     let read = |p: &Path| std::fs::read_to_string(p).ok().map(|v| v.trim().to_string());
@@ -284,7 +284,7 @@ pub fn memory_limit(pid: i32) -> Option<String> {
 
 /// Where the device/inode pair lies: `host` (the host's `/`), `workspace:REL`
 /// for a directory of the workspace (two levels deep), else `other`.
-pub fn locate(dev: u64, ino: u64, workspace: &Path) -> String {
+pub(crate) fn locate(dev: u64, ino: u64, workspace: &Path) -> String {
     let same = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.dev() == dev && m.ino() == ino);
     if same(Path::new("/")) {
         return "host".into();
@@ -315,7 +315,7 @@ pub fn locate(dev: u64, ino: u64, workspace: &Path) -> String {
 /// threads) enters the namespace, stats `/` and reports through a pipe; no
 /// program from the container is run. Unprivileged, it enters the owning user
 /// namespace first, which its creator may.
-pub fn namespace_root(pid: i32) -> Option<(u64, u64)> {
+pub(crate) fn namespace_root(pid: i32) -> Option<(u64, u64)> {
     let mnt = File::open(format!("/proc/{pid}/ns/mnt")).ok()?;
     let user = File::open(format!("/proc/{pid}/ns/user")).ok()?;
     let mut fds = [0i32; 2];

@@ -13,17 +13,17 @@ use std::time::Duration;
 use crate::proc::Cmd;
 
 /// A check's private runc state directory; every container in it is deleted on drop.
-pub struct StateRoot(PathBuf);
+pub(crate) struct StateRoot(PathBuf);
 
 impl StateRoot {
     /// Also removes what interrupted checks left (see
     /// [`crate::container::cgroup::remove_abandoned_runc_groups`]).
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         super::cgroup::remove_abandoned_runc_groups(std::time::Duration::from_secs(600));
         Self(path)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -35,7 +35,7 @@ impl Drop for StateRoot {
 }
 
 /// Container ids recorded in the state directory `root`.
-pub fn containers(root: &Path) -> Vec<String> {
+pub(crate) fn containers(root: &Path) -> Vec<String> {
     std::fs::read_dir(root)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -47,7 +47,7 @@ pub fn containers(root: &Path) -> Vec<String> {
 }
 
 /// `runc --root ROOT state ID` parsed, or None if runc does not know it.
-pub fn state(root: &Path, id: &str) -> Option<serde_json::Value> {
+pub(crate) fn state(root: &Path, id: &str) -> Option<serde_json::Value> {
     let out =
         Cmd::new("runc").arg("--root").arg(root).args(["state", id]).timeout(Duration::from_secs(10)).run().ok()?;
     out.success().then(|| serde_json::from_str(&out.stdout).ok()).flatten()
@@ -56,7 +56,7 @@ pub fn state(root: &Path, id: &str) -> Option<serde_json::Value> {
 /// The container's init as runc recorded it in `root/ID/state.json`: its pid
 /// and its start time (clock ticks after boot, as in /proc/PID/stat). The
 /// file must be a regular file (not a link, not a FIFO that would block).
-pub fn recorded_init(root: &Path, id: &str) -> Option<(i32, u64)> {
+pub(crate) fn recorded_init(root: &Path, id: &str) -> Option<(i32, u64)> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::File::options()
@@ -75,7 +75,7 @@ pub fn recorded_init(root: &Path, id: &str) -> Option<(i32, u64)> {
 
 /// Deletes every container in `root` (processes, cgroups, state). Returns the
 /// ids runc could not delete.
-pub fn delete_all(root: &Path) -> Vec<String> {
+pub(crate) fn delete_all(root: &Path) -> Vec<String> {
     let mut failed = Vec::new();
     for id in containers(root) {
         // `runc delete --force` kills the init a state.json names. The student

@@ -9,11 +9,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Path of the init inside the root.
-pub const INIT_PATH: &str = ".vlab/uml-init";
+pub(crate) const INIT_PATH: &str = ".vlab/uml-init";
 
 /// The init. busybox's `date` has no `%N`, so it times with the 10 ms clock of
 /// /proc/uptime and sizes its work to take well over that.
-pub const INIT: &str = r#"#!/bin/sh
+pub(crate) const INIT: &str = r#"#!/bin/sh
 # vlab UML probe: placed by the runner, rewritten before every check.
 mount -t proc proc /proc
 nonce=$(sed -n 's/.*vlab\.nonce=\([^ ]*\).*/\1/p' /proc/cmdline)
@@ -46,7 +46,7 @@ poweroff -f
 
 /// Writes the init into the busybox root at `root` (every time: a changed
 /// init never decides a result). Called by the busybox root's preparation.
-pub fn place_init(root: &Path) -> std::io::Result<()> {
+pub(crate) fn place_init(root: &Path) -> std::io::Result<()> {
     let init = root.join(INIT_PATH);
     let _ = std::fs::remove_file(&init);
     std::fs::write(&init, INIT)?;

@@ -19,34 +19,34 @@ use crate::catalog::{Catalog, Lab};
 use crate::files::sha256_hex;
 use crate::state::LabState;
 
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 /// Largest file a student may submit.
-pub const MAX_FILE: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE: u64 = 1024 * 1024;
 /// Largest bundle content, all files together.
-pub const MAX_TOTAL: u64 = 16 * 1024 * 1024;
-pub const MAX_ENTRIES: usize = 512;
+pub(crate) const MAX_TOTAL: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_ENTRIES: usize = 512;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
-    pub format: u32,
-    pub tool_version: String,
-    pub student: String,
+    pub(crate) format: u32,
+    pub(crate) tool_version: String,
+    pub(crate) student: String,
     /// Seconds since the Unix epoch, as the student's clock said (informational).
-    pub created_at: u64,
-    pub labs: BTreeMap<String, Vec<FileEntry>>,
+    pub(crate) created_at: u64,
+    pub(crate) labs: BTreeMap<String, Vec<FileEntry>>,
     /// The student's own last results: shown to the instructor, never used for grades.
-    pub self_reported: BTreeMap<String, LabState>,
+    pub(crate) self_reported: BTreeMap<String, LabState>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FileEntry {
-    pub path: String,
-    pub sha256: String,
-    pub size: u64,
+pub(crate) struct FileEntry {
+    pub(crate) path: String,
+    pub(crate) sha256: String,
+    pub(crate) size: u64,
 }
 
 /// The files a lab declares, across its steps, sorted and unique.
-pub fn declared_files(lab: &Lab) -> Vec<String> {
+pub(crate) fn declared_files(lab: &Lab) -> Vec<String> {
     let mut files: Vec<String> = lab.steps.iter().flat_map(|s| s.files.iter().cloned()).collect();
     files.sort();
     files.dedup();
@@ -125,17 +125,17 @@ fn append<W: std::io::Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8])
 
 /// A bundle, read safely: the manifest and the declared files' contents.
 #[derive(Debug, Clone)]
-pub struct Submission {
-    pub manifest: Manifest,
+pub(crate) struct Submission {
+    pub(crate) manifest: Manifest,
     /// lab id → (declared path → contents). Only files the canonical lab declares.
-    pub files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    pub(crate) files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("{bundle}: {reason}")]
-pub struct Rejected {
-    pub bundle: String,
-    pub reason: String,
+pub(crate) struct Rejected {
+    pub(crate) bundle: String,
+    pub(crate) reason: String,
 }
 
 /// Checks that a tar path is relative and never climbs out.
@@ -155,7 +155,7 @@ fn safe_path(path: &Path) -> Result<Vec<String>, String> {
 }
 
 /// Reads a bundle as hostile input. Returns a clear reason when it is rejected.
-pub fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> {
+pub(crate) fn unpack(bundle: &Path, catalog: &Catalog) -> Result<Submission, Rejected> {
     let reject = |reason: String| Rejected { bundle: bundle.display().to_string(), reason };
     let raw = std::fs::read(bundle).map_err(|e| reject(format!("cannot read: {e}")))?;
     if raw.len() as u64 > MAX_TOTAL * 2 {

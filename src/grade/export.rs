@@ -12,7 +12,12 @@ use crate::catalog::Catalog;
 use crate::check::Outcome;
 use crate::files::write_atomic;
 
-pub fn write_all(catalog: &Catalog, results: &[SubmissionResult], policy: &Policy, out: &Path) -> anyhow::Result<()> {
+pub(crate) fn write_all(
+    catalog: &Catalog,
+    results: &[SubmissionResult],
+    policy: &Policy,
+    out: &Path,
+) -> anyhow::Result<()> {
     write_atomic(&out.join("gradebook.csv"), gradebook(results)?.as_bytes())?;
     write_atomic(&out.join("junit.xml"), junit(results).as_bytes())?;
     for r in results {
@@ -24,7 +29,7 @@ pub fn write_all(catalog: &Catalog, results: &[SubmissionResult], policy: &Polic
 }
 
 /// One row per student, one column per lab, then total, maximum, late penalty and error.
-pub fn gradebook(results: &[SubmissionResult]) -> anyhow::Result<String> {
+pub(crate) fn gradebook(results: &[SubmissionResult]) -> anyhow::Result<String> {
     let mut labs: Vec<String> = results.iter().flat_map(|r| r.labs.iter().map(|l| l.lab.clone())).collect();
     labs.sort();
     labs.dedup();
@@ -52,24 +57,24 @@ pub fn gradebook(results: &[SubmissionResult]) -> anyhow::Result<String> {
 /// Gradescope's autograder results format (score, tests with name, score,
 /// max_score, output, visibility).
 #[derive(Debug, Serialize)]
-pub struct Gradescope {
-    pub score: f64,
-    pub output: String,
-    pub visibility: &'static str,
-    pub stdout_visibility: &'static str,
-    pub tests: Vec<GradescopeTest>,
+pub(crate) struct Gradescope {
+    pub(crate) score: f64,
+    pub(crate) output: String,
+    pub(crate) visibility: &'static str,
+    pub(crate) stdout_visibility: &'static str,
+    pub(crate) tests: Vec<GradescopeTest>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct GradescopeTest {
-    pub name: String,
-    pub score: f64,
-    pub max_score: f64,
-    pub output: String,
-    pub visibility: &'static str,
+pub(crate) struct GradescopeTest {
+    pub(crate) name: String,
+    pub(crate) score: f64,
+    pub(crate) max_score: f64,
+    pub(crate) output: String,
+    pub(crate) visibility: &'static str,
 }
 
-pub fn gradescope(catalog: &Catalog, r: &SubmissionResult, policy: &Policy) -> Gradescope {
+pub(crate) fn gradescope(catalog: &Catalog, r: &SubmissionResult, policy: &Policy) -> Gradescope {
     let mut tests = Vec::new();
     for lab in &r.labs {
         let Some(report) = &lab.report else {
@@ -139,7 +144,7 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// JUnit XML: a testsuite per student, a testcase per lab step.
-pub fn junit(results: &[SubmissionResult]) -> String {
+pub(crate) fn junit(results: &[SubmissionResult]) -> String {
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"vlab\">\n");
     for r in results {
         let mut cases = String::new();
@@ -198,7 +203,7 @@ pub fn junit(results: &[SubmissionResult]) -> String {
 }
 
 /// What passed, what failed and why, with the first hint; hidden steps withheld.
-pub fn feedback(catalog: &Catalog, r: &SubmissionResult, policy: &Policy) -> String {
+pub(crate) fn feedback(catalog: &Catalog, r: &SubmissionResult, policy: &Policy) -> String {
     let mut md = format!("# Feedback for {}\n\nScore: **{} / {}**", r.student, r.score, r.max_score);
     if r.late_days > 0 {
         let _ = write!(md, " (late by {} day(s), −{}%)", r.late_days, r.penalty_percent);

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Limits {
     /// Processes and threads in the whole submission (a fork bomb stops here).
-    pub pids: u32,
-    pub memory_bytes: u64,
+    pub(crate) pids: u32,
+    pub(crate) memory_bytes: u64,
     /// Largest file any process may write (an output flood stops here).
-    pub file_bytes: u64,
+    pub(crate) file_bytes: u64,
     /// Size of the private filesystem the submission works in (a disk filler stops here).
-    pub disk_mib: u64,
+    pub(crate) disk_mib: u64,
 }
 
 impl Default for Limits {
@@ -23,16 +23,13 @@ impl Default for Limits {
     }
 }
 
-/// Every controller a jail may hold, as v1 names its hierarchy.
-pub const DELEGABLE: [&str; 8] = ["pids", "memory", "cpu", "cpuset", "cpuacct", "devices", "freezer", "blkio"];
-
 /// A cgroup (one directory per v1 controller, or one v2 directory) that dies
 /// with this value. The limits sit on it; the submission gets `sandbox/`
 /// below it, so nothing it does in its subtree (even with CAP_SYS_ADMIN,
 /// unmounting what hides the rest) can raise them: a child cgroup never
 /// exceeds its parent.
 #[derive(Debug)]
-pub struct Jail {
+pub(crate) struct Jail {
     /// (controller, directory); on v2 one entry, named "".
     dirs: Vec<(String, PathBuf)>,
     v2: bool,
@@ -47,7 +44,7 @@ impl Jail {
     /// own in (cpu, cpuset; runc's devices, freezer, ...). A devices group
     /// denies reading and writing every block device: whatever a lab may
     /// mknod, it cannot open a disk.
-    pub fn create(name: &str, limits: &Limits, delegate: &[&str]) -> Result<Jail, String> {
+    pub(crate) fn create(name: &str, limits: &Limits, delegate: &[&str]) -> Result<Jail, String> {
         let root = Path::new("/sys/fs/cgroup");
         let leaf = format!("vlab-grade-{name}");
         let write =
@@ -111,16 +108,16 @@ impl Jail {
     }
 
     /// (controller, directory) of the submission's subtree in each hierarchy; on v2 one entry named "".
-    pub fn delegated(&self) -> Vec<(String, PathBuf)> {
+    pub(crate) fn delegated(&self) -> Vec<(String, PathBuf)> {
         self.dirs.iter().map(|(c, d)| (c.clone(), d.join(DELEGATED))).collect()
     }
 
-    pub fn is_v2(&self) -> bool {
+    pub(crate) fn is_v2(&self) -> bool {
         self.v2
     }
 
     /// The cgroup.procs files a process writes "0" into to join.
-    pub fn procs_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
         match self.v2 {
             true => self.dirs.iter().map(|(_, d)| d.join(DELEGATED).join("init").join("cgroup.procs")).collect(),
             false => self.dirs.iter().map(|(_, d)| d.join(DELEGATED).join("cgroup.procs")).collect(),
@@ -128,7 +125,7 @@ impl Jail {
     }
 
     /// Did the pids limit stop a fork?
-    pub fn pids_limit_hit(&self) -> bool {
+    pub(crate) fn pids_limit_hit(&self) -> bool {
         self.dirs.iter().any(|(_, d)| {
             std::fs::read_to_string(d.join("pids.events"))
                 .ok()
@@ -149,7 +146,7 @@ impl Drop for Jail {
 
 /// Removes `vlab-grade-<pid>-*` cgroups left by a grader that was killed
 /// (its pid no longer runs), with anything still inside them.
-pub fn remove_stale_jails() {
+pub(crate) fn remove_stale_jails() {
     let roots = [
         "/sys/fs/cgroup",
         "/sys/fs/cgroup/pids",
@@ -174,7 +171,7 @@ pub fn remove_stale_jails() {
 }
 
 /// Sets file-size, core and open-file limits on the calling process (inherited by children).
-pub fn set_rlimits(limits: &Limits) -> std::io::Result<()> {
+pub(crate) fn set_rlimits(limits: &Limits) -> std::io::Result<()> {
     for (res, v) in [(libc::RLIMIT_FSIZE, limits.file_bytes), (libc::RLIMIT_CORE, 0), (libc::RLIMIT_NOFILE, 4096)] {
         let lim = libc::rlimit { rlim_cur: v, rlim_max: v };
         // SAFETY: `lim` is a valid rlimit for the duration of the call.

@@ -2,10 +2,10 @@
 //! sandboxed, in parallel, resumable, and export the results everywhere.
 
 pub mod bundle;
-pub mod export;
+pub(crate) mod export;
 pub mod limits;
 pub mod policy;
-pub mod sandbox;
+pub(crate) mod sandbox;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -37,54 +37,54 @@ pub struct Options {
 
 /// The graded result of one submission, written atomically to results/<student>.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SubmissionResult {
-    pub student: String,
-    pub bundle: PathBuf,
-    pub bundle_hash: String,
+pub(crate) struct SubmissionResult {
+    pub(crate) student: String,
+    pub(crate) bundle: PathBuf,
+    pub(crate) bundle_hash: String,
     /// The name the student's bundle claims (informational).
-    pub claimed_student: Option<String>,
-    pub submitted_at: u64,
-    pub labs: Vec<LabGrade>,
+    pub(crate) claimed_student: Option<String>,
+    pub(crate) submitted_at: u64,
+    pub(crate) labs: Vec<LabGrade>,
     /// Set when the bundle was rejected or the sandbox failed as a whole.
-    pub error: Option<String>,
-    pub protections: Vec<String>,
-    pub self_reported: BTreeMap<String, LabState>,
-    pub late_days: u64,
-    pub penalty_percent: f64,
-    pub score: f64,
-    pub max_score: f64,
-    pub grading_seconds: f64,
+    pub(crate) error: Option<String>,
+    pub(crate) protections: Vec<String>,
+    pub(crate) self_reported: BTreeMap<String, LabState>,
+    pub(crate) late_days: u64,
+    pub(crate) penalty_percent: f64,
+    pub(crate) score: f64,
+    pub(crate) max_score: f64,
+    pub(crate) grading_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LabGrade {
-    pub lab: String,
-    pub report: Option<LabReport>,
-    pub error: Option<String>,
-    pub points: u32,
-    pub max_points: u32,
+pub(crate) struct LabGrade {
+    pub(crate) lab: String,
+    pub(crate) report: Option<LabReport>,
+    pub(crate) error: Option<String>,
+    pub(crate) points: u32,
+    pub(crate) max_points: u32,
 }
 
 /// Summary returned to the command.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub graded: usize,
-    pub resumed: usize,
-    pub rejected: usize,
-    pub seconds: f64,
-    pub per_submission_seconds: f64,
-    pub out: PathBuf,
+    pub(crate) resumed: usize,
+    pub(crate) rejected: usize,
+    pub(crate) seconds: f64,
+    pub(crate) per_submission_seconds: f64,
+    pub(crate) out: PathBuf,
 }
 
 /// A student's id from a bundle's file name: safe for paths and cgroup names.
-pub fn student_key(bundle: &Path) -> String {
+pub(crate) fn student_key(bundle: &Path) -> String {
     let name = bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = name.trim_end_matches(".tar.gz").trim_end_matches(".vlab").trim_end_matches(".tgz");
     stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
 }
 
 /// Bundles named by `inputs`: files as given, directories scanned (sorted).
-pub fn discover(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn discover(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for input in inputs {
         if input.is_dir() {

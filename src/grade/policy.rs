@@ -9,18 +9,18 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Unix seconds; a submission whose bundle file is newer is late.
-    pub deadline: Option<u64>,
+    pub(crate) deadline: Option<u64>,
     /// Percent of the score taken per started day late.
     #[serde(default)]
-    pub late_penalty_percent_per_day: f64,
+    pub(crate) late_penalty_percent_per_day: f64,
     /// The most a late submission can lose, in percent.
     #[serde(default = "hundred")]
-    pub max_late_penalty_percent: f64,
+    pub(crate) max_late_penalty_percent: f64,
     /// `lab/step` ids counted for the grade but not shown to students until released.
     #[serde(default)]
-    pub hidden_steps: Vec<String>,
+    pub(crate) hidden_steps: Vec<String>,
     #[serde(default)]
-    pub release_hidden: bool,
+    pub(crate) release_hidden: bool,
 }
 
 fn hundred() -> f64 {
@@ -28,7 +28,7 @@ fn hundred() -> f64 {
 }
 
 impl Policy {
-    pub fn load(path: &Path) -> anyhow::Result<Policy> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Policy> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read the policy file {}", path.display()))?;
         toml::from_str(&text).map_err(|e| {
@@ -38,7 +38,7 @@ impl Policy {
     }
 
     /// (days late, penalty percent) for a submission made at `submitted_at`.
-    pub fn lateness(&self, submitted_at: u64) -> (u64, f64) {
+    pub(crate) fn lateness(&self, submitted_at: u64) -> (u64, f64) {
         match self.deadline {
             Some(deadline) if submitted_at > deadline => {
                 let days = (submitted_at - deadline).div_ceil(86_400);
@@ -49,7 +49,7 @@ impl Policy {
     }
 
     /// Is this step's feedback withheld from the student?
-    pub fn hidden(&self, lab: &str, step: &str) -> bool {
+    pub(crate) fn hidden(&self, lab: &str, step: &str) -> bool {
         !self.release_hidden && self.hidden_steps.iter().any(|h| h == &format!("{lab}/{step}"))
     }
 }

@@ -35,7 +35,7 @@ use crate::proc::Cmd;
 /// The host uid (and gid) an unprivileged submission runs as when the
 /// grader is root: far above any account or subordinate-uid range a Debian
 /// installer hands out, and owner of nothing on the host.
-pub const SANDBOX_UID: u32 = 1_900_000_000;
+pub(crate) const SANDBOX_UID: u32 = 1_900_000_000;
 /// The uid the submission sees itself as: an ordinary user, `student`.
 const INSIDE_UID: u32 = 1000;
 
@@ -48,10 +48,10 @@ const HOSTNAME: &str = "vlab-sandbox";
 
 /// What the sandboxed grader prints on stdout as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Graded {
-    pub reports: Vec<LabReport>,
+pub(crate) struct Graded {
+    pub(crate) reports: Vec<LabReport>,
     /// Which protections were in force (some need root).
-    pub protections: Vec<String>,
+    pub(crate) protections: Vec<String>,
 }
 
 /// What `vlab __grade-one` is asked to do: set up the sandbox, or grade inside it.
@@ -105,7 +105,7 @@ fn is_root() -> bool {
 /// `work` as scratch space (removed by the caller). `name` must be unique
 /// among concurrent gradings (it names the cgroup).
 #[allow(clippy::too_many_arguments)]
-pub fn grade_sandboxed(
+pub(crate) fn grade_sandboxed(
     vlab: &Path,
     name: &str,
     catalog: &Catalog,
@@ -234,7 +234,7 @@ fn stage_root(stage: &Path, labs: &[&Lab]) -> anyhow::Result<()> {
 }
 
 /// `vlab __grade-one SPEC`: the warden (outside) or the grader (inside the sandbox).
-pub fn grade_inside(spec: &Path) -> anyhow::Result<Graded> {
+pub(crate) fn grade_inside(spec: &Path) -> anyhow::Result<Graded> {
     let text = std::fs::read(spec).with_context(|| format!("cannot read the sandbox spec {}", spec.display()))?;
     match serde_json::from_slice(&text).context("the sandbox spec is not valid")? {
         Spec::Warden(w) => match warden(*w)? {},
@@ -577,7 +577,7 @@ fn lock_files(cache: &Path) -> Vec<PathBuf> {
 /// Makes sure the guest assets a lab boots are in the cache, outside any
 /// sandbox (inside, the cache is read-only: a submission must not poison the
 /// kernels its classmates boot). Once per lab and grader.
-pub fn warm_cache(lab: &Lab) -> anyhow::Result<()> {
+pub(crate) fn warm_cache(lab: &Lab) -> anyhow::Result<()> {
     if lab.prepare.iter().all(|p| *p == Prepare::BusyboxRootfs) {
         return Ok(());
     }

@@ -29,7 +29,7 @@ use crate::proc::Cmd;
 
 /// Which Debian kernel a guest boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavour {
+pub(crate) enum Flavour {
     /// linux-image-*-cloud-amd64: small, virtio and IDE only; boots fastest.
     Cloud,
     /// linux-image-*-amd64: also ships the drivers of emulated NICs.
@@ -39,7 +39,7 @@ pub enum Flavour {
 impl Flavour {
     /// Meta-packages that depend on the current kernel of this flavour, by
     /// preference: Debian's, then Ubuntu's.
-    pub fn meta_packages(self) -> &'static [&'static str] {
+    pub(crate) fn meta_packages(self) -> &'static [&'static str] {
         match self {
             Flavour::Cloud => &["linux-image-cloud-amd64", "linux-image-kvm", "linux-image-virtual"],
             Flavour::Generic => &["linux-image-amd64", "linux-image-generic"],
@@ -83,7 +83,7 @@ const KERNEL_FORMAT: u32 = 2;
 pub struct Kernel {
     /// KERNEL_FORMAT of the runner that cached it (0: before there was one).
     #[serde(default)]
-    pub format: u32,
+    pub(crate) format: u32,
     /// Where it came from: `debian:<package> <version>` or `file:<path>`.
     pub source: String,
     /// What `uname -r` says in the guest.
@@ -95,7 +95,7 @@ pub struct Kernel {
     pub groups: BTreeMap<String, Vec<String>>,
     /// The directory holding `vmlinuz` and `modules/` (filled on load).
     #[serde(skip)]
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The uncompressed kernel the launcher boots directly (PVH), when it could be unpacked.
     #[serde(skip_deserializing)]
     pub vmlinux: Option<PathBuf>,
@@ -128,7 +128,7 @@ pub struct GuestAssets {
 }
 
 /// $XDG_CACHE_HOME/vlab, or ~/.cache/vlab.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -145,7 +145,7 @@ pub fn ensure() -> anyhow::Result<GuestAssets> {
 }
 
 /// Like `ensure`, but asks apt for the current kernel package first (`vlab setup`).
-pub fn refresh() -> anyhow::Result<GuestAssets> {
+pub(crate) fn refresh() -> anyhow::Result<GuestAssets> {
     assets(Flavour::Cloud, true)
 }
 
@@ -218,6 +218,7 @@ impl Lock {
         use std::os::fd::AsRawFd;
         std::fs::create_dir_all(cache).with_context(|| format!("cannot create the cache {}", cache.display()))?;
         let file = std::fs::File::create(cache.join(".lock"))?;
+        // SAFETY: the descriptor is open and owned by `file`, which the lock keeps; the result is checked.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             bail!("cannot lock {}: {}", cache.display(), std::io::Error::last_os_error());
         }
@@ -257,6 +258,7 @@ pub(super) fn apt(tool: &str, args: &[&str], dir: Option<&Path>) -> anyhow::Resu
 
 /// Options that let an unprivileged `apt-get download` run without apt's sandbox warning.
 fn sandbox_opts() -> Vec<&'static str> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 { vec!["-o", "APT::Sandbox::User=root"] } else { Vec::new() }
 }
 
@@ -407,7 +409,7 @@ fn named_kernel(cache: &Path, path: &Path) -> anyhow::Result<Kernel> {
 }
 
 /// The kernel version string in a bzImage's setup header.
-pub fn bzimage_release(bytes: &[u8]) -> Option<String> {
+pub(crate) fn bzimage_release(bytes: &[u8]) -> Option<String> {
     if bytes.get(0x202..0x206)? != b"HdrS" {
         return None;
     }
@@ -493,7 +495,7 @@ fn build_kernel_dir(
 
 /// An aarch64 static busybox from Debian's busybox-static:arm64, fetched with
 /// apt-get into a private package index (the host's apt setup is untouched).
-pub fn arm64_busybox() -> anyhow::Result<PathBuf> {
+pub(crate) fn arm64_busybox() -> anyhow::Result<PathBuf> {
     let cache = cache_dir();
     let _lock = Lock::take(&cache)?;
     let target = cache.join("arm64").join("busybox");

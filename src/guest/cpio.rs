@@ -9,7 +9,7 @@ const TRAILER: &str = "TRAILER!!!";
 
 /// One archive member.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
+pub(crate) enum Entry {
     Dir { path: String, mode: u32 },
     File { path: String, mode: u32, data: Vec<u8> },
     Symlink { path: String, target: String },
@@ -17,7 +17,7 @@ pub enum Entry {
 }
 
 impl Entry {
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         match self {
             Entry::Dir { path, .. }
             | Entry::File { path, .. }
@@ -28,18 +28,18 @@ impl Entry {
 }
 
 /// Writes newc records; `finish` adds the trailer.
-pub struct Writer<W: Write> {
+pub(crate) struct Writer<W: Write> {
     out: W,
     written: u64,
     ino: u32,
 }
 
 impl<W: Write> Writer<W> {
-    pub fn new(out: W) -> Self {
+    pub(crate) fn new(out: W) -> Self {
         Self { out, written: 0, ino: 1 }
     }
 
-    pub fn add(&mut self, entry: &Entry) -> io::Result<()> {
+    pub(crate) fn add(&mut self, entry: &Entry) -> io::Result<()> {
         let (mode, body, rdev): (u32, &[u8], (u32, u32)) = match entry {
             Entry::Dir { mode, .. } => (0o040000 | (mode & 0o7777), &[], (0, 0)),
             Entry::File { mode, data, .. } => (0o100000 | (mode & 0o7777), data, (0, 0)),
@@ -80,14 +80,15 @@ impl<W: Write> Writer<W> {
         self.put(&[0u8; 3][..n])
     }
 
-    pub fn finish(mut self) -> io::Result<W> {
+    pub(crate) fn finish(mut self) -> io::Result<W> {
         self.record(TRAILER, 0, 0, 1, &[], (0, 0))?;
         Ok(self.out)
     }
 }
 
-/// Reads a newc archive back into entries (for tests and inspection).
-pub fn read(bytes: &[u8]) -> io::Result<Vec<Entry>> {
+/// Reads a newc archive back into entries (for the tests).
+#[cfg(test)]
+pub(crate) fn read(bytes: &[u8]) -> io::Result<Vec<Entry>> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("not a newc cpio archive: {what}"));
     let align = |n: usize| n.div_ceil(4) * 4;
     let mut entries = Vec::new();
@@ -159,7 +160,7 @@ mod tests {
     #[test]
     fn busybox_cpio_lists_what_we_wrote() {
         let Some(busybox) = crate::host::tools::which("busybox") else {
-            eprintln!("skipped: busybox is not installed");
+            crate::testing::skip("busybox is not installed");
             return;
         };
         let out =

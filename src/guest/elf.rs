@@ -3,7 +3,7 @@
 
 /// `e_machine` values vlab names.
 pub const EM_X86_64: u16 = 62;
-pub const EM_AARCH64: u16 = 183;
+pub(crate) const EM_AARCH64: u16 = 183;
 
 pub(super) fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
@@ -22,7 +22,7 @@ pub fn machine(bytes: &[u8]) -> Option<u16> {
     (bytes.get(..4)? == b"\x7fELF" && bytes.get(5) == Some(&1)).then(|| u16_at(bytes, 0x12))?
 }
 
-pub fn machine_name(machine: u16) -> String {
+pub(crate) fn machine_name(machine: u16) -> String {
     match machine {
         EM_X86_64 => "x86_64".into(),
         EM_AARCH64 => "aarch64".into(),
@@ -102,7 +102,7 @@ pub fn pvh_entry(bytes: &[u8]) -> Option<u64> {
 }
 
 /// The modules a kernel module needs loaded first (`depends=` in `.modinfo`).
-pub fn module_depends(bytes: &[u8]) -> Option<Vec<String>> {
+pub(crate) fn module_depends(bytes: &[u8]) -> Option<Vec<String>> {
     let info = section(bytes, ".modinfo")?;
     let deps = info.split(|c| *c == 0).find_map(|kv| kv.strip_prefix(b"depends="))?;
     Some(String::from_utf8_lossy(deps).split(',').filter(|d| !d.is_empty()).map(str::to_string).collect())

@@ -28,17 +28,17 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(150);
 /// The `seq` count for this nonce: 100..=999. Each step adds about 400
 /// executed blocks, so with the check's 0.1% margin a fixed answer matches
 /// about one nonce in 900.
-pub fn seq_n(nonce: &str) -> u64 {
+pub(crate) fn seq_n(nonce: &str) -> u64 {
     let h = u64::from_str_radix(nonce.get(..8).unwrap_or(nonce), 16).unwrap_or(0);
     100 + h % 900
 }
 
 /// The translator's counts for `busybox seq n` under qemu-x86_64, measured here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TbCounts {
-    pub translated: u64,
-    pub executed: u64,
-    pub executed_chained: u64,
+pub(crate) struct TbCounts {
+    pub(crate) translated: u64,
+    pub(crate) executed: u64,
+    pub(crate) executed_chained: u64,
 }
 
 fn count_lines(path: &Path, prefix: &str) -> anyhow::Result<u64> {
@@ -53,7 +53,7 @@ fn count_lines(path: &Path, prefix: &str) -> anyhow::Result<u64> {
 }
 
 /// Runs the workload twice under QEMU's logging, in an empty environment.
-pub fn measure_tb(n: u64, scratch: &Path) -> anyhow::Result<TbCounts> {
+pub(crate) fn measure_tb(n: u64, scratch: &Path) -> anyhow::Result<TbCounts> {
     let busybox = crate::host::tools::which("busybox").context("busybox is not installed (`vlab setup`)")?;
     let qemu = crate::host::tools::which("qemu-x86_64-static")
         .context("qemu-x86_64-static is not installed; it comes with qemu-user-static (`vlab setup`)")?;
@@ -91,9 +91,9 @@ pub fn measure_tb(n: u64, scratch: &Path) -> anyhow::Result<TbCounts> {
 
 /// The check's environment: nonce, results file, scratch directory.
 pub(crate) struct CheckEnv {
-    pub nonce: String,
-    pub results: PathBuf,
-    pub scratch: PathBuf,
+    pub(crate) nonce: String,
+    pub(crate) results: PathBuf,
+    pub(crate) scratch: PathBuf,
 }
 
 pub(crate) fn check_env() -> anyhow::Result<CheckEnv> {
@@ -142,7 +142,7 @@ pub(crate) fn finish(child: proc::Child) -> anyhow::Result<i32> {
 }
 
 /// `vlab emu translate -- COMMAND`.
-pub fn translate(command: &[String]) -> anyhow::Result<i32> {
+pub(crate) fn translate(command: &[String]) -> anyhow::Result<i32> {
     let env = check_env()?;
     let n = seq_n(&env.nonce);
     let child = run_student(command, &[("VLAB_SEQ_N", n.to_string())])?;
@@ -176,6 +176,7 @@ struct Seen {
 }
 
 fn clock_ticks() -> f64 {
+    // SAFETY: sysconf takes an integer; its error value (-1) is clamped to 1.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
 }
 
@@ -213,7 +214,7 @@ fn look(pid: i32) -> Option<Seen> {
 }
 
 /// `vlab emu cross -- COMMAND`.
-pub fn cross(command: &[String]) -> anyhow::Result<i32> {
+pub(crate) fn cross(command: &[String]) -> anyhow::Result<i32> {
     let env = check_env()?;
     let child = run_student(command, &[])?;
     let mut seen: BTreeMap<i32, Seen> = BTreeMap::new();
@@ -271,7 +272,7 @@ mod tests {
     #[test]
     fn translation_counts_are_deterministic_in_an_empty_environment() {
         if crate::host::tools::which("qemu-x86_64-static").is_none() {
-            eprintln!("skipped: qemu-x86_64-static is not installed (qemu-user-static)");
+            crate::testing::skip("qemu-x86_64-static is not installed (qemu-user-static)");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

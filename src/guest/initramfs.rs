@@ -13,13 +13,13 @@ use super::cpio::{Entry, Writer};
 use crate::files::sha256_hex;
 
 /// The probe init, run as PID 1 in every vlab guest.
-pub const PROBE_INIT: &str = include_str!("init.sh");
+pub(crate) const PROBE_INIT: &str = include_str!("init.sh");
 
 /// Bumped when the layout below changes, so old cached images are not reused.
 const FORMAT: &str = "vlab-initramfs-2";
 
 /// Every member of the image, in order.
-pub fn entries(busybox: &[u8], applets: &[String], kernel: &Kernel) -> anyhow::Result<Vec<Entry>> {
+pub(crate) fn entries(busybox: &[u8], applets: &[String], kernel: &Kernel) -> anyhow::Result<Vec<Entry>> {
     let dir = |p: &str| Entry::Dir { path: p.into(), mode: 0o755 };
     let mut out: Vec<Entry> =
         ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "etc"]
@@ -77,7 +77,7 @@ fn key(entries: &[Entry]) -> String {
 /// The newc archive of `entries`, uncompressed: under TCG the guest kernel's
 /// inflate runs emulated and costs about half a second of boot, while QEMU
 /// copies a few more megabytes into guest memory in no time.
-pub fn build(entries: &[Entry]) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn build(entries: &[Entry]) -> anyhow::Result<Vec<u8>> {
     let mut w = Writer::new(Vec::new());
     for e in entries {
         w.add(e)?;
@@ -94,7 +94,7 @@ pub(crate) fn applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
 
 /// The image for `kernel` in `dir`, built unless already there; returns its
 /// path and the sha256 of its bytes.
-pub fn ensure(dir: &Path, kernel: &Kernel) -> anyhow::Result<(PathBuf, String)> {
+pub(crate) fn ensure(dir: &Path, kernel: &Kernel) -> anyhow::Result<(PathBuf, String)> {
     let busybox = crate::host::tools::static_busybox()?;
     // Hashing every input costs seconds in a debug build; a stamp keyed by the
     // inputs' identities (file metadata, kernel hash) remembers the image.

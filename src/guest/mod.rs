@@ -3,15 +3,15 @@
 //! report from the serial console (the boot check protocol, check::boot).
 
 pub mod assets;
-pub mod cpio;
+pub(crate) mod cpio;
 mod decompress;
 pub mod elf;
-pub mod emu;
-pub mod initramfs;
+pub(crate) mod emu;
+pub(crate) mod initramfs;
 mod modules;
-pub mod qmp;
-pub mod vmlinux;
-pub mod vmm;
+pub(crate) mod qmp;
+pub(crate) mod vmlinux;
+pub(crate) mod vmm;
 pub mod xen;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ pub enum Accel {
 }
 
 impl Accel {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Accel::Tcg => "tcg",
             Accel::Kvm => "kvm",
@@ -45,7 +45,7 @@ impl Accel {
 /// is left out by name, as are the kprobe-event trace files); and rewriting
 /// every LOCK prefix in the kernel text for a single CPU (`noreplace-smp`),
 /// which under TCG flushes the translation cache once per site.
-pub const BASE_CMDLINE: [&str; 9] = [
+pub(crate) const BASE_CMDLINE: [&str; 9] = [
     "console=ttyS0",
     "panic=-1",
     "quiet",
@@ -60,7 +60,7 @@ pub const BASE_CMDLINE: [&str; 9] = [
 /// qboot, QEMU's minimal firmware for booting Linux from fw_cfg: it skips what
 /// SeaBIOS does for a disk boot (option ROMs, boot menu, device probing). Debian
 /// ships it in qemu-system-data; where it is missing the launcher uses SeaBIOS.
-pub fn qboot() -> Option<PathBuf> {
+pub(crate) fn qboot() -> Option<PathBuf> {
     ["/usr/share/qemu/qboot.rom", "/usr/local/share/qemu/qboot.rom"]
         .into_iter()
         .map(PathBuf::from)
@@ -70,22 +70,22 @@ pub fn qboot() -> Option<PathBuf> {
 /// One guest boot: what QEMU gets, and how long it may take.
 #[derive(Debug, Clone)]
 pub struct Launch {
-    pub qemu: String,
+    pub(crate) qemu: String,
     pub accel: Accel,
-    pub machine: Option<String>,
-    pub cpu: Option<String>,
-    pub memory_mib: u32,
+    pub(crate) machine: Option<String>,
+    pub(crate) cpu: Option<String>,
+    pub(crate) memory_mib: u32,
     /// The firmware (`-bios`); None leaves QEMU's default (SeaBIOS).
     pub firmware: Option<PathBuf>,
     /// Extra QEMU arguments (devices, drives, netdevs), passed as given.
     pub devices: Vec<String>,
     pub kernel: PathBuf,
-    pub initrd: PathBuf,
+    pub(crate) initrd: PathBuf,
     /// Kernel arguments after `BASE_CMDLINE` and `vlab.nonce=`.
     pub cmdline: Vec<String>,
     pub timeout: Duration,
     /// Where the console is written after the boot, for the student to read.
-    pub log: Option<PathBuf>,
+    pub(crate) log: Option<PathBuf>,
 }
 
 impl Launch {
@@ -115,7 +115,7 @@ impl Launch {
     }
 
     /// The full QEMU command line for a boot carrying `nonce`.
-    pub fn argv(&self, nonce: &str) -> Vec<String> {
+    pub(crate) fn argv(&self, nonce: &str) -> Vec<String> {
         let mut argv: Vec<String> = [&self.qemu, "-nodefaults", "-no-user-config", "-display", "none"]
             .into_iter()
             .map(str::to_string)
@@ -193,7 +193,7 @@ fn link(target: &Path, link: &Path) -> std::io::Result<()> {
 
 /// Lab prepare `guest-assets`: `vmlinuz` and `initrd.img` in `dir`, linked to
 /// the cache, and `vmlinux` when the kernel could be unpacked for a direct boot.
-pub fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
     let assets = assets::ensure()?;
     std::fs::create_dir_all(dir)?;
     link(&assets.kernel.vmlinuz(), &dir.join("vmlinuz"))?;
@@ -206,7 +206,7 @@ pub fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
 
 /// Lab prepare `guest-assets-generic`: `vmlinuz-generic` and `initrd-generic.img`
 /// in `dir` (Debian's generic kernel, with emulated NIC drivers), linked to the cache.
-pub fn prepare_generic_assets(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn prepare_generic_assets(dir: &Path) -> anyhow::Result<()> {
     let assets = assets::generic(false)?;
     std::fs::create_dir_all(dir)?;
     link(&assets.kernel.vmlinuz(), &dir.join("vmlinuz-generic"))?;
@@ -215,7 +215,7 @@ pub fn prepare_generic_assets(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Lab prepare `arm64-busybox`: `busybox-arm64` in `dir`, linked to the cache.
-pub fn prepare_arm64_busybox(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn prepare_arm64_busybox(dir: &Path) -> anyhow::Result<()> {
     let busybox = assets::arm64_busybox()?;
     std::fs::create_dir_all(dir)?;
     link(&busybox, &dir.join("busybox-arm64"))?;
@@ -223,7 +223,7 @@ pub fn prepare_arm64_busybox(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Text for `vlab guest assets`.
-pub fn describe_assets(assets: &GuestAssets, arm64_busybox: Option<&Path>) -> String {
+pub(crate) fn describe_assets(assets: &GuestAssets, arm64_busybox: Option<&Path>) -> String {
     let k = &assets.kernel;
     let mut s = format!(
         "kernel   {} ({})
@@ -253,7 +253,7 @@ initrd   {}
 }
 
 /// Text for `vlab guest boot`.
-pub fn describe_boot(booted: &Booted) -> String {
+pub(crate) fn describe_boot(booted: &Booted) -> String {
     let mut s = String::new();
     if let Some(p) = &booted.obs.panic {
         s.push_str(&format!("the guest kernel panicked: {p}\n"));

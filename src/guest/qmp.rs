@@ -27,8 +27,8 @@ use crate::cleanup::Scratch;
 use crate::proc;
 
 /// The environment variables naming the two sockets.
-pub const QMP_ENV: &str = "VLAB_QMP";
-pub const SEAL_ENV: &str = "VLAB_SEAL";
+pub(crate) const QMP_ENV: &str = "VLAB_QMP";
+pub(crate) const SEAL_ENV: &str = "VLAB_SEAL";
 
 /// The line the probe sends on ttyS1 to ask for its key.
 const SEAL_REQUEST: &str = "VLAB-SEAL";
@@ -39,13 +39,13 @@ const QMP_TIMEOUT: Duration = Duration::from_secs(20);
 /// The QEMU binaries this machine has, by device and inode: what a VMM's
 /// /proc/PID/exe must be, whatever the process calls itself.
 #[derive(Debug, Clone, Default)]
-pub struct RealQemu {
+pub(crate) struct RealQemu {
     binaries: Vec<(PathBuf, u64, u64)>,
 }
 
 impl RealQemu {
     /// `qemu-system-x86_64` as found on the runner's PATH.
-    pub fn find() -> Self {
+    pub(crate) fn find() -> Self {
         let binaries = ["qemu-system-x86_64"]
             .into_iter()
             .filter_map(crate::host::tools::which)
@@ -55,7 +55,7 @@ impl RealQemu {
     }
 
     /// True when `pid` runs one of the real QEMU binaries.
-    pub fn runs(&self, pid: i32) -> bool {
+    pub(crate) fn runs(&self, pid: i32) -> bool {
         std::fs::metadata(format!("/proc/{pid}/exe"))
             .is_ok_and(|m| self.binaries.iter().any(|(_, dev, ino)| m.dev() == *dev && m.ino() == *ino))
     }
@@ -280,7 +280,7 @@ fn device_types(children: &Value) -> Vec<String> {
 }
 
 /// The two listening sockets of one boot, and what came through them.
-pub struct Channels {
+pub(crate) struct Channels {
     dir: Scratch,
     qmp: UnixListener,
     seal: UnixListener,
@@ -299,7 +299,7 @@ impl Channels {
     /// Listens on `qmp` and `seal` in a fresh directory under the system's temp
     /// dir (a Unix socket's path must stay under 108 bytes; a workspace's may
     /// not), removed on drop and on Ctrl-C.
-    pub fn open() -> std::io::Result<Channels> {
+    pub(crate) fn open() -> std::io::Result<Channels> {
         let dir = Scratch::new_in(&std::env::temp_dir(), "vlab-vmm-")?;
         let listen = |name: &str| -> std::io::Result<UnixListener> {
             let l = UnixListener::bind(dir.path().join(name))?;
@@ -321,21 +321,21 @@ impl Channels {
         })
     }
 
-    pub fn qmp_path(&self) -> PathBuf {
+    pub(crate) fn qmp_path(&self) -> PathBuf {
         self.dir.path().join("qmp")
     }
 
-    pub fn seal_path(&self) -> PathBuf {
+    pub(crate) fn seal_path(&self) -> PathBuf {
         self.dir.path().join("seal")
     }
 
     /// `$VLAB_QMP` and `$VLAB_SEAL` for the student's command.
-    pub fn env(&self) -> [(&'static str, PathBuf); 2] {
+    pub(crate) fn env(&self) -> [(&'static str, PathBuf); 2] {
         [(QMP_ENV, self.qmp_path()), (SEAL_ENV, self.seal_path())]
     }
 
     /// The QEMU options that connect both (for a QEMU the runner starts itself).
-    pub fn qemu_args(&self) -> Vec<String> {
+    pub(crate) fn qemu_args(&self) -> Vec<String> {
         vec![
             "-qmp".into(),
             format!("unix:{}", self.qmp_path().display()),
@@ -345,13 +345,13 @@ impl Channels {
     }
 
     /// The pid of the verified QEMU, once its QMP monitor connected.
-    pub fn qemu_pid(&self) -> Option<i32> {
+    pub(crate) fn qemu_pid(&self) -> Option<i32> {
         self.monitor.as_ref().map(|m| m.pid)
     }
 
     /// Takes pending connections from processes under `root` and serves the
     /// guest's key request. Never blocks, except for the QMP handshake.
-    pub fn poll(&mut self, root: i32) {
+    pub(crate) fn poll(&mut self, root: i32) {
         while self.monitor.is_none() {
             let Ok((stream, _)) = self.qmp.accept() else { break };
             match peer_pid(&stream) {
@@ -415,7 +415,7 @@ impl Channels {
     /// What the runner learned from QEMU itself (`vmm.*`), plus `vmm.qmp`
     /// (`connected`, or what the runner saw instead) and the disks' I/O so
     /// far; then tells the probe, which waits for that before it powers off.
-    pub fn facts(&mut self) -> Facts {
+    pub(crate) fn facts(&mut self) -> Facts {
         let mut facts = self.facts.clone();
         let block = self.monitor.as_mut().map(Monitor::block_facts);
         match block {
@@ -440,7 +440,7 @@ impl Channels {
 
     /// `report.sealed`: `yes` when the report's seal is sha256 of the key this
     /// runner handed the guest and of the report's lines; else what was wrong.
-    pub fn seal_of(&self, report: Option<&Report>) -> String {
+    pub(crate) fn seal_of(&self, report: Option<&Report>) -> String {
         let Some(report) = report else { return "no: there is no report to check".into() };
         if self.serial.is_none() {
             let why = self.refused.iter().find(|r| r.starts_with("$VLAB_SEAL")).cloned().unwrap_or_else(|| {
@@ -463,7 +463,7 @@ impl Channels {
 
 /// The seal of `body` under `key`, as the probe computes it: the sha256 of the
 /// key's line followed by the report's lines.
-pub fn seal(key: &str, body: &[String]) -> String {
+pub(crate) fn seal(key: &str, body: &[String]) -> String {
     let mut text = format!("{key}\n");
     for line in body {
         text.push_str(line);
@@ -474,13 +474,13 @@ pub fn seal(key: &str, body: &[String]) -> String {
 
 /// A report's lines between its markers (without the seal) and its `seal=` value.
 #[derive(Debug, Clone, Default)]
-pub struct Report {
-    pub body: Vec<String>,
-    pub seal: Option<String>,
+pub(crate) struct Report {
+    pub(crate) body: Vec<String>,
+    pub(crate) seal: Option<String>,
 }
 
 impl Report {
-    pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Report {
+    pub(crate) fn from_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Report {
         let mut report = Report::default();
         for line in lines {
             match line.strip_prefix("seal=") {

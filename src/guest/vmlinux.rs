@@ -12,12 +12,12 @@ use super::decompress;
 use super::elf::{u16_at, u32_at};
 
 /// Why a kernel cannot be booted directly (the launcher then boots the bzImage).
-pub type Unsupported = String;
+pub(crate) type Unsupported = String;
 
 /// The uncompressed kernel ELF of `bzimage`, if it has a PVH entry point and a
 /// payload compressed with gzip, LZ4 (Debian 12's cloud kernel), xz (Debian
 /// 12's generic kernel) or zstd (Debian 13's kernels).
-pub fn extract(bzimage: &[u8]) -> Result<Vec<u8>, Unsupported> {
+pub(crate) fn extract(bzimage: &[u8]) -> Result<Vec<u8>, Unsupported> {
     let payload = payload(bzimage)?;
     let unpacked =
         |format: &str, r: std::io::Result<Vec<u8>>| r.map_err(|e| format!("its {format} payload does not unpack: {e}"));

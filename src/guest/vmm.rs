@@ -14,29 +14,29 @@ use serde::Serialize;
 use crate::kvm::{self, Exit, TinyVm};
 
 /// Guest-physical address of the nonce bytes (the code is loaded at kvm::LOAD_ADDR).
-pub const DATA_ADDR: u64 = 0x1800;
-pub const PORT: u16 = 0x10;
+pub(crate) const DATA_ADDR: u64 = 0x1800;
+pub(crate) const PORT: u16 = 0x10;
 /// The guest gets this many exits; a correct one needs 9.
 const MAX_EXITS: usize = 64;
 /// A guest that loops without exiting is stopped here (KVM_RUN cannot time out by itself).
 const WATCHDOG: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, Serialize)]
-pub struct VmmRun {
-    pub nonce: String,
-    pub code_bytes: usize,
+pub(crate) struct VmmRun {
+    pub(crate) nonce: String,
+    pub(crate) code_bytes: usize,
     /// Every exit, as `out port=0x10 data=ab` / `hlt` / `error ...`.
-    pub exits: Vec<String>,
+    pub(crate) exits: Vec<String>,
     /// Bytes the guest sent to `PORT`, as hex.
-    pub out_bytes: String,
-    pub halted: bool,
+    pub(crate) out_bytes: String,
+    pub(crate) halted: bool,
     /// The guest sent exactly the nonce bytes and halted.
-    pub copied: bool,
-    pub elapsed_ms: f64,
+    pub(crate) copied: bool,
+    pub(crate) elapsed_ms: f64,
 }
 
 impl VmmRun {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = format!(
             "guest code: {} bytes at {:#x}; nonce {} placed at {DATA_ADDR:#x}\nexits seen by the VMM:\n",
             self.code_bytes,
@@ -60,7 +60,7 @@ impl VmmRun {
 }
 
 /// Hex bytes, whitespace-separated or not; `#` starts a comment; an optional `0x` per byte.
-pub fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
     let digits: String = text
         .lines()
         .map(|l| l.split('#').next().unwrap_or(""))
@@ -82,7 +82,7 @@ fn nonce_bytes(nonce: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Runs `code` with `nonce` at `DATA_ADDR` and records the exits.
-pub fn run(code: &[u8], nonce: &str) -> anyhow::Result<VmmRun> {
+pub(crate) fn run(code: &[u8], nonce: &str) -> anyhow::Result<VmmRun> {
     let data = nonce_bytes(nonce)?;
     let data_off = (DATA_ADDR - kvm::LOAD_ADDR) as usize;
     if code.is_empty() {
@@ -137,7 +137,7 @@ fn hex(bytes: &[u8]) -> String {
 /// `vlab kvm run FILE`: reads the code, runs it with the nonce (from
 /// `--nonce`, $VLAB_NONCE or fresh) and, inside a check, writes what the VMM
 /// observed to $VLAB_RESULTS as `observed_*` lines.
-pub fn run_file(file: &Path, nonce: Option<String>) -> anyhow::Result<VmmRun> {
+pub(crate) fn run_file(file: &Path, nonce: Option<String>) -> anyhow::Result<VmmRun> {
     let mut text = String::new();
     crate::files::open_regular(file, false)
         .and_then(|mut f| f.read_to_string(&mut text).map_err(Into::into))
@@ -170,7 +170,7 @@ pub fn run_file(file: &Path, nonce: Option<String>) -> anyhow::Result<VmmRun> {
 const VERDICT_KEYS: [&str; 4] = ["present", "module", "cpu_virt", "fast"];
 
 /// What doctor found about KVM here, in the answers' terms.
-pub fn kvm_facts(kvm: &crate::host::KvmInfo) -> BTreeMap<String, String> {
+pub(crate) fn kvm_facts(kvm: &crate::host::KvmInfo) -> BTreeMap<String, String> {
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
     BTreeMap::from([
         ("present".to_string(), yes(kvm.present)),
@@ -183,7 +183,7 @@ pub fn kvm_facts(kvm: &crate::host::KvmInfo) -> BTreeMap<String, String> {
 /// `vlab kvm verdict -- COMMAND`: the student's command explains this
 /// machine's KVM; the runner measures it (as doctor does) and writes
 /// `observed_*` lines, including `observed_mismatch` (`none` or the keys that differ).
-pub fn verdict(command: &[String]) -> anyhow::Result<i32> {
+pub(crate) fn verdict(command: &[String]) -> anyhow::Result<i32> {
     use super::emu;
     let env = emu::check_env()?;
     let code = emu::finish(emu::run_student(command, &[])?)?;
@@ -218,12 +218,12 @@ mod tests {
 
     /// mov si, 0x1800; mov cx, 8; l: lodsb; out 0x10, al; loop l; hlt
     /// (the code runs with CS=DS=0 from 0x1000, so the data is at ds:0x1800).
-    pub const COPY_NONCE: &str = "be 00 18  b9 08 00  ac  e6 10  e2 fb  f4";
+    pub(crate) const COPY_NONCE: &str = "be 00 18  b9 08 00  ac  e6 10  e2 fb  f4";
 
     #[test]
     fn a_guest_that_copies_the_nonce_passes_and_one_that_does_not_fails() {
         if !Path::new("/dev/kvm").exists() {
-            eprintln!("skipped: /dev/kvm is not present on this machine");
+            crate::testing::skip("/dev/kvm is not present on this machine");
             return;
         }
         let good = run(&parse_hex(COPY_NONCE).unwrap(), "0123456789abcdef").unwrap();

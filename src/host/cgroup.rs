@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub(crate) enum Mode {
     V1,
     V2,
     Hybrid,
@@ -15,10 +15,10 @@ pub enum Mode {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CgroupInfo {
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// Controllers whose hierarchy we can create groups in.
     pub writable: Vec<String>,
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;

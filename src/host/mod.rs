@@ -2,7 +2,7 @@
 
 pub mod cgroup;
 pub mod tools;
-pub mod uml;
+pub(crate) mod uml;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,35 +15,35 @@ use crate::kvm;
 use crate::proc::Cmd;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Verdict {
-    pub ok: bool,
-    pub reason: String,
+pub(crate) struct Verdict {
+    pub(crate) ok: bool,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KvmInfo {
-    pub present: bool,
+    pub(crate) present: bool,
     pub openable: bool,
     /// Guest instructions per second of the timed tiny guest.
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     pub fast: bool,
     /// Kernel module backing /dev/kvm (kvm_intel, kvm_amd, kvm_pvm, ...).
-    pub module: Option<String>,
+    pub(crate) module: Option<String>,
     /// The CPU advertises VT-x (vmx) or AMD-V (svm) to this kernel.
-    pub cpu_virt: bool,
+    pub(crate) cpu_virt: bool,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Capabilities {
-    pub root: bool,
-    pub userns: Verdict,
-    pub cgroup: cgroup::CgroupInfo,
+    pub(crate) root: bool,
+    pub(crate) userns: Verdict,
+    pub(crate) cgroup: cgroup::CgroupInfo,
     pub kvm: KvmInfo,
-    pub tools: BTreeMap<String, tools::ToolInfo>,
+    pub(crate) tools: BTreeMap<String, tools::ToolInfo>,
     /// Every UML kernel here, boot-tested; `tools["uml"]` is its summary.
-    pub uml: uml::UmlInfo,
-    pub elapsed_ms: f64,
+    pub(crate) uml: uml::UmlInfo,
+    pub(crate) elapsed_ms: f64,
 }
 
 /// How long doctor lets the tiny KVM guest run.
@@ -55,7 +55,7 @@ pub fn detect() -> Capabilities {
 
 /// Like `detect`, but skips timing KVM unless `measure_kvm`: a grader checking
 /// labs that never use KVM saves that time on every submission.
-pub fn detect_with(measure_kvm: bool) -> Capabilities {
+pub(crate) fn detect_with(measure_kvm: bool) -> Capabilities {
     let started = Instant::now();
     let (mut tools, userns, kvm, uml) = std::thread::scope(|s| {
         let tools = s.spawn(tools::inspect_all);
@@ -66,8 +66,10 @@ pub fn detect_with(measure_kvm: bool) -> Capabilities {
         (tools.join().expect("tools"), userns.join().expect("userns"), kvm, uml.join().expect("uml"))
     });
     tools.insert("uml".into(), uml.tool_info());
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
     Capabilities {
-        root: unsafe { libc::geteuid() } == 0,
+        root,
         userns,
         cgroup: cgroup::detect(),
         kvm,
@@ -165,7 +167,7 @@ fn detect_kvm() -> KvmInfo {
 
 impl Capabilities {
     /// Why `cap` is not available here, or None if it is.
-    pub fn lacks(&self, cap: Capability) -> Option<String> {
+    pub(crate) fn lacks(&self, cap: Capability) -> Option<String> {
         let tool = |name: &str| {
             self.tools
                 .get(name)
@@ -195,7 +197,7 @@ impl Capabilities {
         .map(|why| format!("{}: {why}", cap.name()))
     }
 
-    pub fn missing(&self, needs: &[Capability]) -> Vec<String> {
+    pub(crate) fn missing(&self, needs: &[Capability]) -> Vec<String> {
         let mut needs = needs.to_vec();
         needs.sort();
         needs.dedup();
@@ -203,7 +205,7 @@ impl Capabilities {
     }
 
     /// Debian packages that would provide the missing tools.
-    pub fn missing_packages(&self) -> Vec<String> {
+    pub(crate) fn missing_packages(&self) -> Vec<String> {
         let mut pkgs: Vec<String> =
             self.tools.values().filter(|t| !t.present && !t.package.is_empty()).map(|t| t.package.clone()).collect();
         pkgs.sort();

@@ -10,7 +10,7 @@ use crate::proc::Cmd;
 
 /// The host's busybox, when it is statically linked: it has to run inside
 /// guests and container roots that hold no shared libraries.
-pub fn static_busybox() -> anyhow::Result<PathBuf> {
+pub(crate) fn static_busybox() -> anyhow::Result<PathBuf> {
     which("busybox").filter(|p| is_static_elf(p)).ok_or_else(|| {
         anyhow::anyhow!("a static busybox is needed; install the Debian package busybox-static (`vlab setup`)")
     })
@@ -18,15 +18,15 @@ pub fn static_busybox() -> anyhow::Result<PathBuf> {
 
 /// A tool vlab uses: doctor's name, the binary, how to ask its version, the Debian package.
 /// (UML is not among them: a `linux` is only present if it boots; see host/uml.rs.)
-pub struct Tool {
-    pub name: &'static str,
-    pub binary: &'static str,
-    pub version_args: &'static [&'static str],
-    pub package: &'static str,
-    pub must_be_static: bool,
+pub(crate) struct Tool {
+    pub(crate) name: &'static str,
+    pub(crate) binary: &'static str,
+    pub(crate) version_args: &'static [&'static str],
+    pub(crate) package: &'static str,
+    pub(crate) must_be_static: bool,
 }
 
-pub const TOOLS: &[Tool] = &[
+pub(crate) const TOOLS: &[Tool] = &[
     Tool {
         name: "qemu-system",
         binary: "qemu-system-x86_64",
@@ -70,15 +70,15 @@ pub const TOOLS: &[Tool] = &[
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ToolInfo {
-    pub present: bool,
-    pub path: Option<PathBuf>,
-    pub version: Option<String>,
+pub(crate) struct ToolInfo {
+    pub(crate) present: bool,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) version: Option<String>,
     /// The Debian package that provides it; empty when installing a package
     /// would not help (the reason then says what does).
-    pub package: String,
+    pub(crate) package: String,
     /// Why it is not usable, when it is not.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 pub fn which(binary: &str) -> Option<PathBuf> {
@@ -95,7 +95,7 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// True if the ELF file has no PT_INTERP program header (no dynamic loader).
-pub fn is_static_elf(p: &Path) -> bool {
+pub(crate) fn is_static_elf(p: &Path) -> bool {
     let Ok(data) = std::fs::read(p) else { return false };
     if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
         return false;
@@ -139,7 +139,7 @@ fn inspect(tool: &Tool) -> ToolInfo {
 }
 
 /// Inspects every tool in parallel (doctor has a 200 ms budget).
-pub fn inspect_all() -> BTreeMap<String, ToolInfo> {
+pub(crate) fn inspect_all() -> BTreeMap<String, ToolInfo> {
     std::thread::scope(|s| {
         let handles: Vec<_> = TOOLS.iter().map(|t| (t.name, s.spawn(move || inspect(t)))).collect();
         handles.into_iter().map(|(n, h)| (n.to_string(), h.join().expect("tool inspection panicked"))).collect()

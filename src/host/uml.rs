@@ -23,7 +23,7 @@ use crate::guest::assets::cache_dir;
 use crate::proc::Cmd;
 
 /// The Debian package that ships UML as `linux.uml` (and `linux` through alternatives).
-pub const PACKAGE: &str = "user-mode-linux";
+pub(crate) const PACKAGE: &str = "user-mode-linux";
 
 /// Suites tried, newest first, when the host's UML does not do: the first whose UML boots is kept.
 const SUITES: [&str; 2] = ["unstable", "testing"];
@@ -43,7 +43,7 @@ const SECCOMP_OK: &str = "Checking that seccomp filters can be installed...OK";
 /// The two ways a UML kernel runs its guest's processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Each guest process is a host process the UML kernel stops with PTRACE_SYSEMU at every system call.
     Ptrace,
     /// Each guest process runs under a seccomp filter that turns its system calls into SIGSYS,
@@ -52,7 +52,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Mode::Ptrace => "ptrace",
             Mode::Seccomp => "seccomp",
@@ -60,7 +60,7 @@ impl Mode {
     }
 
     /// The kernel parameter that selects this mode (Linux 6.16 and later).
-    pub fn param(self) -> &'static str {
+    pub(crate) fn param(self) -> &'static str {
         match self {
             Mode::Ptrace => "seccomp=off",
             Mode::Seccomp => "seccomp=on",
@@ -70,31 +70,31 @@ impl Mode {
 
 /// One boot test's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Boot {
-    pub ok: bool,
+pub(crate) struct Boot {
+    pub(crate) ok: bool,
     /// What happened: how long the boot took, or the panic line, or what else went wrong.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// A UML kernel found on this machine, and how it booted here.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Kernel {
     /// What a shell runs: the host's `linux`, or `bin/linux` in vlab's cache.
-    pub program: PathBuf,
+    pub(crate) program: PathBuf,
     /// The binary itself: what `/proc/PID/exe` of a running instance resolves to.
-    pub exe: PathBuf,
+    pub(crate) exe: PathBuf,
     /// Where it comes from, for people.
-    pub origin: String,
+    pub(crate) origin: String,
     /// `linux --version`.
-    pub version: String,
+    pub(crate) version: String,
     /// The host kernel release it was tested on.
-    pub host_release: String,
-    pub ptrace: Boot,
-    pub seccomp: Boot,
+    pub(crate) host_release: String,
+    pub(crate) ptrace: Boot,
+    pub(crate) seccomp: Boot,
 }
 
 impl Kernel {
-    pub fn boots(&self, mode: Mode) -> bool {
+    pub(crate) fn boots(&self, mode: Mode) -> bool {
         match mode {
             Mode::Ptrace => self.ptrace.ok,
             Mode::Seccomp => self.seccomp.ok,
@@ -127,15 +127,15 @@ impl Kernel {
 
 /// Every UML found, with its verdict; `problem` when none could be tested at all.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct UmlInfo {
-    pub kernels: Vec<Kernel>,
-    pub problem: Option<String>,
+pub(crate) struct UmlInfo {
+    pub(crate) kernels: Vec<Kernel>,
+    pub(crate) problem: Option<String>,
 }
 
 impl UmlInfo {
     /// The kernel the labs use: one that boots in both modes, else in either; vlab's copy
     /// only where it does better than the host's.
-    pub fn best(&self) -> Option<&Kernel> {
+    pub(crate) fn best(&self) -> Option<&Kernel> {
         self.kernels
             .iter()
             .filter(|k| k.runs())
@@ -143,7 +143,7 @@ impl UmlInfo {
     }
 
     /// Why no UML can be used here, with what to do.
-    pub fn lacks(&self) -> Option<String> {
+    pub(crate) fn lacks(&self) -> Option<String> {
         if self.best().is_some() {
             return None;
         }
@@ -163,7 +163,7 @@ impl UmlInfo {
     }
 
     /// Why the labs cannot compare UML's two modes here, with what to do.
-    pub fn lacks_seccomp(&self) -> Option<String> {
+    pub(crate) fn lacks_seccomp(&self) -> Option<String> {
         let Some(best) = self.best() else {
             return Some("no UML kernel runs here at all (see `uml`)".into());
         };
@@ -179,7 +179,7 @@ impl UmlInfo {
     }
 
     /// Doctor's line for `uml`: the kernel the labs use, or why there is none.
-    pub fn tool_info(&self) -> ToolInfo {
+    pub(crate) fn tool_info(&self) -> ToolInfo {
         match self.best() {
             Some(k) => {
                 let modes: Vec<&str> =
@@ -211,25 +211,25 @@ impl UmlInfo {
     }
 
     /// The binaries (`/proc/PID/exe` targets) of the UML kernels that boot here.
-    pub fn working_exes(&self) -> Vec<PathBuf> {
+    pub(crate) fn working_exes(&self) -> Vec<PathBuf> {
         self.kernels.iter().filter(|k| k.runs()).map(|k| k.exe.clone()).collect()
     }
 
     /// The directory to put first on PATH so that `linux` is the kernel the labs use,
     /// when that is vlab's copy rather than the host's.
-    pub fn path_dir(&self) -> Option<PathBuf> {
+    pub(crate) fn path_dir(&self) -> Option<PathBuf> {
         self.best().filter(|k| k.cached()).and_then(|k| k.program.parent().map(Path::to_path_buf))
     }
 }
 
 /// Every UML here, boot-tested (once per binary and host kernel; cached after).
-pub fn detect() -> UmlInfo {
+pub(crate) fn detect() -> UmlInfo {
     survey(true)
 }
 
 /// Every UML here with a cached verdict, without booting anything: for the
 /// check engine, which runs after doctor has tested them.
-pub fn known() -> UmlInfo {
+pub(crate) fn known() -> UmlInfo {
     survey(false)
 }
 
@@ -365,7 +365,7 @@ fn test_root(root: &Path) -> anyhow::Result<()> {
 /// could not run (no static busybox, no disk): such an outcome is not a
 /// verdict and is not cached. A boot that hangs is one (and is cached, so
 /// that doctor stays quick): its detail says how to test again.
-pub fn boot_test(program: &Path, mode: Mode) -> Result<Boot, String> {
+pub(crate) fn boot_test(program: &Path, mode: Mode) -> Result<Boot, String> {
     let scratch = Scratch::new_in(&uml_cache(), "boot-test-")
         .map_err(|e| format!("cannot make a test root in {}: {e}", uml_cache().display()))?;
     let root = scratch.path().join("root");
@@ -413,7 +413,7 @@ fn judge_boot(mode: Mode, stdout: &str, stderr: &str, timed_out: bool, took: Dur
 
 /// Makes sure a UML that boots in both modes is here: the host's if it does,
 /// else a newer Debian suite's, fetched into the cache and boot-tested.
-pub fn provide() -> anyhow::Result<Kernel> {
+pub(crate) fn provide() -> anyhow::Result<Kernel> {
     let info = detect();
     if let Some(why) = &info.problem {
         bail!("cannot test UML here: {why}");

@@ -8,14 +8,14 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 /// Guest physical address where the code is loaded and started.
-pub const LOAD_ADDR: u64 = 0x1000;
+pub(crate) const LOAD_ADDR: u64 = 0x1000;
 const MEM_SIZE: usize = 0x10000;
 
 /// At or above this many guest instructions per second KVM runs at hardware speed.
-pub const FAST_RATE: f64 = 100e6;
+pub(crate) const FAST_RATE: f64 = 100e6;
 
 #[derive(Debug, thiserror::Error)]
-pub enum KvmError {
+pub(crate) enum KvmError {
     #[error("/dev/kvm: {0}")]
     Open(kvm_ioctls::Error),
     #[error("KVM refused to {what}: {source}")]
@@ -25,7 +25,7 @@ pub enum KvmError {
 }
 
 /// A VM with one vCPU executing `code` from `LOAD_ADDR` in real mode.
-pub struct TinyVm {
+pub(crate) struct TinyVm {
     _vm: VmFd,
     vcpu: VcpuFd,
     mem: *mut u8,
@@ -33,22 +33,28 @@ pub struct TinyVm {
 
 impl Drop for TinyVm {
     fn drop(&mut self) {
-        unsafe { libc::munmap(self.mem.cast(), MEM_SIZE) };
+        // SAFETY: `mem` is the MEM_SIZE mapping made in `new`, unmapped only
+        // here; the vCPU and VM fds that use it are dropped with `self`.
+        if unsafe { libc::munmap(self.mem.cast(), MEM_SIZE) } != 0 {
+            eprintln!("vlab: cannot unmap the tiny VM's memory: {}", std::io::Error::last_os_error());
+        }
     }
 }
 
 /// What one exit to the VMM was.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     Out { port: u16, data: Vec<u8> },
     Halt,
 }
 
 impl TinyVm {
-    pub fn new(code: &[u8]) -> Result<Self, KvmError> {
+    pub(crate) fn new(code: &[u8]) -> Result<Self, KvmError> {
         assert!(code.len() < MEM_SIZE - LOAD_ADDR as usize, "guest code too large");
         let kvm = Kvm::new().map_err(KvmError::Open)?;
         let vm = kvm.create_vm().map_err(|source| KvmError::Setup { what: "create a VM", source })?;
+        // SAFETY: an anonymous private mapping at an address the kernel picks
+        // touches no existing memory; MAP_FAILED is checked below.
         let mem = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -63,6 +69,8 @@ impl TinyVm {
             return Err(KvmError::Exit("cannot map guest memory".into()));
         }
         let mem = mem.cast::<u8>();
+        // SAFETY: `mem` is a fresh MEM_SIZE mapping no one else sees, and the
+        // assert above keeps LOAD_ADDR + code.len() inside it.
         unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), mem.add(LOAD_ADDR as usize), code.len()) };
         let region = kvm_userspace_memory_region {
             slot: 0,
@@ -73,9 +81,16 @@ impl TinyVm {
         };
         let this_mem = mem;
         let fail = |what, source| {
-            unsafe { libc::munmap(this_mem.cast(), MEM_SIZE) };
+            // SAFETY: the mapping made above, unmapped once: `new` returns
+            // right after, and no TinyVm (whose Drop would unmap it) exists.
+            if unsafe { libc::munmap(this_mem.cast(), MEM_SIZE) } != 0 {
+                eprintln!("vlab: cannot unmap the tiny VM's memory: {}", std::io::Error::last_os_error());
+            }
             KvmError::Setup { what, source }
         };
+        // SAFETY: the region is the MEM_SIZE mapping above, which outlives
+        // every KVM_RUN: it is unmapped only by `fail` (no vCPU has run) or in
+        // TinyVm's Drop (no vCPU can run any more).
         unsafe { vm.set_user_memory_region(region) }.map_err(|e| fail("map guest memory", e))?;
         let vcpu = vm.create_vcpu(0).map_err(|e| fail("create a vCPU", e))?;
         let mut sregs = vcpu.get_sregs().map_err(|e| fail("read segment registers", e))?;
@@ -90,7 +105,7 @@ impl TinyVm {
     }
 
     /// Runs until the next exit the VMM must handle.
-    pub fn run(&mut self) -> Result<Exit, KvmError> {
+    pub(crate) fn run(&mut self) -> Result<Exit, KvmError> {
         // A signal (say SIGCHLD from another thread's child) interrupts KVM_RUN; resume.
         loop {
             match self.vcpu.run() {
@@ -112,7 +127,7 @@ impl TinyVm {
 
 /// Guest code: `mov ecx, n; l: dec ecx; jnz l; out 0x10, al; jmp start`.
 /// One round executes 2n + 3 instructions and exits once.
-pub fn busy_loop_code(n: u32) -> Vec<u8> {
+pub(crate) fn busy_loop_code(n: u32) -> Vec<u8> {
     let mut code = vec![0x66, 0xB9];
     code.extend_from_slice(&n.to_le_bytes());
     code.extend_from_slice(&[0x66, 0x49, 0x75, 0xFC, 0xE6, 0x10, 0xEB, 0xF2]);
@@ -120,22 +135,22 @@ pub fn busy_loop_code(n: u32) -> Vec<u8> {
 }
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-pub struct Speed {
-    pub instructions: u64,
-    pub seconds: f64,
+pub(crate) struct Speed {
+    pub(crate) instructions: u64,
+    pub(crate) seconds: f64,
     /// Guest instructions per second.
-    pub rate: f64,
-    pub exits: u64,
+    pub(crate) rate: f64,
+    pub(crate) exits: u64,
 }
 
 impl Speed {
-    pub fn fast(&self) -> bool {
+    pub(crate) fn fast(&self) -> bool {
         self.rate >= FAST_RATE
     }
 }
 
 /// Times the busy loop for about `budget` and reports guest instructions per second.
-pub fn measure(budget: Duration) -> Result<Speed, KvmError> {
+pub(crate) fn measure(budget: Duration) -> Result<Speed, KvmError> {
     const N: u32 = 20_000;
     let mut vm = TinyVm::new(&busy_loop_code(N))?;
     let per_round = 2 * N as u64 + 3;
@@ -176,7 +191,7 @@ mod tests {
     #[test]
     fn runs_a_real_guest_when_kvm_is_here() {
         if !std::path::Path::new("/dev/kvm").exists() {
-            eprintln!("skipped: /dev/kvm is not present on this machine");
+            crate::testing::skip("/dev/kvm is not present on this machine");
             return;
         }
         let speed = measure(Duration::from_millis(20)).expect("the tiny guest runs");
@@ -186,7 +201,7 @@ mod tests {
     #[test]
     fn guest_port_output_reaches_the_vmm() {
         if !std::path::Path::new("/dev/kvm").exists() {
-            eprintln!("skipped: /dev/kvm is not present on this machine");
+            crate::testing::skip("/dev/kvm is not present on this machine");
             return;
         }
         // mov al, 0x42; out 0x20, al; hlt

@@ -119,7 +119,7 @@ fn panel(svg: &mut String, y: f64, title: &str, axis: &str, bars: &[Bar], empty:
 
 /// Renders the comparison: overhead relative to bare metal, then start times,
 /// memory, and emulated against paravirtual devices.
-pub fn svg(cmp: &Comparison) -> String {
+pub(crate) fn svg(cmp: &Comparison) -> String {
     let color_of = |tier: &str| {
         let tiers = [
             "bare metal",

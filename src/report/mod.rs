@@ -1,6 +1,6 @@
 //! Results rendered for people. Programs get the same models as JSON (`--json`).
 
-pub mod chart;
+pub(crate) mod chart;
 
 use std::fmt::Write;
 
@@ -12,12 +12,12 @@ use crate::workspace::Workspace;
 
 /// Colour on a terminal unless NO_COLOR is set (https://no-color.org).
 #[derive(Debug, Clone, Copy)]
-pub struct Style {
-    pub color: bool,
+pub(crate) struct Style {
+    pub(crate) color: bool,
 }
 
 impl Style {
-    pub fn detect(no_color_flag: bool) -> Self {
+    pub(crate) fn detect(no_color_flag: bool) -> Self {
         use std::io::IsTerminal;
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Style { color: !no_color_flag && !no_color && std::io::stdout().is_terminal() }
@@ -27,23 +27,23 @@ impl Style {
         if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
     }
 
-    pub fn green(&self, t: &str) -> String {
+    pub(crate) fn green(&self, t: &str) -> String {
         self.paint("32", t)
     }
-    pub fn red(&self, t: &str) -> String {
+    pub(crate) fn red(&self, t: &str) -> String {
         self.paint("31", t)
     }
-    pub fn yellow(&self, t: &str) -> String {
+    pub(crate) fn yellow(&self, t: &str) -> String {
         self.paint("33", t)
     }
-    pub fn bold(&self, t: &str) -> String {
+    pub(crate) fn bold(&self, t: &str) -> String {
         self.paint("1", t)
     }
-    pub fn dim(&self, t: &str) -> String {
+    pub(crate) fn dim(&self, t: &str) -> String {
         self.paint("2", t)
     }
 
-    pub fn mark(&self, outcome: Outcome) -> String {
+    pub(crate) fn mark(&self, outcome: Outcome) -> String {
         match outcome {
             Outcome::Pass => self.green("✓"),
             Outcome::Fail => self.red("✗"),
@@ -53,7 +53,7 @@ impl Style {
     }
 }
 
-pub fn lab_report(r: &LabReport, s: &Style) -> String {
+pub(crate) fn lab_report(r: &LabReport, s: &Style) -> String {
     let mut out = format!("{} {}\n", s.bold(&r.lab), r.title);
     for step in &r.steps {
         let _ = writeln!(
@@ -91,7 +91,7 @@ fn verdict(r: &LabReport, s: &Style) -> String {
     }
 }
 
-pub fn lab_list(cat: &Catalog, ws: &Workspace, s: &Style) -> String {
+pub(crate) fn lab_list(cat: &Catalog, ws: &Workspace, s: &Style) -> String {
     let mut out = String::new();
     // Columns as wide as their longest cell (counted in characters, not bytes:
     // titles hold dashes and arrows), padded before colour is added.
@@ -115,7 +115,7 @@ pub fn lab_list(cat: &Catalog, ws: &Workspace, s: &Style) -> String {
     out
 }
 
-pub fn status(cat: &Catalog, state: &State, s: &Style) -> String {
+pub(crate) fn status(cat: &Catalog, state: &State, s: &Style) -> String {
     let mut out = String::new();
     let (mut got, mut max) = (0, 0);
     for lab in &cat.labs {
@@ -138,7 +138,7 @@ pub fn status(cat: &Catalog, state: &State, s: &Style) -> String {
     out
 }
 
-pub fn hint(lab: &Lab, step: &str, hints: &[String], shown: usize, s: &Style) -> String {
+pub(crate) fn hint(lab: &Lab, step: &str, hints: &[String], shown: usize, s: &Style) -> String {
     let mut out = format!("{} step {}\n", s.bold(&lab.id), step);
     for (i, h) in hints.iter().take(shown).enumerate() {
         let _ = writeln!(out, "  hint {}/{}: {h}", i + 1, hints.len());
@@ -151,7 +151,7 @@ pub fn hint(lab: &Lab, step: &str, hints: &[String], shown: usize, s: &Style) ->
     out
 }
 
-pub fn doctor(c: &Capabilities, s: &Style) -> String {
+pub(crate) fn doctor(c: &Capabilities, s: &Style) -> String {
     let yes = |ok: bool| if ok { s.green("yes") } else { s.red("no") };
     let mut out = String::new();
     let _ = writeln!(out, "{}", s.bold("vlab doctor — what this machine can do"));
@@ -189,7 +189,7 @@ pub fn doctor(c: &Capabilities, s: &Style) -> String {
     out
 }
 
-pub fn comparison(c: &crate::compare::Comparison, svg: Option<&std::path::Path>, s: &Style) -> String {
+pub(crate) fn comparison(c: &crate::compare::Comparison, svg: Option<&std::path::Path>, s: &Style) -> String {
     let mut out = format!("{}\n", s.bold(&format!("Every tier, measured on {}", c.host)));
     let mut last = String::new();
     for r in c.measured() {
@@ -214,7 +214,7 @@ pub fn comparison(c: &crate::compare::Comparison, svg: Option<&std::path::Path>,
     out
 }
 
-pub fn advice(a: &crate::compare::Advice, s: &Style) -> String {
+pub(crate) fn advice(a: &crate::compare::Advice, s: &Style) -> String {
     let mut out = format!("Recommended tier: {}\n", s.bold(&a.tier));
     for w in &a.why {
         let _ = writeln!(out, "  because {w}");

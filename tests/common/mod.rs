@@ -5,6 +5,36 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+/// True where every precondition a test needs must hold: `CI` is set, and
+/// this project's CI machines have root, writable cgroups, /dev/kvm, QEMU,
+/// the guest and Xen assets (`vlab setup`), busybox, mdbook and chromium.
+fn ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+fn test_name() -> String {
+    std::thread::current().name().unwrap_or("?").to_string()
+}
+
+/// Skips the calling test visibly for want of something CI has (see [`ci`]):
+/// prints `SKIPPED <test>: <reason>`, and under CI fails the test instead, so
+/// CI cannot pass by skipping. The caller returns after it.
+pub fn skip(reason: impl std::fmt::Display) {
+    let test = test_name();
+    if ci() {
+        panic!("{test} must run in CI (CI is set) but cannot here: {reason}");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+}
+
+/// Skips the calling test visibly for a reason even a CI machine may have (the
+/// host kernel panics UML, vlab itself reports the step skipped, a QEMU version
+/// or a configured kernel that makes the test moot): prints
+/// `SKIPPED <test>: <reason>` and never fails. The caller returns after it.
+pub fn skip_here(reason: impl std::fmt::Display) {
+    eprintln!("SKIPPED {}: {reason}", test_name());
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

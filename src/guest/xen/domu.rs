@@ -76,22 +76,22 @@ const DOM0_MODULES: &[&str] =
 const DOMU_MODULES: &[&str] = &["xen-blkfront", "xen-netfront"];
 
 /// Where the domU's kernel and initramfs are inside dom0 (the xl config names them).
-pub const DOMU_KERNEL: &str = "/boot/domu/vmlinuz";
-pub const DOMU_RAMDISK: &str = "/boot/domu/initrd.img";
+pub(crate) const DOMU_KERNEL: &str = "/boot/domu/vmlinuz";
+pub(crate) const DOMU_RAMDISK: &str = "/boot/domu/initrd.img";
 
 /// What a domU boot needs.
 #[derive(Debug, Clone)]
-pub struct DomuAssets {
-    pub xen: PathBuf,
+pub(crate) struct DomuAssets {
+    pub(crate) xen: PathBuf,
     /// Debian's generic kernel, dom0: unpacked when it could be (Xen then
     /// skips unpacking it under TCG, seconds faster), else the bzImage.
-    pub dom0_kernel: PathBuf,
+    pub(crate) dom0_kernel: PathBuf,
     /// The runner's dom0 initramfs (without the student's config).
-    pub dom0_image: PathBuf,
+    pub(crate) dom0_image: PathBuf,
 }
 
 /// The assets, built once from Debian's packages and cached.
-pub fn ensure() -> anyhow::Result<DomuAssets> {
+pub(crate) fn ensure() -> anyhow::Result<DomuAssets> {
     let xen = super::ensure()?;
     let dom0 = assets::generic(false)?;
     let domu = assets::ensure()?;
@@ -336,7 +336,7 @@ fn with_config(image: &Path, config: &[u8], out: &Path) -> anyhow::Result<()> {
 
 /// QEMU's command line: Xen with one CPU and 512 MiB for dom0, dom0 quiet,
 /// its console through Xen's to the serial line on stdout.
-pub fn argv(a: &DomuAssets, initrd: &Path, nonce: &str) -> Vec<String> {
+pub(crate) fn argv(a: &DomuAssets, initrd: &Path, nonce: &str) -> Vec<String> {
     let modules = format!(
         "{} console=hvc0 earlyprintk=xen panic=-1 quiet vlab.nonce={nonce},{}",
         a.dom0_kernel.display(),
@@ -372,7 +372,7 @@ pub fn argv(a: &DomuAssets, initrd: &Path, nonce: &str) -> Vec<String> {
 /// `config`; the console goes to stdout. The nonce is $VLAB_NONCE (a check's)
 /// or a fresh one; the per-run image goes to $VLAB_SCRATCH when a check set
 /// it (the check removes it even when it kills this process).
-pub fn run(config: &Path, timeout: Duration) -> anyhow::Result<i32> {
+pub(crate) fn run(config: &Path, timeout: Duration) -> anyhow::Result<i32> {
     let text = std::fs::read(config).with_context(|| {
         format!(
             "cannot read the xl config {}; write the domU's configuration there (lab 08's README)",

@@ -7,7 +7,7 @@
 //! Cache layout under $XDG_CACHE_HOME/vlab (or ~/.cache/vlab):
 //!   xen/<package>_<version>/xen.elf   xen/current names the directory in use
 
-pub mod domu;
+pub(crate) mod domu;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,7 @@ pub fn ensure() -> anyhow::Result<PathBuf> {
 }
 
 /// Like `ensure`, but fetches the package again (`vlab setup`).
-pub fn refresh() -> anyhow::Result<PathBuf> {
+pub(crate) fn refresh() -> anyhow::Result<PathBuf> {
     hypervisor(true)
 }
 
@@ -121,7 +121,7 @@ fn is_elf(path: &Path) -> bool {
 /// (Debian 13's cloud kernel) says so in its ELF notes and Xen refuses it.
 /// It boots unpacked when it could be unpacked: under TCG, Xen's own
 /// unpacking of an xz or zstd payload costs seconds.
-pub fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
     let elf = ensure()?;
     let dom0 = assets::generic(false)?;
     std::fs::create_dir_all(dir)?;
@@ -135,7 +135,7 @@ pub fn prepare_assets(dir: &Path) -> anyhow::Result<()> {
 /// there are none): `xen.version`, `xen.cmdline`, `xen.dom0_mem_kib` (the
 /// first size of its `dom0_mem=`), `xen.cpus` (CPUs Xen brought up),
 /// `xen.dom0_vcpus`, `xen.dom0_halted`.
-pub fn console_facts(console: &str) -> Facts {
+pub(crate) fn console_facts(console: &str) -> Facts {
     let mut facts = Facts::new();
     let lines = console.lines().filter_map(|l| l.trim_end_matches('\r').strip_prefix("(XEN) "));
     for line in lines {
@@ -163,7 +163,7 @@ pub fn console_facts(console: &str) -> Facts {
 
 /// Xen's line saying dom0 has ended (halted, shut down or crashed), after
 /// which the machine does nothing more.
-pub fn dom0_ended(console: &str) -> Option<&str> {
+pub(crate) fn dom0_ended(console: &str) -> Option<&str> {
     console
         .lines()
         .filter_map(|l| l.trim_end_matches('\r').strip_prefix("(XEN) "))
