@@ -180,7 +180,8 @@ pub(crate) fn guest(mode: Mode, nonce: &str, seed: [u8; 4]) -> (Vec<u8>, Expecte
     let p = params(nonce);
     let seed32 = u32::from_be_bytes(seed);
     let mut a = Asm(Vec::new());
-    let mut exp = Expected { console: Vec::new(), mmio: Vec::new(), exits: Counts { io: 4, mmio: 0, hlt: 1 }, timed_exits: 0 };
+    let mut exp =
+        Expected { console: Vec::new(), mmio: Vec::new(), exits: Counts { io: 4, mmio: 0, hlt: 1 }, timed_exits: 0 };
     let iters = p.iters.to_le_bytes();
     match mode {
         Mode::Real | Mode::Cost | Mode::Mmio => {
@@ -307,8 +308,11 @@ fn parse_printed(out: &[u8]) -> Printed {
                 p.console.extend_from_slice(line);
             }
             Some(&"exits") => {
-                let kv: BTreeMap<&str, u64> =
-                    words[1..].iter().filter_map(|w| w.split_once('=')).filter_map(|(k, v)| Some((k, number(v)?))).collect();
+                let kv: BTreeMap<&str, u64> = words[1..]
+                    .iter()
+                    .filter_map(|w| w.split_once('='))
+                    .filter_map(|(k, v)| Some((k, number(v)?)))
+                    .collect();
                 p.exits = Some(Counts {
                     io: kv.get("io").copied().unwrap_or(0),
                     mmio: kv.get("mmio").copied().unwrap_or(0),
@@ -382,7 +386,8 @@ fn student_binary(arg0: &str) -> Result<Ident, String> {
     Ok(Ident { dev: meta.dev(), ino: meta.ino() })
 }
 
-/// A process seen holding KVM file descriptors.
+/// A process of the VMM's that the runner judged: one holding KVM file
+/// descriptors, or one that is a known VMM (the runner, QEMU) with or without them.
 #[derive(Debug, Clone)]
 struct Holder {
     exe: String,
@@ -405,20 +410,20 @@ fn kvm_fds(pid: i32) -> (bool, bool) {
     (vm, vcpu)
 }
 
-fn look(pid: i32, vmm: Ident) -> Option<Holder> {
+fn look(pid: i32, vmm: Ident, known: &[(String, Ident)]) -> Option<Holder> {
+    let exe_link = format!("/proc/{pid}/exe");
+    // A process on its way out has dropped its memory (and /proc/PID/exe)
+    // before its file descriptors: nothing to judge in that sample.
+    let ident = Ident::of(Path::new(&exe_link))?;
+    let known = known.iter().find(|(_, k)| *k == ident).map(|(name, _)| name.clone());
     let (vm, vcpu) = kvm_fds(pid);
-    if !vm && !vcpu {
+    if !vm && !vcpu && known.is_none() {
         return None;
     }
-    let exe_link = format!("/proc/{pid}/exe");
-    let yours = Ident::of(Path::new(&exe_link)) == Some(vmm);
-    let exe = std::fs::read_link(&exe_link).map(|p| p.display().to_string()).unwrap_or_else(|_| "?".into());
-    let exe = known_vmms()
-        .into_iter()
-        .find(|(_, k)| Ident::of(k).is_some() && Ident::of(k) == Ident::of(Path::new(&exe_link)))
-        .map(|(name, _)| name)
-        .unwrap_or(exe);
-    Some(Holder { exe, yours, vm, vcpu })
+    let exe = known.unwrap_or_else(|| {
+        std::fs::read_link(&exe_link).map(|p| p.display().to_string()).unwrap_or_else(|_| "?".into())
+    });
+    Some(Holder { exe, yours: ident == vmm, vm, vcpu })
 }
 
 /// The runner's own cost of one exit to user space: vlab's tiny VMM running a
@@ -493,10 +498,12 @@ pub(crate) fn watch(mode: Mode, command: &[String]) -> anyhow::Result<i32> {
     let started = Instant::now();
     let mut seeded_at: Option<Instant> = None;
     let mut foreign: Option<Holder> = None;
+    let known: Vec<(String, Ident)> =
+        known_vmms().into_iter().filter_map(|(name, path)| Some((name, Ident::of(&path)?))).collect();
     loop {
         let mut pids = vec![child.pid()];
         pids.extend(proc::descendants(child.pid()));
-        for holder in pids.into_iter().filter_map(|pid| look(pid, vmm)) {
+        for holder in pids.into_iter().filter_map(|pid| look(pid, vmm, &known)) {
             if !holder.yours {
                 foreign.get_or_insert(holder);
             } else if holder.vm && holder.vcpu && seeded_at.is_none() && foreign.is_none() {
@@ -524,10 +531,12 @@ pub(crate) fn watch(mode: Mode, command: &[String]) -> anyhow::Result<i32> {
     let code = emu::finish(child)?;
     let printed = parse_printed(&stdout);
     if let Some(h) = &foreign {
-        seen.set(
-            "vmm",
-            format!("{} held a KVM {}: the guest must run in your compiled VMM itself", h.exe, if h.vm { "VM" } else { "vCPU" }),
-        );
+        let what = match (h.vm, h.vcpu) {
+            (true, _) => "held a KVM VM",
+            (false, true) => "held a KVM vCPU",
+            (false, false) => "ran among your VMM's processes",
+        };
+        seen.set("vmm", format!("{} {what}: the guest must run in your compiled VMM itself", h.exe));
     } else if let Some(at) = seeded_at {
         seen.set("vmm", "yours");
         if at.elapsed() > OBSERVE_LIMIT {
@@ -563,7 +572,10 @@ fn judge(mode: Mode, expected: &Expected, printed: &Printed, seen: &mut Seen) {
             Some(i) => {
                 let (a, l, v) = expected.mmio[i];
                 let (pa, pl, pv) = printed.mmio[i];
-                format!("MMIO write {} was `mmio {a:#x} {l} {v:#x}`; the VMM printed `mmio {pa:#x} {pl} {pv:#x}`", i + 1)
+                format!(
+                    "MMIO write {} was `mmio {a:#x} {l} {v:#x}`; the VMM printed `mmio {pa:#x} {pl} {pv:#x}`",
+                    i + 1
+                )
             }
         }
     } else if printed.console == expected.console {
@@ -650,7 +662,9 @@ mod tests {
 
     #[test]
     fn the_vmms_printout_is_read_line_by_line() {
-        let p = parse_printed(b"0a1b\nmmio 0x10010 4 0x12345678\nmmio 65552 2 255\nexits io=37 mmio=2 hlt=1 ns_per_exit=900\n");
+        let p = parse_printed(
+            b"0a1b\nmmio 0x10010 4 0x12345678\nmmio 65552 2 255\nexits io=37 mmio=2 hlt=1 ns_per_exit=900\n",
+        );
         assert_eq!(p.console, b"0a1b\n");
         assert_eq!(p.mmio, [(0x10010, 4, 0x12345678), (65552, 2, 255)]);
         assert_eq!(p.exits, Some(Counts { io: 37, mmio: 2, hlt: 1 }));
