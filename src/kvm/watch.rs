@@ -660,6 +660,124 @@ mod tests {
         assert_eq!(c.exits.io, e.exits.io + u64::from(params(NONCE).cost_exits));
     }
 
+    /// The lab's VMM, as the solution's vmm.c does it, on the real /dev/kvm:
+    /// what it prints for `image`, given `seed` on port 0x11.
+    fn run_on_kvm(image: &[u8], long: bool, seed: [u8; 4]) -> Printed {
+        use kvm_ioctls::{Kvm, VcpuExit};
+        const MEM: usize = 0x10000;
+        let kvm = Kvm::new().unwrap();
+        let vm = kvm.create_vm().unwrap();
+        // SAFETY: an anonymous private mapping the kernel places; MAP_FAILED is checked.
+        let mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                MEM,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(mem, libc::MAP_FAILED);
+        {
+            // SAFETY: the MEM bytes just mapped, not yet shared with KVM; the slice ends before the guest runs.
+            let ram = unsafe { std::slice::from_raw_parts_mut(mem.cast::<u8>(), MEM) };
+            ram[0x1000..0x1000 + image.len()].copy_from_slice(image);
+            if long {
+                for (at, entry) in [(0x8000, 0x9003u64), (0x9000, 0xA003), (0xA000, 0x83)] {
+                    ram[at..at + 8].copy_from_slice(&entry.to_le_bytes());
+                }
+            }
+        }
+        let region = kvm_bindings::kvm_userspace_memory_region {
+            slot: 0,
+            guest_phys_addr: 0,
+            memory_size: MEM as u64,
+            userspace_addr: mem as u64,
+            flags: 0,
+        };
+        // SAFETY: the mapping outlives the VM: it is unmapped below, after the vCPU and VM are dropped.
+        unsafe { vm.set_user_memory_region(region) }.unwrap();
+        let mut vcpu = vm.create_vcpu(0).unwrap();
+        let mut sregs = vcpu.get_sregs().unwrap();
+        if long {
+            sregs.cr3 = 0x8000;
+            sregs.cr4 = 1 << 5;
+            sregs.cr0 = 1 | (1 << 31);
+            sregs.efer = (1 << 8) | (1 << 10);
+            let code = kvm_bindings::kvm_segment {
+                base: 0,
+                limit: 0xFFFF_FFFF,
+                selector: 8,
+                type_: 11,
+                present: 1,
+                s: 1,
+                l: 1,
+                g: 1,
+                ..Default::default()
+            };
+            sregs.cs = code;
+            let data = kvm_bindings::kvm_segment { selector: 16, type_: 3, l: 0, db: 1, ..code };
+            (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
+        } else {
+            sregs.cs.base = 0;
+            sregs.cs.selector = 0;
+        }
+        vcpu.set_sregs(&sregs).unwrap();
+        let mut regs = vcpu.get_regs().unwrap();
+        regs.rip = 0x1000;
+        regs.rflags = 2;
+        vcpu.set_regs(&regs).unwrap();
+        let mut p = Printed::default();
+        let mut counts = Counts::default();
+        let mut input = seed.into_iter();
+        loop {
+            match vcpu.run() {
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    counts.io += 1;
+                    if port == 0x10 {
+                        p.console.extend_from_slice(data);
+                    }
+                }
+                Ok(VcpuExit::IoIn(0x11, data)) => {
+                    counts.io += 1;
+                    data.fill(input.next().unwrap_or(0xFF));
+                }
+                Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    counts.mmio += 1;
+                    let mut v = [0u8; 8];
+                    v[..data.len()].copy_from_slice(data);
+                    p.mmio.push((addr, data.len() as u32, u64::from_le_bytes(v)));
+                }
+                Ok(VcpuExit::Hlt) => break,
+                Err(e) if e.errno() == libc::EINTR => continue,
+                other => panic!("unexpected exit {other:?}"),
+            }
+        }
+        counts.hlt = 1;
+        p.exits = Some(counts);
+        drop(vcpu);
+        drop(vm);
+        // SAFETY: the mapping made above; its VM is gone.
+        assert_eq!(unsafe { libc::munmap(mem, MEM) }, 0);
+        p
+    }
+
+    #[test]
+    fn every_guest_prints_on_kvm_what_its_model_says() {
+        if !Path::new("/dev/kvm").exists() {
+            crate::testing::skip("/dev/kvm is not present on this machine");
+            return;
+        }
+        for mode in [Mode::Real, Mode::Mmio, Mode::Paged, Mode::Cost] {
+            let (image, expected) = guest(mode, "fedcba9876543210", SEED);
+            let printed = run_on_kvm(&image, mode == Mode::Paged, SEED);
+            assert_eq!(printed.console, expected.console, "{mode:?}");
+            assert_eq!(printed.mmio, expected.mmio, "{mode:?}");
+            assert_eq!(printed.exits, Some(expected.exits), "{mode:?}");
+        }
+    }
+
     #[test]
     fn the_vmms_printout_is_read_line_by_line() {
         let p = parse_printed(
