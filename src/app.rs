@@ -89,6 +89,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Guest { action } => guest_command(&ctx, action),
         Command::Kvm { action: crate::cli::KvmAction::Run { file, nonce } } => kvm_run(&ctx, &file, nonce),
         Command::Kvm { action: crate::cli::KvmAction::Verdict { command } } => crate::guest::vmm::verdict(&command),
+        Command::Kvm { action: crate::cli::KvmAction::Watch { mode, command } } => {
+            crate::kvm::watch::watch(mode, &command)
+        }
         Command::Emu { action } => emu_command(action),
         Command::Xen { action: crate::cli::XenAction::Domu { config, timeout } } => {
             crate::guest::xen::domu::run(&config, Duration::from_secs(timeout))

@@ -248,6 +248,15 @@ pub(crate) enum KvmAction {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Run your VMM (COMMAND real|long GUEST) on a guest made for this check, watch it from
+    /// /proc, and write what it did to $VLAB_RESULTS as observed_* lines
+    Watch {
+        /// The guest: real (port I/O), mmio, paged (long mode) or cost (exit round trips)
+        #[arg(long, value_enum)]
+        mode: crate::kvm::watch::Mode,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

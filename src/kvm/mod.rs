@@ -2,6 +2,8 @@
 //! I/O exits. `vlab doctor` times it to tell hardware-speed KVM from an
 //! emulated or nested one; the KVM lab drives it to show the run loop.
 
+pub(crate) mod watch;
+
 use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_userspace_memory_region;
