@@ -426,3 +426,136 @@ fn book_in_a_browser() {
     drop(server);
     assert!(!build_dir.exists(), "vlab serve left its build in {}", build_dir.display());
 }
+
+/// One raw HTTP request to the server; returns the status code.
+fn raw_request(url: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.replace("{host}", addr).as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// `vlab status --json` for the workspace, and its text form.
+fn status(ws: &Path, labs: &Path) -> (Value, String) {
+    let out = common::vlab_with_labs(ws, labs).args(["--json", "status"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = common::vlab_with_labs(ws, labs).arg("status").env("NO_COLOR", "1").output().unwrap();
+    (serde_json::from_slice(&out.stdout).unwrap(), String::from_utf8_lossy(&text.stdout).into_owned())
+}
+
+/// A chapter's quiz in a real browser: answered by clicks, explained on the
+/// page, graded again and recorded by `vlab serve`, shown by `vlab status`
+/// and in the sidebar; the same page from file:// keeps answers locally.
+#[test]
+fn quiz_in_a_browser() {
+    let Some(chromium) = browser::chromium_path() else {
+        common::skip("chromium not installed (.ci/run installs it)");
+        return;
+    };
+    let tree = copy_of_book();
+    let labs = tree.path().join("labs");
+    let ws = common::workspace();
+    let server = Server::start(&labs, ws.path());
+    let mut b = browser::Browser::launch(&chromium);
+    let base = server.url.clone();
+
+    b.goto(&format!("{base}bare-metal.html"));
+    b.wait_for("document.querySelectorAll('.vlab-quiz .vlab-question').length", 10, "the chapter's quiz");
+    let questions = b.eval("window.vlabQuizzes.chapters['bare-metal'].questions.length").as_u64().unwrap();
+    // The first two choice questions: one answered right, one wrong.
+    let plan = b.eval(
+        "JSON.stringify(window.vlabQuizzes.chapters['bare-metal'].questions.filter(q => q.kind === 'choice').slice(0, 2)\
+         .map(q => ({id: q.id, right: q.options.map((o, i) => o.correct ? i : -1).filter(i => i >= 0), \
+                     wrong: q.options.findIndex(o => !o.correct)})))",
+    );
+    let plan: Value = serde_json::from_str(plan.as_str().unwrap()).unwrap();
+    let (right, wrong) = (&plan[0], &plan[1]);
+    let box_of = |id: &Value| format!("document.querySelector('.vlab-question[data-question={id}]')");
+
+    // Right: every option's explanation appears, the server records it.
+    let q = box_of(&right["id"]);
+    for i in right["right"].as_array().unwrap() {
+        b.eval(&format!("{q}.querySelector('.vlab-options input[value=\"{i}\"]').click()"));
+    }
+    b.eval(&format!("{q}.querySelector('.vlab-check').click()"));
+    b.wait_for(&format!("{q}.querySelector('.vlab-feedback').dataset.result === 'correct'"), 5, "'correct'");
+    let whys =
+        b.eval(&format!("[...{q}.querySelectorAll('.vlab-why')].every(w => !w.hidden && w.innerText.length > 10)"));
+    assert_eq!(whys, true, "every option's explanation shows after answering");
+    b.wait_for(&format!("{q}.dataset.recorded === 'server'"), 10, "the answer recorded by vlab serve");
+    let (st, _) = status(ws.path(), &labs);
+    let id = right["id"].as_str().unwrap();
+    assert_eq!(st["quizzes"]["bare-metal"][id]["correct"], true, "{st}");
+    assert_eq!(
+        st["quiz_scores"]["bare-metal"],
+        serde_json::json!({"questions": questions, "answered": 1, "correct": 1})
+    );
+
+    // Wrong: shown as wrong, the picked option marked, recorded as wrong.
+    let q = box_of(&wrong["id"]);
+    b.eval(&format!("{q}.querySelector('.vlab-options input[value=\"{}\"]').click()", wrong["wrong"]));
+    b.eval(&format!("{q}.querySelector('.vlab-check').click()"));
+    b.wait_for(&format!("{q}.querySelector('.vlab-feedback').dataset.result === 'wrong'"), 5, "'wrong'");
+    let picked = b.eval(&format!("{q}.querySelector('li[data-picked=true]').dataset.correct"));
+    assert_eq!(picked, "false");
+    b.wait_for(&format!("{q}.dataset.recorded === 'server'"), 10, "the wrong answer recorded");
+    let (st, text) = status(ws.path(), &labs);
+    assert_eq!(st["quizzes"]["bare-metal"][wrong["id"].as_str().unwrap()]["correct"], false, "{st}");
+    assert_eq!(st["quiz_scores"]["bare-metal"]["correct"], 1);
+    let line = text.lines().find(|l| l.starts_with("bare-metal ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains(&format!("quiz: 1/{questions} correct")), "{text}");
+
+    // The sidebar shows the chapter's score; a reload shows the answers given.
+    b.wait_for(
+        &format!("(document.querySelector('#mdbook-sidebar .vlab-quiz-badge[data-chapter=bare-metal]') || {{}}).textContent === 'quiz 1/{questions}'"),
+        10,
+        "the chapter's quiz score in the sidebar",
+    );
+    b.eval(&format!("{}.scrollIntoView()", box_of(&right["id"])));
+    b.screenshot(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/quiz.png"));
+    b.goto(&format!("{base}bare-metal.html"));
+    b.wait_for(&format!("{}.dataset.answered === 'true'", box_of(&right["id"])), 5, "the earlier answer restored");
+    let problems = b.take_problems();
+    assert!(problems.is_empty(), "{}", browser::describe(&problems));
+
+    // Hostile posts: a cross-site form, another origin, oversize, unknown ids.
+    let post = |headers: &str, body: &str| {
+        raw_request(
+            &base,
+            &format!(
+                "POST /_vlab/quiz HTTP/1.1\r\nHost: {{host}}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let json = "Content-Type: application/json\r\n";
+    let good = format!(r#"{{"chapter":"bare-metal","question":"{id}","answer":{}}}"#, right["right"]);
+    assert_eq!(post(json, &good), 200);
+    assert_eq!(post("Content-Type: text/plain\r\n", &good), 415);
+    assert_eq!(post(&format!("{json}Origin: http://example.com\r\n"), &good), 403);
+    assert_eq!(post(json, &good.replace("bare-metal", "../../etc")), 400);
+    assert_eq!(
+        post(json, &format!(r#"{{"chapter":"bare-metal","question":"{id}","answer":"{}"}}"#, "x".repeat(9000))),
+        413
+    );
+    assert_eq!(raw_request(&base, "DELETE /_vlab/quiz HTTP/1.1\r\n\r\n"), 405);
+    let (st, _) = status(ws.path(), &labs);
+    assert_eq!(st["quizzes"].as_object().unwrap().len(), 1, "nothing but the one chapter recorded: {st}");
+    assert_eq!(st["quizzes"]["bare-metal"][id]["attempts"], 2);
+
+    // From file:// (the stock build): the quiz works, answers stay in the browser.
+    b.goto(&format!("file://{}/bare-metal.html", server.build_dir.display()));
+    let q = box_of(&right["id"]);
+    b.wait_for(&q, 5, "the quiz from file://");
+    for i in right["right"].as_array().unwrap() {
+        b.eval(&format!("{q}.querySelector('.vlab-options input[value=\"{i}\"]').click()"));
+    }
+    b.eval(&format!("{q}.querySelector('.vlab-check').click()"));
+    b.wait_for(&format!("{q}.dataset.recorded === 'local'"), 5, "a local-only answer");
+    let problems = b.take_problems();
+    assert!(problems.is_empty(), "{}", browser::describe(&problems));
+}
