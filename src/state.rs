@@ -157,6 +157,36 @@ mod tests {
     }
 
     #[test]
+    fn quiz_answers_count_attempts_and_explanations_stay_with_their_lab() {
+        use crate::book::quiz::{Kind, Question};
+        let q = |id: &str, kind: Kind, lab: Option<&str>| Question {
+            id: id.into(),
+            kind,
+            prompt: "Why?".into(),
+            options: Vec::new(),
+            answer: None,
+            tolerance: 0.0,
+            accept: Vec::new(),
+            all_of: vec!["x".into()],
+            any_of: Vec::new(),
+            lab: lab.map(String::from),
+            why: None,
+        };
+        let mut s = State::default();
+        s.record_quiz("uml", &q("a", Kind::Text, None), "one".into(), false, 1);
+        s.record_quiz("uml", &q("a", Kind::Text, None), "two".into(), true, 2);
+        let a = &s.quizzes["uml"]["a"];
+        assert_eq!((a.correct, a.answer.as_str(), a.attempts, a.answered_at), (true, "two", 2, 2));
+        assert!(s.labs.is_empty(), "a plain question belongs to no lab");
+        s.record_quiz("paravirtualization", &q("e", Kind::Explain, Some("08-xen")), "x because".into(), true, 3);
+        let e = &s.labs["08-xen"].explain["e"];
+        assert_eq!((e.question.as_str(), e.answer.as_str(), e.keywords_found), ("Why?", "x because", true));
+        // Older state files (no quizzes, no explain) still load.
+        let old: State = serde_json::from_str(r#"{"labs":{"l":{"last_checked":null}}}"#).unwrap();
+        assert!(old.quizzes.is_empty() && old.labs["l"].explain.is_empty());
+    }
+
+    #[test]
     fn saves_and_loads_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::default();

@@ -92,6 +92,23 @@ fn generated_pages_match_the_labs() {
     }
 }
 
+/// Every chapter has a quiz of 3 to 6 questions (book/quizzes/<chapter>.toml,
+/// validated when `book sync` compiles them into book/vlab/quizzes.js).
+#[test]
+fn every_chapter_has_a_quiz() {
+    let book = Book::beside(&common::labs()).unwrap();
+    let js = std::fs::read_to_string(common::repo().join("book/vlab/quizzes.js")).unwrap();
+    let json = js.split_once("window.vlabQuizzes = ").unwrap().1.trim_end().trim_end_matches(';');
+    let quizzes: Value = serde_json::from_str(json).unwrap();
+    let summary = std::fs::read_to_string(book.src().join("SUMMARY.md")).unwrap();
+    for (chapter, _) in SEARCH_TERMS {
+        assert!(summary.contains(&format!("({chapter})")), "{chapter} is not in SUMMARY.md");
+        let stem = chapter.trim_end_matches(".md");
+        let n = quizzes["chapters"][stem]["questions"].as_array().map(Vec::len).unwrap_or(0);
+        assert!((3..=6).contains(&n), "{chapter} has {n} quiz questions; book/quizzes/{stem}.toml should have 3 to 6");
+    }
+}
+
 #[test]
 fn sync_follows_the_catalog_and_names_bad_chapters() {
     let tree = copy_of_book();
@@ -111,6 +128,21 @@ fn sync_follows_the_catalog_and_names_bad_chapters() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("lab.toml") && err.contains("nowhere.md") && err.contains("bare-metal.md"), "{err}");
+    std::fs::write(&toml, text).unwrap();
+
+    // A quiz is data like lab.toml: a mistake names the file and line, and an edit makes the book stale.
+    let quiz = tree.path().join("book/quizzes/uml.toml");
+    let text = std::fs::read_to_string(&quiz).unwrap();
+    std::fs::write(&quiz, text.replacen("kind = \"choice\"", "kind = \"choice\"\npoints = 3", 1)).unwrap();
+    let out = common::vlab_with_labs(ws.path(), &labs).args(["book", "sync", "--check"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("quizzes/uml.toml:") && err.contains("unknown field `points`"), "{err}");
+    std::fs::write(&quiz, text.replacen("prompt = \"", "prompt = \"Edited. ", 1)).unwrap();
+    common::vlab_with_labs(ws.path(), &labs).args(["book", "sync", "--check"]).assert().code(1);
+    common::vlab_with_labs(ws.path(), &labs).args(["book", "sync"]).assert().success();
+    let js = std::fs::read_to_string(tree.path().join("book/vlab/quizzes.js")).unwrap();
+    assert!(js.contains("Edited. "), "sync compiles the quizzes");
 }
 
 #[test]
@@ -522,6 +554,22 @@ fn quiz_in_a_browser() {
     let problems = b.take_problems();
     assert!(problems.is_empty(), "{}", browser::describe(&problems));
 
+    // A lab's "explain" question: the text is kept with the lab for the instructor.
+    b.goto(&format!("{base}paravirtualization.html"));
+    let q = "document.querySelector('.vlab-question[data-kind=explain]')";
+    b.wait_for(q, 10, "an explain question");
+    let qid = b.eval(&format!("{q}.dataset.question"));
+    let qid = qid.as_str().unwrap();
+    let text = "xen-pirq: those channels carry physical interrupts, and a domU drives no hardware";
+    b.eval(&format!("{q}.querySelector('textarea').value = {text:?}; {q}.querySelector('.vlab-check').click()"));
+    b.wait_for(&format!("{q}.querySelector('.vlab-feedback').dataset.result === 'correct'"), 5, "keywords found");
+    b.wait_for(&format!("{q}.dataset.recorded === 'server'"), 10, "the explanation recorded");
+    let (st, _) = status(ws.path(), &labs);
+    let lab =
+        b.eval(&format!("window.vlabQuizzes.chapters.paravirtualization.questions.find(q => q.id === '{qid}').lab"));
+    let kept = &st["labs"][lab.as_str().unwrap()]["explain"][qid];
+    assert_eq!((kept["answer"].as_str(), &kept["keywords_found"]), (Some(text), &Value::Bool(true)), "{st}");
+
     // Hostile posts: a cross-site form, another origin, oversize, unknown ids.
     let post = |headers: &str, body: &str| {
         raw_request(
@@ -544,7 +592,8 @@ fn quiz_in_a_browser() {
     );
     assert_eq!(raw_request(&base, "DELETE /_vlab/quiz HTTP/1.1\r\n\r\n"), 405);
     let (st, _) = status(ws.path(), &labs);
-    assert_eq!(st["quizzes"].as_object().unwrap().len(), 1, "nothing but the one chapter recorded: {st}");
+    let chapters: Vec<&String> = st["quizzes"].as_object().unwrap().keys().collect();
+    assert_eq!(chapters, ["bare-metal", "paravirtualization"], "nothing but the answers given recorded: {st}");
     assert_eq!(st["quizzes"]["bare-metal"][id]["attempts"], 2);
 
     // From file:// (the stock build): the quiz works, answers stay in the browser.

@@ -12,8 +12,10 @@
     if (!data || !main) {
         return;
     }
-    const page = decodeURIComponent(location.pathname.split("/").pop() || "").replace(/\.html$/, "");
-    const quiz = data.chapters[page];
+    const file = decodeURIComponent(location.pathname.split("/").pop() || "").replace(/\.html$/, "");
+    // index.html is mdBook's copy of the first chapter.
+    const page = file === "" || file === "index" ? data.index : file;
+    const quiz = page && data.chapters[page];
     if (!quiz) {
         return;
     }

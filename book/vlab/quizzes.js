@@ -104,6 +104,899 @@ window.vlabQuizzes = {
           ]
         }
       ]
+    },
+    "choosing": {
+      "questions": [
+        {
+          "id": "own-kernel",
+          "kind": "choice",
+          "prompt": "A workload needs kernel modules of its own and a different kernel version from the host's. Which tier is ruled out first?",
+          "options": [
+            {
+              "text": "Containers",
+              "correct": true,
+              "why": "Right: every container runs on the host's one kernel. A kernel of its own needs at least UML or a virtual machine."
+            },
+            {
+              "text": "UML",
+              "correct": false,
+              "why": "No: a UML guest runs its own Linux kernel as a host process, with its own version and modules."
+            },
+            {
+              "text": "Full virtualization",
+              "correct": false,
+              "why": "No: a full virtual machine runs any kernel for its architecture."
+            }
+          ]
+        },
+        {
+          "id": "untrusted",
+          "kind": "choice",
+          "prompt": "A hosting provider runs code from thousands of tenants who do not trust each other. What isolation boundary does the chapter recommend?",
+          "options": [
+            {
+              "text": "A hypervisor boundary (VMs or microVMs), whose attack surface is a small hypervisor interface and a device model",
+              "correct": true,
+              "why": "Right: the tenant no longer reaches the host kernel's whole system-call interface. gVisor is a middle ground, with a user-space kernel in front of the host's."
+            },
+            {
+              "text": "Plain containers, hardened with seccomp",
+              "correct": false,
+              "why": "No: seccomp and capabilities shrink the shared kernel's attack surface, but a kernel bug reachable through the remaining calls is still a way out of every container."
+            },
+            {
+              "text": "cpusets, one per tenant",
+              "correct": false,
+              "why": "No: a cpuset confines where processes run; every tenant still shares the one kernel."
+            }
+          ]
+        },
+        {
+          "id": "kata",
+          "kind": "choice",
+          "prompt": "What is Kata Containers?",
+          "options": [
+            {
+              "text": "An OCI runtime, used like runc, that starts each pod inside a lightweight VM with its own guest kernel",
+              "correct": true,
+              "why": "Right: to Kubernetes it looks like a container runtime, to the host like a VM (on QEMU, Cloud Hypervisor or Firecracker)."
+            },
+            {
+              "text": "A user-space kernel that serves a container's system calls",
+              "correct": false,
+              "why": "No: that is gVisor's Sentry."
+            },
+            {
+              "text": "A tool that checkpoints containers to move them between hosts",
+              "correct": false,
+              "why": "No: that is CRIU."
+            }
+          ]
+        },
+        {
+          "id": "cross-arch",
+          "kind": "choice",
+          "prompt": "You need to test one aarch64 command-line program on an x86 laptop. What is the lightest tool?",
+          "options": [
+            {
+              "text": "qemu-user (for example `qemu-aarch64`), which translates only the program's own code and passes its system calls to the host kernel",
+              "correct": true,
+              "why": "Right: no guest kernel, firmware or devices, and binfmt_misc can make it run transparently."
+            },
+            {
+              "text": "A KVM virtual machine",
+              "correct": false,
+              "why": "No: KVM runs guests of the host's own architecture; an aarch64 guest on x86 needs TCG emulation of a whole machine."
+            },
+            {
+              "text": "A container from an aarch64 image, with nothing else",
+              "correct": false,
+              "why": "No: a container shares the host's CPU; its aarch64 binaries cannot run there without an emulator such as qemu-user registered through binfmt_misc."
+            }
+          ]
+        },
+        {
+          "id": "firecracker",
+          "kind": "choice",
+          "prompt": "Why does a Firecracker microVM start much faster than a general-purpose QEMU PC guest?",
+          "options": [
+            {
+              "text": "It has almost nothing to initialise: no BIOS, very few devices (a handful of virtio devices, a serial port), and it boots the Linux kernel directly.",
+              "correct": true,
+              "why": "Right: minimal firmware and devices keep a hypervisor boundary while approaching container start times."
+            },
+            {
+              "text": "It shares the host's kernel, as a container does.",
+              "correct": false,
+              "why": "No: each microVM runs its own guest kernel under KVM; the VMM process is confined by a jailer built from namespaces, cgroups and seccomp."
+            },
+            {
+              "text": "It translates the guest's code ahead of time.",
+              "correct": false,
+              "why": "No: Firecracker runs guests on KVM with hardware virtualization; nothing is translated."
+            }
+          ]
+        }
+      ]
+    },
+    "containers": {
+      "questions": [
+        {
+          "id": "same-namespace",
+          "kind": "choice",
+          "prompt": "How can a program outside a container tell, without trusting anything the container says, whether two processes share a PID namespace?",
+          "options": [
+            {
+              "text": "Compare the targets of `/proc/<pid>/ns/pid` for both: the same inode number means the same namespace.",
+              "correct": true,
+              "why": "Right: namespaces are kernel objects shown as files; the link target (for example `pid:[4026531836]`) names the namespace. The labs' checks look there."
+            },
+            {
+              "text": "Check that both processes see themselves as PID 1.",
+              "correct": false,
+              "why": "No: the first process of every PID namespace is PID 1 inside it, so two unrelated containers both have a PID 1."
+            },
+            {
+              "text": "Compare the hostnames the two processes report.",
+              "correct": false,
+              "why": "No: the hostname belongs to the UTS namespace, which is separate from the PID namespace, and a process inside can set it to anything."
+            }
+          ]
+        },
+        {
+          "id": "pivot-root",
+          "kind": "choice",
+          "prompt": "Why does a container change its root with `pivot_root` and then unmount the old root, instead of calling `chroot`?",
+          "options": [
+            {
+              "text": "After the old root is unmounted, nothing in the container's mount namespace leads back to the host's filesystem; `chroot` only changes where path lookup starts, and a root process can get out of it.",
+              "correct": true,
+              "why": "Right: `chroot` was never meant as a security boundary. `pivot_root` in a new mount namespace, followed by unmounting the old root, leaves no path back."
+            },
+            {
+              "text": "`chroot` is not allowed inside a new mount namespace.",
+              "correct": false,
+              "why": "No: `chroot` works there too (with CAP_SYS_CHROOT); it just leaves the old root reachable for a privileged process."
+            },
+            {
+              "text": "`pivot_root` copies the new root filesystem into memory, which makes the container faster.",
+              "correct": false,
+              "why": "No: `pivot_root` copies nothing. It swaps which mount is the root of the calling process's mount namespace."
+            }
+          ]
+        },
+        {
+          "id": "see-or-use",
+          "kind": "choice",
+          "prompt": "Namespaces control what a container can see; cgroups control how much it can use. Which of these are namespaces' job? Choose every one that applies.",
+          "options": [
+            {
+              "text": "Its own hostname",
+              "correct": true,
+              "why": "Yes: the UTS namespace."
+            },
+            {
+              "text": "Its own network interfaces, routes and ports",
+              "correct": true,
+              "why": "Yes: the network namespace."
+            },
+            {
+              "text": "Its own mount table",
+              "correct": true,
+              "why": "Yes: the mount namespace, the first one Linux had (2.4.19)."
+            },
+            {
+              "text": "A cap on how many processes it may create",
+              "correct": false,
+              "why": "No: that is the `pids` cgroup controller, which stops fork bombs. A PID namespace renumbers processes; it does not limit them."
+            },
+            {
+              "text": "A cap on the memory it may use",
+              "correct": false,
+              "why": "No: that is the memory cgroup controller (`memory.max` in cgroup v2)."
+            }
+          ]
+        },
+        {
+          "id": "new-netns",
+          "kind": "choice",
+          "prompt": "You create a new network namespace and run `ip link` inside it. What do you see?",
+          "options": [
+            {
+              "text": "Only a loopback interface, and it is down.",
+              "correct": true,
+              "why": "Right: a new network namespace starts empty but for `lo`, which is down. A veth pair, one end moved into the namespace, connects it to the host."
+            },
+            {
+              "text": "A copy of every host interface.",
+              "correct": false,
+              "why": "No: a network namespace does not copy the host's interfaces; a physical interface is in exactly one namespace at a time."
+            },
+            {
+              "text": "A veth interface the kernel creates automatically, already connected to the host.",
+              "correct": false,
+              "why": "No: nothing is connected automatically. You create the veth pair (or another link) and configure it yourself."
+            }
+          ]
+        },
+        {
+          "id": "gvisor",
+          "kind": "choice",
+          "prompt": "What does gVisor put between a container's processes and the host kernel?",
+          "options": [
+            {
+              "text": "The Sentry, an application kernel written in Go that implements the Linux system-call interface in user space.",
+              "correct": true,
+              "why": "Right: the container's system calls are served by the Sentry, which itself uses a small, filtered set of host system calls. It is UML's architecture, used for isolation."
+            },
+            {
+              "text": "A full virtual machine with its own Linux guest kernel for each container.",
+              "correct": false,
+              "why": "No: that is Kata Containers. gVisor's Sentry is not Linux; it reimplements Linux's system-call interface."
+            },
+            {
+              "text": "A seccomp filter alone, with no second kernel.",
+              "correct": false,
+              "why": "No: seccomp can be one of gVisor's ways to intercept calls (its platforms include ptrace, KVM and a seccomp-based one), but the calls are then served by the Sentry."
+            }
+          ]
+        }
+      ]
+    },
+    "full-virtualization": {
+      "questions": [
+        {
+          "id": "popek-goldberg",
+          "kind": "choice",
+          "prompt": "By Popek and Goldberg's theorem, when can a VMM with equivalence, resource control and efficiency be built by trap-and-emulate?",
+          "options": [
+            {
+              "text": "When every sensitive instruction is privileged, so that it traps when the deprivileged guest kernel runs it",
+              "correct": true,
+              "why": "Right: then every instruction the VMM must see traps to it, and everything else runs directly."
+            },
+            {
+              "text": "When every privileged instruction is sensitive",
+              "correct": false,
+              "why": "No: that is the converse. What matters is that no sensitive instruction can run in a deprivileged mode without trapping."
+            },
+            {
+              "text": "When the CPU has at least four privilege rings",
+              "correct": false,
+              "why": "No: the number of rings is not the condition. 32-bit x86 had four rings and still was not virtualizable this way."
+            }
+          ]
+        },
+        {
+          "id": "popf",
+          "kind": "choice",
+          "prompt": "Before VT-x, a guest kernel deprivileged to ring 1 or 3 disables interrupts with `popf`, clearing the interrupt flag. What happens?",
+          "options": [
+            {
+              "text": "Nothing traps: the CPU silently leaves the interrupt flag unchanged, and the VMM never learns of it.",
+              "correct": true,
+              "why": "Right: `popf` is sensitive but not privileged in that case (its behaviour depends on the privilege level), one of the instructions Robin and Irvine listed."
+            },
+            {
+              "text": "It causes a general-protection fault that the VMM catches and emulates.",
+              "correct": false,
+              "why": "No: that is what trap-and-emulate needs, and exactly what `popf` does not do when it runs with IOPL below the current privilege level."
+            },
+            {
+              "text": "Interrupts are disabled for the whole host.",
+              "correct": false,
+              "why": "No: a deprivileged `popf` cannot change the real interrupt flag; it simply ignores that bit."
+            }
+          ]
+        },
+        {
+          "id": "user-code",
+          "kind": "choice",
+          "prompt": "VMware's original binary translator ran unmodified x86 operating systems before VT-x. Which guest code ran directly on the CPU, untranslated?",
+          "options": [
+            {
+              "text": "Guest user-mode code, in ring 3",
+              "correct": true,
+              "why": "Right: only guest kernel code is a problem, so it alone went through the translator, which copied most instructions unchanged."
+            },
+            {
+              "text": "Guest kernel code, in ring 0",
+              "correct": false,
+              "why": "No: the guest kernel could not be given ring 0; its sensitive instructions had to be rewritten by the translator."
+            },
+            {
+              "text": "None: all guest code was translated.",
+              "correct": false,
+              "why": "No: that would have been far slower. User code needs no translation: the VMM can let it run in ring 3, where it would run natively anyway."
+            }
+          ]
+        },
+        {
+          "id": "chaining",
+          "kind": "choice",
+          "prompt": "What does block chaining do in QEMU's TCG?",
+          "options": [
+            {
+              "text": "When a translation block ends with a known successor, QEMU patches a direct jump to the successor's translation, so hot loops run without going back to the dispatcher.",
+              "correct": true,
+              "why": "Right: a chained block jumps straight into the next translation without leaving generated code, which is why chained executions are invisible to QEMU's main loop."
+            },
+            {
+              "text": "It merges consecutive guest instructions into one host instruction.",
+              "correct": false,
+              "why": "No: that is not chaining. Each guest instruction still becomes TCG operations and host code; chaining links whole blocks."
+            },
+            {
+              "text": "It runs the guest's blocks on several host threads at once.",
+              "correct": false,
+              "why": "No: that is multi-threaded TCG (one host thread per guest CPU), a different feature."
+            }
+          ]
+        },
+        {
+          "id": "nested-paging",
+          "kind": "choice",
+          "prompt": "What did nested paging (Intel EPT, AMD NPT) let a hypervisor stop doing? Choose every one that applies.",
+          "options": [
+            {
+              "text": "Keeping shadow page tables for each guest",
+              "correct": true,
+              "why": "Yes: the CPU walks the guest's own tables and the hypervisor's guest-physical to host-physical tables itself."
+            },
+            {
+              "text": "Taking exits when the guest writes its own page tables",
+              "correct": true,
+              "why": "Yes: with shadow paging those writes had to be caught to keep the shadows in sync; with nested paging the guest manages its tables alone."
+            },
+            {
+              "text": "Taking exits on guest I/O port accesses",
+              "correct": false,
+              "why": "No: nested paging virtualizes the MMU, not devices. An `out` to an emulated device still exits to the device model."
+            }
+          ]
+        },
+        {
+          "id": "kvm-run",
+          "kind": "text",
+          "prompt": "In the KVM API, which ioctl on a vCPU file descriptor enters the guest and returns with an exit reason such as `KVM_EXIT_IO`?",
+          "accept": [
+            "KVM_RUN"
+          ],
+          "why": "`KVM_RUN`: the VMM's loop calls it, reads `exit_reason` from the mmap'd `struct kvm_run`, handles the exit and calls it again."
+        }
+      ]
+    },
+    "introduction": {
+      "questions": [
+        {
+          "id": "shared-kernel",
+          "kind": "choice",
+          "prompt": "In which tier do all guests share one kernel?",
+          "options": [
+            {
+              "text": "Containers",
+              "correct": true,
+              "why": "Right: a container is a group of host processes with their own view of the system; the one kernel serves them all."
+            },
+            {
+              "text": "User-Mode-Linux",
+              "correct": false,
+              "why": "No: each UML guest runs a Linux kernel of its own, as a process on the host kernel."
+            },
+            {
+              "text": "Paravirtualization",
+              "correct": false,
+              "why": "No: each paravirtualized guest runs its own (modified) kernel on the hypervisor."
+            }
+          ]
+        },
+        {
+          "id": "checks",
+          "kind": "choice",
+          "prompt": "Your lab script prints \"container created, PID 1 isolated\". How does `vlab check` decide whether the step passes?",
+          "options": [
+            {
+              "text": "From facts the runner gathers itself, such as namespace inode numbers, cgroup files and a probe placed inside the container or guest",
+              "correct": true,
+              "why": "Right: a check never believes what your program prints; it observes the work from outside, with a fresh random value each run."
+            },
+            {
+              "text": "By looking for the expected words in your script's output",
+              "correct": false,
+              "why": "No: printed text proves nothing. Anything can print it, which is why the checks look at what the kernel and the runner see."
+            },
+            {
+              "text": "By comparing your script with the lab's solution",
+              "correct": false,
+              "why": "No: many different scripts are correct. The checks judge what your work does, not how it is written."
+            }
+          ]
+        },
+        {
+          "id": "kvm-file",
+          "kind": "choice",
+          "prompt": "`/dev/kvm` exists on your machine. Why does `vlab doctor` still time a tiny guest before the labs use KVM?",
+          "options": [
+            {
+              "text": "A device file is not a capability: KVM may be nested or backed by software and too slow to boot a real kernel, in which case the labs fall back to TCG and say so.",
+              "correct": true,
+              "why": "Right: \"is KVM here?\" and \"is KVM fast here?\" are different questions, and only a measurement answers the second."
+            },
+            {
+              "text": "To warm up the CPU caches for the later labs",
+              "correct": false,
+              "why": "No: nothing carries over from doctor's measurement to the labs' runs."
+            },
+            {
+              "text": "Because `/dev/kvm` can only be opened once per boot",
+              "correct": false,
+              "why": "No: any number of processes can open `/dev/kvm` and create VMs."
+            }
+          ]
+        }
+      ]
+    },
+    "paravirtualization": {
+      "questions": [
+        {
+          "id": "grants",
+          "kind": "choice",
+          "prompt": "A Xen netback driver in dom0 serves a guest's netfront. Which of the guest's pages can the backend map or copy?",
+          "options": [
+            {
+              "text": "Only the pages the guest has granted to it, named by grant references: the ring page and the data buffers.",
+              "correct": true,
+              "why": "Right: a domain reaches another's memory only where it was explicitly granted. That isolation is what makes driver domains possible."
+            },
+            {
+              "text": "Any page of the guest, since dom0 is privileged.",
+              "correct": false,
+              "why": "No: netback maps or copies through grant references. dom0's toolstack has foreign-mapping powers for building and migrating domains, but the split-driver protocol does not use them."
+            },
+            {
+              "text": "None: the data travels through event channels.",
+              "correct": false,
+              "why": "No: an event channel carries no data. It is a one-bit doorbell; the data sits in granted pages."
+            }
+          ]
+        },
+        {
+          "id": "event-channel",
+          "kind": "choice",
+          "prompt": "What is a Xen event channel?",
+          "options": [
+            {
+              "text": "A virtual interrupt: a one-bit doorbell from one domain to another (or from Xen to a domain).",
+              "correct": true,
+              "why": "Right: after queueing requests on the ring, the frontend notifies the backend through one; either side may suppress notifications while it polls."
+            },
+            {
+              "text": "A shared ring buffer that carries requests and responses.",
+              "correct": false,
+              "why": "No: that is the ring in a granted page. The event channel only says \"look at the ring\"."
+            },
+            {
+              "text": "The key-value database where frontends and backends find each other.",
+              "correct": false,
+              "why": "No: that is XenStore, reached through the XenBus driver."
+            }
+          ]
+        },
+        {
+          "id": "pv-rings",
+          "kind": "choice",
+          "prompt": "On x86-64, where does a classic Xen PV guest kernel run?",
+          "options": [
+            {
+              "text": "In ring 3, like its applications, separated from them by different page tables",
+              "correct": true,
+              "why": "Right: x86-64 has no segment limits to protect Xen from a ring-1 kernel, so the guest kernel is moved to ring 3 and Xen switches page tables between it and its processes."
+            },
+            {
+              "text": "In ring 1, between Xen in ring 0 and applications in ring 3",
+              "correct": false,
+              "why": "That was the original x86-32 design, which relied on segmentation to keep ring 1 out of Xen's memory."
+            },
+            {
+              "text": "In ring 0 of VMX non-root mode",
+              "correct": false,
+              "why": "No: that is how a hardware-assisted (HVM or PVH) guest kernel runs. A classic PV guest uses no VT-x."
+            }
+          ]
+        },
+        {
+          "id": "pvops",
+          "kind": "choice",
+          "prompt": "One Linux kernel binary boots natively, as a Xen guest or (once) under lguest and VMI, through paravirt_ops. Why does this cost almost nothing on bare metal?",
+          "options": [
+            {
+              "text": "At boot the kernel fills the table for its platform and patches hot call sites in place with the native instructions.",
+              "correct": true,
+              "why": "Right: the native kernel then runs almost exactly the instructions it would have without pvops."
+            },
+            {
+              "text": "The paravirtual paths are compiled out when the kernel detects bare metal.",
+              "correct": false,
+              "why": "No: nothing is recompiled at boot. The same binary carries every implementation; the table and the patched call sites choose among them."
+            },
+            {
+              "text": "On bare metal every hypercall is trapped and ignored by the CPU.",
+              "correct": false,
+              "why": "No: on bare metal the pvops table points at native operations, so no hypercall is made."
+            }
+          ]
+        },
+        {
+          "id": "virtqueue",
+          "kind": "choice",
+          "prompt": "Which are the three parts of a (split) virtio virtqueue in guest memory? Choose every one that applies.",
+          "options": [
+            {
+              "text": "The descriptor table",
+              "correct": true,
+              "why": "Yes: each entry describes one buffer (guest physical address, length, flags), chained for scatter-gather."
+            },
+            {
+              "text": "The available ring",
+              "correct": true,
+              "why": "Yes: the driver publishes there the heads of the descriptor chains it offers the device."
+            },
+            {
+              "text": "The used ring",
+              "correct": true,
+              "why": "Yes: the device returns finished chains there, with the number of bytes written."
+            },
+            {
+              "text": "The grant table",
+              "correct": false,
+              "why": "No: grant tables are Xen's mechanism for sharing pages between domains. A virtio device (in the VMM, the host kernel or hardware) can already reach the guest memory that the descriptors point at."
+            }
+          ]
+        },
+        {
+          "id": "lab08-pirq",
+          "kind": "explain",
+          "prompt": "Lab 08 counts dom0's event channels by type: `xen-percpu`, `xen-dyn` and `xen-pirq`. Which of them would a domU with no hardware at all not have, and why? Your answer is kept with lab 08 for your instructor.",
+          "all_of": [
+            "pirq"
+          ],
+          "any_of": [
+            "physical",
+            "hardware",
+            "device"
+          ],
+          "lab": "08-xen",
+          "why": "`xen-pirq` channels carry physical interrupts (from real devices: here the keyboard controller, the RTC and ACPI) that Xen routes to the domain driving that hardware. A domU with no hardware at all has no physical interrupts to receive, so it has none; it still has per-vCPU channels (timer VIRQ, IPIs) and dynamic ones (XenBus, its console, its PV devices)."
+        }
+      ]
+    },
+    "partitioning": {
+      "questions": [
+        {
+          "id": "divided",
+          "kind": "choice",
+          "prompt": "Sun's LDoms hypervisor assigns hardware threads to domains. What makes this partitioning rather than a virtual machine in the sense of later chapters?",
+          "options": [
+            {
+              "text": "Each domain owns its threads outright, so the hypervisor does not time-slice CPUs between domains: capacity is divided, not shared by scheduling.",
+              "correct": true,
+              "why": "Right: that is the defining property. Once a platform pools processors and time-slices them (POWER5 micro-partitioning), the partition has become a hypervisor-scheduled virtual machine."
+            },
+            {
+              "text": "The guest kernels are unmodified and do not know they run in a domain.",
+              "correct": false,
+              "why": "No: sun4v guests call the hypervisor through a defined interface, as AIX, IBM i and Linux on POWER do through PAPR. Partitioning here is paravirtual by design."
+            },
+            {
+              "text": "No hypervisor is involved at all; the hardware alone separates the domains.",
+              "correct": false,
+              "why": "No: that describes physical partitions (Dynamic System Domains, nPartitions). Logical domains have a small firmware hypervisor, the sun4v hypervisor."
+            }
+          ]
+        },
+        {
+          "id": "slice-lacks",
+          "kind": "choice",
+          "prompt": "The lab builds slices of one Linux machine from a cpuset and a memory cgroup. Which of these does such a slice NOT give you, where an LPAR does? Choose every one that applies.",
+          "options": [
+            {
+              "text": "A kernel of its own",
+              "correct": true,
+              "why": "Right: every slice runs on the one host kernel, so all slices share its version, its configuration and its bugs."
+            },
+            {
+              "text": "Survival when another slice's work panics the kernel",
+              "correct": true,
+              "why": "Right: a kernel panic takes every slice down; an LPAR's panic stays inside that partition."
+            },
+            {
+              "text": "A boundary enforced by something other than the kernel the workloads call into",
+              "correct": true,
+              "why": "Right: the cgroup limits are enforced by the same kernel whose whole system-call interface every slice can reach."
+            },
+            {
+              "text": "Confinement of the group's processes to a chosen set of CPUs",
+              "correct": false,
+              "why": "That one a slice does give: `cpuset.cpus` restricts where the scheduler may run the group's processes, and the lab checks it from /proc."
+            }
+          ]
+        },
+        {
+          "id": "partition-file",
+          "kind": "text",
+          "prompt": "In cgroup v2, which cpuset file turns a cpuset into a partition, taking its CPUs away from its parent's other children?",
+          "accept": [
+            "cpuset.cpus.partition"
+          ],
+          "why": "`cpuset.cpus.partition`: writing `root` (or `isolated`) to it makes the cgroup a partition root whose CPUs no sibling can use."
+        },
+        {
+          "id": "over-limit",
+          "kind": "choice",
+          "prompt": "A slice's processes need more memory than its cgroup v2 `memory.max` allows, and reclaim cannot free enough. What happens?",
+          "options": [
+            {
+              "text": "The kernel's OOM killer kills a process inside that cgroup.",
+              "correct": true,
+              "why": "Right: the memory controller reclaims from the group first and then invokes the OOM killer within the group, leaving the other slices alone."
+            },
+            {
+              "text": "The group's pages are taken from another slice's share.",
+              "correct": false,
+              "why": "No: `memory.max` is a hard limit on the group's charge; exceeding it is not allowed by borrowing."
+            },
+            {
+              "text": "The allocation succeeds and the limit is raised automatically.",
+              "correct": false,
+              "why": "No: nothing raises the limit on its own; an administrator (or a management daemon) would have to write a new value."
+            }
+          ]
+        },
+        {
+          "id": "vios",
+          "kind": "choice",
+          "prompt": "On IBM POWER, dozens of LPARs cannot each have their own physical disk and network adapters. What is the usual answer?",
+          "options": [
+            {
+              "text": "A Virtual I/O Server partition owns the physical adapters and serves virtual SCSI disks and network access to the other partitions.",
+              "correct": true,
+              "why": "Right: the same split-driver idea as Xen's driver domains, met again in the Paravirtualization chapter."
+            },
+            {
+              "text": "The POWER Hypervisor contains the disk and network drivers for every adapter.",
+              "correct": false,
+              "why": "No: the firmware hypervisor stays small; the drivers for physical adapters run in the Virtual I/O Server, an ordinary partition."
+            },
+            {
+              "text": "Every partition emulates its own adapter in software, as QEMU does.",
+              "correct": false,
+              "why": "No: partitions use virtual devices defined by the platform (PAPR), served by the VIOS, not full emulations of real adapters."
+            }
+          ]
+        }
+      ]
+    },
+    "pv-drivers": {
+      "questions": [
+        {
+          "id": "ide-vs-virtio",
+          "kind": "choice",
+          "prompt": "Why does a small read cost a guest far more through an emulated IDE disk than through virtio-blk?",
+          "options": [
+            {
+              "text": "IDE's driver programs the request through several separate I/O-port writes (sector count, address bytes, drive, command), each one a trip to the device model; virtio-blk describes the request in memory and notifies the device once.",
+              "correct": true,
+              "why": "Right: the cost is in the register accesses, not in moving the data. IDE also has no queue, so requests cannot be batched."
+            },
+            {
+              "text": "IDE transfers data one bit at a time.",
+              "correct": false,
+              "why": "No: IDE's data port moves whole words, and bus-master DMA moves whole buffers; its problem under virtualization is the number of register accesses per request."
+            },
+            {
+              "text": "virtio-blk compresses the data before the host writes it.",
+              "correct": false,
+              "why": "No: virtio-blk moves the same data; it saves exits and interrupts, not bytes."
+            }
+          ]
+        },
+        {
+          "id": "vhost",
+          "kind": "choice",
+          "prompt": "With vhost-net, where does the virtio network backend run?",
+          "options": [
+            {
+              "text": "In a kernel thread on the host: kicks arrive through an ioeventfd and interrupts leave through an irqfd, without a trip through QEMU.",
+              "correct": true,
+              "why": "Right: vhost moves the data path out of the QEMU process into the host kernel (Linux 2.6.34)."
+            },
+            {
+              "text": "In a QEMU thread in user space",
+              "correct": false,
+              "why": "No: that is the plain QEMU virtio-net device, which vhost-net replaces on the data path."
+            },
+            {
+              "text": "On the network card, which implements the virtio rings itself",
+              "correct": false,
+              "why": "No: that is vDPA."
+            }
+          ]
+        },
+        {
+          "id": "inside",
+          "kind": "choice",
+          "prompt": "Why does lab 11 measure I/O inside the guest rather than from the host?",
+          "options": [
+            {
+              "text": "From the host the guest's I/O is just QEMU's I/O; the exits and device-model work the guest pays to reach QEMU only show inside.",
+              "correct": true,
+              "why": "Right: what the emulated and paravirtual devices differ in is the guest's path to the device model."
+            },
+            {
+              "text": "The host cannot see a guest's disk image at all.",
+              "correct": false,
+              "why": "No: the image is an ordinary host file; the host sees every read and write QEMU makes to it. It just does not see what each cost the guest."
+            },
+            {
+              "text": "Host timers are not accurate enough.",
+              "correct": false,
+              "why": "No: host clocks are fine. The point is which costs a measurement includes."
+            }
+          ]
+        },
+        {
+          "id": "virtualizes-well",
+          "kind": "choice",
+          "prompt": "Which properties make a device interface virtualize well? Choose every one that applies.",
+          "options": [
+            {
+              "text": "Requests and data described in rings in memory",
+              "correct": true,
+              "why": "Yes: the backend reads them directly, with no register access per field."
+            },
+            {
+              "text": "One doorbell write per batch of requests",
+              "correct": true,
+              "why": "Yes: one notification (one exit) can cover many requests."
+            },
+            {
+              "text": "Notifications the other side can suppress while it is busy",
+              "correct": true,
+              "why": "Yes: a busy queue then runs with few kicks and few interrupts."
+            },
+            {
+              "text": "Many small status registers the driver reads after each operation",
+              "correct": false,
+              "why": "No: every register read is a trip to the device model; this is what makes old devices slow in emulation."
+            }
+          ]
+        },
+        {
+          "id": "passthrough",
+          "kind": "choice",
+          "prompt": "Device pass-through (VFIO, SR-IOV) removes the software device model entirely. What does the guest give up?",
+          "options": [
+            {
+              "text": "Independence from that hardware: the guest is tied to the assigned device, and live migration becomes hard.",
+              "correct": true,
+              "why": "Right: the guest drives real hardware whose state the hypervisor cannot easily save and recreate elsewhere."
+            },
+            {
+              "text": "Isolation: without a device model, the guest can reach all host memory through the device.",
+              "correct": false,
+              "why": "No: VFIO assigns devices behind an IOMMU, which confines the device's DMA to the guest's memory."
+            },
+            {
+              "text": "Interrupts: a passed-through device can only be polled.",
+              "correct": false,
+              "why": "No: assigned devices deliver interrupts to the guest (remapped by the IOMMU, often posted directly)."
+            }
+          ]
+        }
+      ]
+    },
+    "uml": {
+      "questions": [
+        {
+          "id": "sysemu",
+          "kind": "choice",
+          "prompt": "The host kernel gained `PTRACE_SYSEMU` for UML's sake. What does it do that `PTRACE_SYSCALL` does not?",
+          "options": [
+            {
+              "text": "It stops the tracee at system-call entry and skips the host's execution of the call, so there is one stop per guest call instead of two.",
+              "correct": true,
+              "why": "Right: with `PTRACE_SYSCALL` the tracer sees a stop at entry and another at exit, and has to neutralise the host call; `PTRACE_SYSEMU` saves one of the two stops."
+            },
+            {
+              "text": "It runs the guest's system call on the host, as a host system call, without stopping.",
+              "correct": false,
+              "why": "No: that would be wrong for UML. The call was meant for the guest kernel, so the host must not execute it."
+            },
+            {
+              "text": "It lets the traced process read the UML kernel's memory directly.",
+              "correct": false,
+              "why": "No: it changes how system calls stop; it gives no access to the tracer's memory."
+            }
+          ]
+        },
+        {
+          "id": "native",
+          "kind": "choice",
+          "prompt": "Which of these runs at about native speed inside a UML guest?",
+          "options": [
+            {
+              "text": "A CPU-bound arithmetic loop",
+              "correct": true,
+              "why": "Right: guest user code is ordinary host user code; nothing is translated. Only entering the (guest) kernel is expensive."
+            },
+            {
+              "text": "A loop of one-byte `read` and `write` calls",
+              "correct": false,
+              "why": "No: every guest system call costs host context switches to the UML kernel process and back, plus host calls of its own."
+            },
+            {
+              "text": "A shell script that starts many short processes",
+              "correct": false,
+              "why": "No: process creation combines system calls, page faults (each a SIGSEGV to the UML kernel) and new address spaces, all expensive under UML."
+            }
+          ]
+        },
+        {
+          "id": "page-fault",
+          "kind": "text",
+          "prompt": "A process inside UML touches a page that is not mapped yet. Which host signal tells the UML kernel about the page fault? (its name, e.g. SIGxxx)",
+          "accept": [
+            "SIGSEGV",
+            "SEGV"
+          ],
+          "why": "`SIGSEGV`: the host delivers it to the guest process, and the UML kernel handles it as a page fault, then maps the page through the stub."
+        },
+        {
+          "id": "seccomp-mode",
+          "kind": "choice",
+          "prompt": "With `seccomp=on` (Linux 6.16 and later), how does a guest process's system call reach the UML kernel?",
+          "options": [
+            {
+              "text": "A seccomp filter makes the call return `SECCOMP_RET_TRAP`, so the host delivers `SIGSYS` to the process itself; the stub's handler wakes the UML kernel through a futex and waits.",
+              "correct": true,
+              "why": "Right: no tracer and no `PTRACE_GETREGS`: the registers are in the signal frame, in pages shared with the UML kernel. Still two context switches per call."
+            },
+            {
+              "text": "The UML kernel traces the process with ptrace and is woken from `waitpid` at every call.",
+              "correct": false,
+              "why": "No: that is the ptrace mode (`seccomp=off`). In seccomp mode a `uml-userspace` process has no tracer."
+            },
+            {
+              "text": "The call causes a VM exit that KVM forwards to the UML kernel.",
+              "correct": false,
+              "why": "No: UML uses no hardware virtualization at all; it runs on plain host processes and signals."
+            }
+          ]
+        },
+        {
+          "id": "tt-mode",
+          "kind": "choice",
+          "prompt": "Why was UML's original tt (tracing thread) mode slow and hard to make safe?",
+          "options": [
+            {
+              "text": "The UML kernel was mapped into every guest process's address space, so it had to be write-protected on every switch to user code, and any hole exposed the guest kernel.",
+              "correct": true,
+              "why": "Right: skas mode moved the UML kernel into a host process of its own; tt mode was removed in Linux 2.6.24."
+            },
+            {
+              "text": "It needed a patched host kernel with `/proc/mm`.",
+              "correct": false,
+              "why": "No: that was skas3. tt mode needed no host changes at all."
+            },
+            {
+              "text": "It emulated every guest instruction in software.",
+              "correct": false,
+              "why": "No: no UML mode translates or interprets instructions; guest code always ran natively."
+            }
+          ]
+        }
+      ]
     }
-  }
+  },
+  "index": "introduction"
 };

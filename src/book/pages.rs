@@ -116,7 +116,8 @@ pub(crate) fn plan(book: &Book, cat: &Catalog) -> anyhow::Result<Plan> {
     }
     let mut plan = Plan::default();
     plan.writes.push((summary_path, summary_text(&summary, cat)));
-    let quizzes = super::quiz::Quizzes::load(book, cat)?;
+    let mut quizzes = super::quiz::Quizzes::load(book, cat)?;
+    quizzes.index = chapters.first().map(|c| c.link.trim_end_matches(".md").to_string());
     plan.writes.push((book.root.join("vlab").join("quizzes.js"), quizzes.script()));
     for lab in &cat.labs {
         plan.writes.push((src.join("labs").join(format!("{}.md", lab.id)), lab_page(book, lab, &chapters)?));

@@ -109,6 +109,9 @@ pub(crate) struct Quiz {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub(crate) struct Quizzes {
     pub(crate) chapters: BTreeMap<String, Quiz>,
+    /// The chapter the book's index.html shows (its first), for `quiz.js`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) index: Option<String>,
 }
 
 /// A chapter's quiz score, as `vlab status` and the book's sidebar show it.
@@ -308,7 +311,7 @@ fn load_file(path: &Path, cat: &Catalog) -> Result<Quiz, LoadError> {
                 }
             }
             Kind::Number => {
-                if !raw.answer.is_some_and(f64::is_finite) || !(raw.tolerance.is_finite() && raw.tolerance >= 0.0) {
+                if !(raw.answer.is_some_and(f64::is_finite) && raw.tolerance.is_finite() && raw.tolerance >= 0.0) {
                     return Err(fail("a number question needs `answer = <number>` (and `tolerance` ≥ 0)".into()));
                 }
             }
