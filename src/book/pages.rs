@@ -62,13 +62,13 @@ impl Plan {
 }
 
 /// A chapter line of SUMMARY.md: `  - [Title](file.md)`.
-struct Entry {
+pub(super) struct Entry {
     indent: String,
     title: String,
-    link: String,
+    pub(super) link: String,
 }
 
-fn parse_entry(line: &str) -> Option<Entry> {
+pub(super) fn parse_entry(line: &str) -> Option<Entry> {
     let trimmed = line.trim_start();
     let indent = line[..line.len() - trimmed.len()].to_string();
     let rest = trimmed.strip_prefix("- ").or_else(|| trimmed.strip_prefix("* ")).unwrap_or(trimmed);
@@ -116,8 +116,7 @@ pub(crate) fn plan(book: &Book, cat: &Catalog) -> anyhow::Result<Plan> {
     }
     let mut plan = Plan::default();
     plan.writes.push((summary_path, summary_text(&summary, cat)));
-    let mut quizzes = super::quiz::Quizzes::load(book, cat)?;
-    quizzes.index = chapters.first().map(|c| c.link.trim_end_matches(".md").to_string());
+    let quizzes = super::quiz::Quizzes::load(book, cat)?;
     plan.writes.push((book.root.join("vlab").join("quizzes.js"), quizzes.script()));
     for lab in &cat.labs {
         plan.writes.push((src.join("labs").join(format!("{}.md", lab.id)), lab_page(book, lab, &chapters)?));

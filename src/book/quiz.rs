@@ -112,6 +112,9 @@ pub(crate) struct Quizzes {
     /// The chapter the book's index.html shows (its first), for `quiz.js`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) index: Option<String>,
+    /// Chapters with a quiz, in the book's order (SUMMARY.md).
+    #[serde(skip)]
+    pub(crate) order: Vec<String>,
 }
 
 /// A chapter's quiz score, as `vlab status` and the book's sidebar show it.
@@ -203,7 +206,14 @@ impl Quizzes {
             }
         };
         files.sort();
-        let mut out = Quizzes::default();
+        // The book's chapter order, for people; the generated script keeps its keys sorted.
+        let summary = std::fs::read_to_string(book.src().join("SUMMARY.md")).unwrap_or_default();
+        let chapters: Vec<String> = summary
+            .lines()
+            .filter_map(super::pages::parse_entry)
+            .map(|e| e.link.trim_end_matches(".md").to_string())
+            .collect();
+        let mut out = Quizzes { index: chapters.first().cloned(), ..Quizzes::default() };
         for path in files {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             if !book.src().join(format!("{stem}.md")).is_file() {
@@ -219,6 +229,8 @@ impl Quizzes {
             let quiz = load_file(&path, cat)?;
             out.chapters.insert(stem, quiz);
         }
+        out.order = chapters.into_iter().filter(|c| out.chapters.contains_key(c)).collect();
+        out.order.extend(out.chapters.keys().filter(|c| !out.order.contains(c)).cloned().collect::<Vec<_>>());
         Ok(out)
     }
 

@@ -155,10 +155,10 @@ pub(crate) fn status(cat: &Catalog, state: &State, quizzes: &Quizzes, s: &Style)
     if !scores.is_empty() {
         let _ = writeln!(out, "\nchapter quizzes (in the book; `vlab serve` records your answers)");
     }
-    for (chapter, q) in &scores {
+    for (chapter, q) in quizzes.order.iter().filter_map(|c| Some((c, scores.get(c)?))) {
         let line = format!("quiz: {}/{} correct", q.correct, q.questions);
         let line = match q.answered {
-            0 => s.dim(&format!("{line}, not taken")),
+            0 => s.dim(&format!("quiz: not taken ({} questions)", q.questions)),
             n if n < q.questions => format!("{line}, {} unanswered", q.questions - n),
             _ if q.correct == q.questions => s.green(&line),
             _ => line,
