@@ -121,7 +121,7 @@ impl State {
         now: u64,
     ) {
         let slot = self.quizzes.entry(chapter.to_string()).or_default();
-        let attempts = slot.get(&q.id).map_or(0, |a| a.attempts) + 1;
+        let attempts = slot.get(&q.id).map_or(0, |a| a.attempts).saturating_add(1);
         if q.kind == crate::book::quiz::Kind::Explain
             && let Some(lab) = &q.lab
         {

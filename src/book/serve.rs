@@ -3,7 +3,11 @@
 //! live lab status. The book's own script (book/vlab/live.js) polls that
 //! endpoint: it marks labs and steps with their last check result and reloads
 //! the page when the generation changes. `/_vlab/compare.svg` draws the
-//! reader's comparison chart for the choosing chapter.
+//! reader's comparison chart for the choosing chapter. The book's quiz.js
+//! posts each quiz answer to `/_vlab/quiz`; the server grades it against
+//! book/quizzes/ itself and records it in the workspace state. That POST is
+//! the only request with a body: same-origin JSON only, bounded in size, and
+//! naming a question the book has.
 //!
 //! Builds go to scratch directories that are removed on exit and on Ctrl-C or
 //! SIGTERM, so a served book leaves nothing behind.
