@@ -547,7 +547,7 @@ fn quiz_in_a_browser() {
         10,
         "the chapter's quiz score in the sidebar",
     );
-    b.eval(&format!("{}.scrollIntoView()", box_of(&right["id"])));
+    b.eval(&format!("{}.scrollIntoView()", box_of(&wrong["id"])));
     b.screenshot(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/quiz.png"));
     b.goto(&format!("{base}bare-metal.html"));
     b.wait_for(&format!("{}.dataset.answered === 'true'", box_of(&right["id"])), 5, "the earlier answer restored");
@@ -564,6 +564,8 @@ fn quiz_in_a_browser() {
     b.eval(&format!("{q}.querySelector('textarea').value = {text:?}; {q}.querySelector('.vlab-check').click()"));
     b.wait_for(&format!("{q}.querySelector('.vlab-feedback').dataset.result === 'correct'"), 5, "keywords found");
     b.wait_for(&format!("{q}.dataset.recorded === 'server'"), 10, "the explanation recorded");
+    b.eval(&format!("{q}.scrollIntoView()"));
+    b.screenshot(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/quiz-explain.png"));
     let (st, _) = status(ws.path(), &labs);
     let lab =
         b.eval(&format!("window.vlabQuizzes.chapters.paravirtualization.questions.find(q => q.id === '{qid}').lab"));

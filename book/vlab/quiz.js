@@ -134,7 +134,10 @@
         if (q.kind === "explain") {
             return correct
                 ? "Saved. Your answer names the key ideas; compare it with the explanation below."
-                : "Saved. Your answer misses some key ideas the lab looks for; compare it with the explanation below.";
+                : "Saved. Your answer misses some of the key ideas; compare it with the explanation below.";
+        }
+        if (q.kind === "choice") {
+            return correct ? "Correct. Each option's explanation is shown above." : "Not quite. Each option's explanation is shown above.";
         }
         return correct ? "Correct." : "Not quite.";
     }
@@ -225,6 +228,12 @@
             }
             input.setAttribute("aria-label", "Your answer to question " + n);
             box.append(input);
+        }
+        // The verdict, then the explanation, then the buttons.
+        const feedback = el("p", "vlab-feedback");
+        feedback.setAttribute("role", "status");
+        box.append(feedback);
+        if (q.kind !== "choice") {
             const why = rich("div", "vlab-why", q.why);
             why.hidden = true;
             box.append(why);
@@ -234,9 +243,7 @@
         const retry = el("button", "vlab-retry", "Try again");
         retry.type = "button";
         retry.hidden = true;
-        const feedback = el("p", "vlab-feedback");
-        feedback.setAttribute("role", "status");
-        box.append(check, retry, feedback);
+        box.append(check, retry);
         check.addEventListener("click", () => {
             const answer = currentAnswer(box, q);
             const correct = grade(q, answer);

@@ -62,7 +62,7 @@ window.vlabQuizzes = {
         {
           "id": "baseline-context",
           "kind": "choice",
-          "prompt": "Which of these change what a null system call costs, so that a baseline from another machine, or from before a kernel update, is not yours? Choose every one that applies.",
+          "prompt": "Which of these change what a null system call costs, so that a baseline from another machine, or from before a kernel update, is not yours?",
           "options": [
             {
               "text": "The speculative-execution mitigations in force, such as kernel page-table isolation (KPTI)",
@@ -268,7 +268,7 @@ window.vlabQuizzes = {
         {
           "id": "see-or-use",
           "kind": "choice",
-          "prompt": "Namespaces control what a container can see; cgroups control how much it can use. Which of these are namespaces' job? Choose every one that applies.",
+          "prompt": "Namespaces control what a container can see; cgroups control how much it can use. Which of these are namespaces' job?",
           "options": [
             {
               "text": "Its own hostname",
@@ -436,7 +436,7 @@ window.vlabQuizzes = {
         {
           "id": "nested-paging",
           "kind": "choice",
-          "prompt": "What did nested paging (Intel EPT, AMD NPT) let a hypervisor stop doing? Choose every one that applies.",
+          "prompt": "What did nested paging (Intel EPT, AMD NPT) let a hypervisor stop doing?",
           "options": [
             {
               "text": "Keeping shadow page tables for each guest",
@@ -629,7 +629,7 @@ window.vlabQuizzes = {
         {
           "id": "virtqueue",
           "kind": "choice",
-          "prompt": "Which are the three parts of a (split) virtio virtqueue in guest memory? Choose every one that applies.",
+          "prompt": "Which are the three parts of a (split) virtio virtqueue in guest memory?",
           "options": [
             {
               "text": "The descriptor table",
@@ -697,7 +697,7 @@ window.vlabQuizzes = {
         {
           "id": "slice-lacks",
           "kind": "choice",
-          "prompt": "The lab builds slices of one Linux machine from a cpuset and a memory cgroup. Which of these does such a slice NOT give you, where an LPAR does? Choose every one that applies.",
+          "prompt": "The lab builds slices of one Linux machine from a cpuset and a memory cgroup. Which of these does such a slice NOT give you, where an LPAR does?",
           "options": [
             {
               "text": "A kernel of its own",
@@ -847,7 +847,7 @@ window.vlabQuizzes = {
         {
           "id": "virtualizes-well",
           "kind": "choice",
-          "prompt": "Which properties make a device interface virtualize well? Choose every one that applies.",
+          "prompt": "Which properties make a device interface virtualize well?",
           "options": [
             {
               "text": "Requests and data described in rings in memory",
