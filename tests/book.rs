@@ -571,6 +571,11 @@ fn quiz_in_a_browser() {
         b.eval(&format!("window.vlabQuizzes.chapters.paravirtualization.questions.find(q => q.id === '{qid}').lab"));
     let kept = &st["labs"][lab.as_str().unwrap()]["explain"][qid];
     assert_eq!((kept["answer"].as_str(), &kept["keywords_found"]), (Some(text), &Value::Bool(true)), "{st}");
+    // The lab's own page asks the same question, showing the answer given.
+    b.goto(&format!("{base}labs/{}.html", lab.as_str().unwrap()));
+    let q = format!("document.querySelector('.vlab-question[data-question={qid}]')");
+    b.wait_for(&format!("{q} && {q}.dataset.answered === 'true'"), 10, "the lab page's explain question, answered");
+    assert_eq!(b.eval(&format!("{q}.querySelector('textarea').value")), text);
 
     // Hostile posts: a cross-site form, another origin, oversize, unknown ids.
     let post = |headers: &str, body: &str| {
