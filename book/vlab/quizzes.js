@@ -288,7 +288,7 @@ window.vlabQuizzes = {
             {
               "text": "A cap on how many processes it may create",
               "correct": false,
-              "why": "No: that is the `pids` cgroup controller, which stops fork bombs. A PID namespace renumbers processes; it does not limit them."
+              "why": "No: that is the `pids` cgroup controller, which stops fork bombs. A PID namespace gives processes their own numbers; capping how many a group may create is the pids controller's job."
             },
             {
               "text": "A cap on the memory it may use",
@@ -755,7 +755,7 @@ window.vlabQuizzes = {
         {
           "id": "vios",
           "kind": "choice",
-          "prompt": "On IBM POWER, dozens of LPARs cannot each have their own physical disk and network adapters. What is the usual answer?",
+          "prompt": "Giving each of dozens of LPARs its own physical disk and network adapters does not scale. What is the usual answer on IBM POWER?",
           "options": [
             {
               "text": "A Virtual I/O Server partition owns the physical adapters and serves virtual SCSI disks and network access to the other partitions.",
@@ -770,7 +770,7 @@ window.vlabQuizzes = {
             {
               "text": "Every partition emulates its own adapter in software, as QEMU does.",
               "correct": false,
-              "why": "No: partitions use virtual devices defined by the platform (PAPR), served by the VIOS, not full emulations of real adapters."
+              "why": "No: partitions use virtual devices defined by the platform (PAPR), backed by the hypervisor and the VIOS, not full emulations of real adapters."
             }
           ]
         }
