@@ -612,6 +612,11 @@ fn quiz_in_a_browser() {
     }
     b.eval(&format!("{q}.querySelector('.vlab-check').click()"));
     b.wait_for(&format!("{q}.dataset.recorded === 'local'"), 5, "a local-only answer");
+    b.wait_for(
+        &format!("(document.querySelector('#mdbook-sidebar .vlab-quiz-badge[data-chapter=bare-metal]') || {{}}).textContent === 'quiz 1/{questions}'"),
+        5,
+        "the browser's own score in the sidebar",
+    );
     let problems = b.take_problems();
     assert!(problems.is_empty(), "{}", browser::describe(&problems));
 }

@@ -5,7 +5,8 @@
 // it works from file:// and under any web server. Every answer is kept in
 // localStorage; when the book is served by `vlab serve` it is also posted to
 // the server, which grades it again itself and records it in the workspace
-// (`vlab status` and the sidebar show the score).
+// (`vlab status` and live.js's sidebar badges show the score); elsewhere the
+// sidebar shows the score kept in this browser.
 (function () {
     "use strict";
     const data = window.vlabQuizzes;
@@ -27,10 +28,13 @@
             }
         });
     });
+    const served = location.protocol === "http:" || location.protocol === "https:";
+    if (!served) {
+        localSidebar();
+    }
     if (items.length === 0) {
         return;
     }
-    const served = location.protocol === "http:" || location.protocol === "https:";
     const root = typeof path_to_root === "string" ? path_to_root : "";
 
     function el(tag, cls, text) {
@@ -87,6 +91,34 @@
         } catch (e) {
             return {};
         }
+    }
+
+    // Opened without vlab (file://, another server): the sidebar shows the
+    // scores kept in this browser. Served by vlab, live.js shows the recorded ones.
+    function localSidebar() {
+        document.querySelectorAll("#mdbook-sidebar a[href]").forEach((a) => {
+            const href = a.getAttribute("href");
+            const m = href.match(/(?:^|\/)([a-z0-9-]+)\.html$/);
+            const quiz = m && !/(?:^|\/)labs\//.test(href) && data.chapters[m[1]];
+            if (!quiz) {
+                return;
+            }
+            const saved = loadSaved(m[1]);
+            const answered = quiz.questions.filter((q) => saved[q.id] && saved[q.id].answer !== undefined);
+            const old = a.querySelector(":scope > .vlab-quiz-badge");
+            if (old) {
+                old.remove();
+            }
+            if (answered.length === 0) {
+                return;
+            }
+            const correct = answered.filter((q) => grade(q, saved[q.id].answer) === true).length;
+            const b = el("span", "vlab-quiz-badge", "quiz " + correct + "/" + quiz.questions.length);
+            b.dataset.chapter = m[1];
+            b.dataset.state = correct === quiz.questions.length ? "done" : "partial";
+            b.title = "chapter quiz, kept in this browser: " + correct + " of " + quiz.questions.length + " correct";
+            a.appendChild(b);
+        });
     }
 
     function save(chapter, id, answer, correct) {
@@ -266,6 +298,9 @@
             showResult(box, q, answer, correct);
             save(chapter, q.id, answer, correct);
             post(box, chapter, q, answer);
+            if (!served) {
+                localSidebar();
+            }
         });
         retry.addEventListener("click", () => reset(box));
         return box;
