@@ -39,11 +39,22 @@ fn text_cell(text: &str) -> String {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text }
 }
 
-/// `(lab, question)` of every explain answer in the results, sorted.
+/// Explain answers a bundle may bring per lab: the manifest is the student's,
+/// and each one is a gradebook column.
+const MAX_EXPLAIN_PER_LAB: usize = 8;
+
+/// `(lab, question)` of every explain answer in the results, sorted: graded
+/// labs only, question ids as quizzes have them, a few per lab.
 fn explain_keys(results: &[SubmissionResult]) -> Vec<(String, String)> {
+    let plausible =
+        |q: &str| q.len() <= 64 && q.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     let mut keys: Vec<(String, String)> = results
         .iter()
-        .flat_map(|r| r.self_reported.iter().flat_map(|(lab, s)| s.explain.keys().map(|q| (lab.clone(), q.clone()))))
+        .flat_map(|r| {
+            r.self_reported.iter().filter(|(lab, _)| r.labs.iter().any(|g| &g.lab == *lab)).flat_map(|(lab, s)| {
+                s.explain.keys().filter(|q| plausible(q)).take(MAX_EXPLAIN_PER_LAB).map(|q| (lab.clone(), q.clone()))
+            })
+        })
         .collect();
     keys.sort();
     keys.dedup();
@@ -268,7 +279,7 @@ pub(crate) fn feedback(catalog: &Catalog, r: &SubmissionResult, policy: &Policy)
             md.push('\n');
         }
         let explained = r.self_reported.get(&lab.lab).map(|s| &s.explain);
-        for (q, a) in explained.into_iter().flatten() {
+        for (q, a) in explained.into_iter().flatten().take(MAX_EXPLAIN_PER_LAB) {
             let found = if a.keywords_found { "names the key ideas" } else { "misses some key ideas" };
             let _ = writeln!(md, "- **{q}** (explain, judged by your instructor; the keyword check says it {found})");
             let _ = writeln!(md, "  > {}", text_cell(&a.question).replace('\n', " "));
@@ -335,6 +346,17 @@ mod tests {
         assert_eq!(rows[1].last().unwrap(), "");
         assert_eq!(rows[2].last().unwrap(), "'=HYPERLINK(\"x\")", "never a formula");
         assert_eq!(text_cell(&"x".repeat(10_000)).len(), MAX_EXPLAIN);
+        // A hostile manifest cannot add columns without bound, nor for labs not graded.
+        let mut flood = result("mal", None);
+        let a = ExplainAnswer { question: "q".into(), answer: "a".into(), keywords_found: false, answered_at: 0 };
+        let many = (0..100).map(|i| (format!("q{i}"), a.clone())).chain([("Bad Id".to_string(), a.clone())]);
+        flood.self_reported.insert("08-xen".into(), LabState { explain: many.collect(), ..Default::default() });
+        flood
+            .self_reported
+            .insert("99-other".into(), LabState { explain: [("q".to_string(), a)].into(), ..Default::default() });
+        let csv = gradebook(&[flood]).unwrap();
+        assert_eq!(csv.lines().next().unwrap().matches("explain ").count(), MAX_EXPLAIN_PER_LAB, "{csv}");
+        assert!(!csv.contains("99-other") && !csv.contains("Bad Id"), "{csv}");
         // Without explain answers the gradebook keeps its columns.
         let plain = gradebook(&[result("bob", None)]).unwrap();
         assert!(!plain.contains("explain"), "{plain}");
