@@ -264,7 +264,8 @@ fn hint(ctx: &Ctx, name: &str, step: Option<&str>) -> anyhow::Result<i32> {
 fn status(ctx: &Ctx) -> anyhow::Result<i32> {
     let cat = ctx.catalog()?;
     let state = State::load(&ctx.ws.meta_dir())?;
-    ctx.emit(&state, || report::status(&cat, &state, &ctx.style))?;
+    let quizzes = crate::book::quiz::Quizzes::beside(&cat)?;
+    ctx.emit(&report::StatusModel::new(&state, &quizzes), || report::status(&cat, &state, &quizzes, &ctx.style))?;
     Ok(0)
 }
 

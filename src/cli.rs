@@ -59,7 +59,7 @@ pub(crate) enum Command {
     },
     /// Show the next hint for a step (default: the first unfinished step)
     Hint { lab: String, step: Option<String> },
-    /// Progress across all labs
+    /// Progress across all labs, and your chapter quiz scores
     Status,
     /// Start a lab over from its starter (your old files are moved aside, not deleted)
     Reset { lab: String },

@@ -2,7 +2,7 @@
 //! (`src/labs/<id>.md`), the lab entries of `SUMMARY.md`, and the blocks
 //! between `<!-- vlab:labs:begin -->`/`<!-- vlab:labs:end -->` (a chapter's
 //! labs) and `<!-- vlab:catalog:begin -->`/`<!-- vlab:catalog:end -->` (every
-//! lab) in chapters. A lab page includes the lab's README.md with mdBook's
+//! lab) in chapters, and `vlab/quizzes.js` from `quizzes/*.toml`. A lab page includes the lab's README.md with mdBook's
 //! `{{#include}}` and renders its lab.toml, so the book and the runner read
 //! the same files.
 
@@ -62,13 +62,13 @@ impl Plan {
 }
 
 /// A chapter line of SUMMARY.md: `  - [Title](file.md)`.
-struct Entry {
+pub(super) struct Entry {
     indent: String,
     title: String,
-    link: String,
+    pub(super) link: String,
 }
 
-fn parse_entry(line: &str) -> Option<Entry> {
+pub(super) fn parse_entry(line: &str) -> Option<Entry> {
     let trimmed = line.trim_start();
     let indent = line[..line.len() - trimmed.len()].to_string();
     let rest = trimmed.strip_prefix("- ").or_else(|| trimmed.strip_prefix("* ")).unwrap_or(trimmed);
@@ -116,6 +116,8 @@ pub(crate) fn plan(book: &Book, cat: &Catalog) -> anyhow::Result<Plan> {
     }
     let mut plan = Plan::default();
     plan.writes.push((summary_path, summary_text(&summary, cat)));
+    let quizzes = super::quiz::Quizzes::load(book, cat)?;
+    plan.writes.push((book.root.join("vlab").join("quizzes.js"), quizzes.script()));
     for lab in &cat.labs {
         plan.writes.push((src.join("labs").join(format!("{}.md", lab.id)), lab_page(book, lab, &chapters)?));
     }
