@@ -26,6 +26,9 @@ const SEARCH_TERMS: &[(&str, &str)] = &[
     ("full-virtualization.md", "Popek"),
     ("pv-drivers.md", "RTL8139"),
     ("choosing.md", "Firecracker"),
+    ("lab-map.md", "difficulties"),
+    ("unusual-hosts.md", "unusual"),
+    ("glossary.md", "VMCB"),
 ];
 
 /// A copy of book/ (without build output) and labs/, side by side, so tests
