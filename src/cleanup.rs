@@ -18,6 +18,8 @@ impl Scratch {
     /// disk when the lab measures I/O: tmpfs would hide block writes).
     pub(crate) fn new_in(parent: &Path, prefix: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(parent)?;
+        // From making the directory to registering it (see `supervisor::making`).
+        let _making = supervisor::making();
         let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
         Ok(Self { _registered: supervisor::path(dir.path().to_path_buf()), dir })
     }

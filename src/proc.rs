@@ -225,6 +225,8 @@ impl Cmd {
         let io_err = |source| ProcError::Io { program: program.clone(), source };
         let stdout = tempfile::tempfile().map_err(io_err)?;
         let stderr = tempfile::tempfile().map_err(io_err)?;
+        // From making its cgroups to registering the child (see `supervisor::making`).
+        let making = supervisor::making();
         let group = match supervisor::run_base() {
             Ok(base) => Some(
                 RunGroup::create(base, &supervisor::run_group_name())
@@ -271,7 +273,6 @@ impl Cmd {
         for (k, v) in &self.env {
             expr = expr.env(k, v);
         }
-        let guard = supervisor::spawning();
         let started = Instant::now();
         let handle = expr.start().map_err(|source| {
             if source.kind() == io::ErrorKind::NotFound {
@@ -282,7 +283,7 @@ impl Cmd {
         })?;
         let pid = handle.pids().first().copied().unwrap_or(0) as i32;
         let registered = supervisor::child(pid);
-        drop(guard);
+        drop(making);
         Ok(Child {
             handle,
             pid,
@@ -462,7 +463,7 @@ fn read_from(file: &File, offset: u64, limit: usize) -> (Vec<u8>, u64) {
 }
 
 fn sweep() {
-    supervisor::sweep_orphans(true);
+    supervisor::sweep_orphans();
 }
 
 /// How long a killed tree may take to die and come back to us for reaping.

@@ -55,9 +55,8 @@ struct State {
     installed: OnceLock<Result<(), SupervisorError>>,
     interrupted: AtomicBool,
     registry: Mutex<Registry>,
-    /// Serialises spawn+register against the orphan sweep, so a sweep never
-    /// mistakes a just-spawned child of another thread for an orphan.
-    spawning: Mutex<()>,
+    /// Held while something is made and registered (see [`making`]).
+    making: Mutex<()>,
     /// Where run groups go, found once per process (finding it makes probe groups).
     run_base: OnceLock<Result<RunBase, CgroupError>>,
     /// Numbers this process's run groups.
@@ -82,7 +81,7 @@ static STATE: State = State {
         cgroups: BTreeSet::new(),
         paths: BTreeSet::new(),
     }),
-    spawning: Mutex::new(()),
+    making: Mutex::new(()),
     run_base: OnceLock::new(),
     runs: AtomicU64::new(0),
 };
@@ -131,14 +130,17 @@ fn on_interrupt() {
     // First, so the main thread (which sees its children die) does not
     // report their deaths as results or exit with its own status.
     STATE.interrupted.store(true, Ordering::SeqCst);
-    kill_everything();
+    // Held until the exit: whatever is being made now is registered first,
+    // and nothing is made after the registry is read.
+    let making = making();
+    kill_everything(&making);
     reap_zombies();
     eprintln!("vlab: interrupted; every child was stopped and scratch files removed");
     std::process::exit(130);
 }
 
 /// Kills all registered groups, cgroups and our descendants, removes registered paths.
-fn kill_everything() {
+fn kill_everything(making: &MutexGuard<'static, ()>) {
     let (groups, cgroups, paths) = {
         let reg = registry();
         (reg.live.clone(), reg.cgroups.clone(), reg.paths.clone())
@@ -154,7 +156,7 @@ fn kill_everything() {
     for dir in &cgroups {
         let _ = cgroup::remove_tree_within(dir, Duration::from_secs(1));
     }
-    sweep_orphans(false);
+    sweep(making, false);
     for path in paths {
         let _ = std::fs::remove_dir_all(&path);
     }
@@ -193,9 +195,13 @@ impl Drop for Registration {
     }
 }
 
-/// Held while a child is started and registered with [`child`].
-pub(crate) fn spawning() -> MutexGuard<'static, ()> {
-    STATE.spawning.lock().unwrap_or_else(|p| p.into_inner())
+/// Held while making something the interrupt handler must know of (starting
+/// a child, making a cgroup or a scratch directory) until it is registered.
+/// The orphan sweep holds it, so it never mistakes a child another thread
+/// just started for an orphan; the interrupt handler takes it and keeps it
+/// until the process exits, so nothing is made that it would not see.
+pub(crate) fn making() -> MutexGuard<'static, ()> {
+    STATE.making.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A child just started, leading process group `pgid`: killed on interrupt
@@ -239,9 +245,13 @@ pub(crate) fn reap_zombies() {
 /// Kills and reaps every direct child of ours that is not the leader of, or
 /// inside, a live registered group, and that we started (by group or by the
 /// environment mark): these are orphans of finished commands, re-parented to us.
-/// With `spare_live` false (Ctrl-C), every child goes.
-pub(crate) fn sweep_orphans(spare_live: bool) {
-    let _guard = spawning();
+/// (On Ctrl-C, every child goes.)
+pub(crate) fn sweep_orphans() {
+    sweep(&making(), true);
+}
+
+/// The sweep, under the lock that keeps children from being started meanwhile.
+fn sweep(_making: &MutexGuard<'static, ()>, spare_live: bool) {
     // Read the live set under the lock: a child spawned meanwhile is in it.
     let (live, spawned) = {
         let reg = registry();

@@ -324,6 +324,8 @@ impl Group {
     pub(crate) fn create(nonce: &str) -> Result<Group, CgroupError> {
         cg::remove_stale();
         let name = format!("{PREFIX}{}-{nonce}", std::process::id());
+        // From making the groups to registering them (see `supervisor::making`).
+        let making = supervisor::making();
         let groups = cg::Group::create(&name, &CONTROLLERS, cg::Place::Own, &cg::Limits::default())?;
         let v2 = groups.is_v2();
         let dirs: BTreeMap<String, PathBuf> = match v2 {
@@ -332,6 +334,7 @@ impl Group {
             false => groups.dirs().iter().cloned().collect(),
         };
         let registered = supervisor::cgroups(groups.dirs().iter().map(|(_, d)| d.clone()).collect());
+        drop(making);
         Ok(Group {
             groups: Some(groups),
             registered: Some(registered),

@@ -57,8 +57,11 @@ impl Jail {
             memory_bytes: Some(limits.memory_bytes),
             deny_block_devices: true,
         };
+        // From making the groups to registering them (see `supervisor::making`).
+        let making = supervisor::making();
         let group = cgroup::Group::create(&format!("{JAIL_PREFIX}{name}"), &controllers, Place::Top, &limits)?;
         let _registered = supervisor::cgroups(group.dirs().iter().map(|(_, d)| d.clone()).collect());
+        drop(making);
         group.add_child(DELEGATED)?;
         // v2 lets only a group without processes give controllers to
         // children: the processes live in sandbox/init, and the
