@@ -114,7 +114,11 @@ pub(crate) fn detect() -> CgroupInfo {
     }
     let v1: Vec<String> = CONTROLLERS.iter().filter(|c| root.join(c).is_dir()).map(|c| c.to_string()).collect();
     if v1.is_empty() {
-        return CgroupInfo { mode: Mode::None, writable: Vec::new(), reason: format!("no cgroup filesystem under {ROOT}") };
+        return CgroupInfo {
+            mode: Mode::None,
+            writable: Vec::new(),
+            reason: format!("no cgroup filesystem under {ROOT}"),
+        };
     }
     let hybrid = is_cgroup2(&root.join("unified"));
     let writable: Vec<String> = v1.into_iter().filter(|c| writable(&root.join(c))).collect();
@@ -201,7 +205,9 @@ pub(crate) fn subdirs(dir: &Path) -> Vec<PathBuf> {
 
 /// The processes in the group `dir` itself (not below it).
 pub(crate) fn procs(dir: &Path) -> Vec<i32> {
-    read(&dir.join("cgroup.procs")).map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect()).unwrap_or_default()
+    read(&dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// SIGKILL to every process in `dir` and below: at once with `cgroup.kill`
@@ -408,7 +414,12 @@ impl Group {
     /// Makes `name` in the hierarchy of each of `controllers` that the host
     /// has (v1), or once with those controllers enabled for it and its
     /// children (v2), and sets `limits`.
-    pub(crate) fn create(name: &str, controllers: &[&str], place: Place, limits: &Limits) -> Result<Group, CgroupError> {
+    pub(crate) fn create(
+        name: &str,
+        controllers: &[&str],
+        place: Place,
+        limits: &Limits,
+    ) -> Result<Group, CgroupError> {
         let v2 = match detect().mode {
             Mode::V2 => true,
             Mode::V1 | Mode::Hybrid => false,
@@ -446,9 +457,10 @@ impl Group {
             copy_cpuset(c, &dir)?;
             match c.as_str() {
                 "pids" => limits.pids.map(|n| write(&dir.join("pids.max"), &n.to_string())).transpose()?,
-                "memory" => {
-                    limits.memory_bytes.map(|n| write(&dir.join("memory.limit_in_bytes"), &n.to_string())).transpose()?
-                }
+                "memory" => limits
+                    .memory_bytes
+                    .map(|n| write(&dir.join("memory.limit_in_bytes"), &n.to_string()))
+                    .transpose()?,
                 "devices" if limits.deny_block_devices => Some(write(&dir.join("devices.deny"), "b *:* rw")?),
                 _ => None,
             };
@@ -658,8 +670,10 @@ impl RunGroup {
             // The kernel keeps per-group byte counts only where a throttle rule
             // applies: a limit no disk reaches makes it count, and slows nothing.
             let rule = dir.path().join("blkio.throttle.write_bps_device");
-            let counted =
-                block_devices().iter().filter(|dev| std::fs::write(&rule, format!("{dev} {}", 1u64 << 50)).is_ok()).count();
+            let counted = block_devices()
+                .iter()
+                .filter(|dev| std::fs::write(&rule, format!("{dev} {}", 1u64 << 50)).is_ok())
+                .count();
             // Where no disk takes a rule, rusage's count stands in (and `dir` is removed as it drops).
             if counted > 0 {
                 group.blkio = Some(dir.path().to_path_buf());
@@ -804,7 +818,8 @@ mod tests {
         let held = Owned::make(&base.join(format!("{PREFIX}999999999-held{:08x}", rand::random::<u32>()))).unwrap();
         backdate(held.path());
         let held_is_live = !abandoned(held.path());
-        let dropped = Owned::make(&base.join(format!("{PREFIX}999999999-dropped{:08x}", rand::random::<u32>()))).unwrap();
+        let dropped =
+            Owned::make(&base.join(format!("{PREFIX}999999999-dropped{:08x}", rand::random::<u32>()))).unwrap();
         let fresh_is_live = !abandoned(dropped.path());
         let path = dropped.abandon();
         backdate(&path);

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use crate::cgroup::{CgroupError, RunGroup};
 pub(crate) use crate::procfs::descendants;
-use crate::procfs::{sigkill, sigkill_group};
 pub use crate::procfs::{ProcInfo, alive, info, processes};
+use crate::procfs::{sigkill, sigkill_group};
 use crate::supervisor::{self, MARK, Registration};
 
 /// Bytes of stdout/stderr kept when read back; the rest is counted, not kept.
@@ -38,7 +38,9 @@ pub enum ProcError {
     Spawn { program: String, source: io::Error },
     #[error("while running `{program}`: {source}")]
     Io { program: String, source: io::Error },
-    #[error("could not start `{program}`: cannot make its cgroup: {source} (`vlab doctor` shows how children are contained here)")]
+    #[error(
+        "could not start `{program}`: cannot make its cgroup: {source} (`vlab doctor` shows how children are contained here)"
+    )]
     Cgroup { program: String, source: CgroupError },
 }
 

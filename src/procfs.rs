@@ -42,6 +42,11 @@ pub(crate) fn descendants(root: i32) -> Vec<i32> {
     out
 }
 
+/// The value of the `key` line (`Cpus_allowed_list:`, `CapEff:`, ...) of a /proc/PID/status text.
+pub(crate) fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
+}
+
 /// True if `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -280,9 +280,10 @@ fn sweep(_making: &MutexGuard<'static, ()>, spare_live: bool) {
             continue;
         }
         // SAFETY: `p` is our own child (its ppid is us), so waitpid reaps it,
-        // and a null status pointer is allowed. ECHILD means someone else
-        // reaped it first: either way it is gone.
-        let _reaped = unsafe { libc::waitpid(p.pid, std::ptr::null_mut(), 0) };
+        // and a null status pointer is allowed.
+        let reaped = unsafe { libc::waitpid(p.pid, std::ptr::null_mut(), 0) };
+        // -1 is ECHILD: another thread reaped it first. Either way it is gone.
+        debug_assert!(reaped == p.pid || reaped == -1, "waitpid({}) returned {reaped}", p.pid);
     }
 }
 

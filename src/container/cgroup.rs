@@ -216,9 +216,13 @@ impl Journal {
         loop {
             let last = stop.load(Ordering::Relaxed);
             let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: one valid pollfd; a timeout or an error only means another round.
-            unsafe { libc::poll(&mut pfd, 1, 20) };
-            self.drain();
+            // SAFETY: one valid pollfd, alive for the call; the result is checked.
+            let ready = unsafe { libc::poll(&mut pfd, 1, 20) };
+            // 0: nothing came within the round. -1 can only be EINTR here (the
+            // fd is ours and valid): the non-blocking drain reads what is there.
+            if ready != 0 || last {
+                self.drain();
+            }
             if last {
                 return self.late;
             }
@@ -386,7 +390,7 @@ impl Group {
                         }
                         for pid in pids {
                             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                            let Some(list) = super::process::status_field(&status, "Cpus_allowed_list:") else {
+                            let Some(list) = crate::procfs::status_field(&status, "Cpus_allowed_list:") else {
                                 continue;
                             };
                             seen.cpus.entry(name.clone()).or_default().extend(parse_cpus(list));
