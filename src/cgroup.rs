@@ -124,13 +124,13 @@ pub(crate) fn detect() -> CgroupInfo {
     let writable: Vec<String> = v1.into_iter().filter(|c| writable(&root.join(c))).collect();
     let mode = if hybrid { Mode::Hybrid } else { Mode::V1 };
     let reason = match (hybrid, writable.is_empty()) {
-        (_, true) => "cgroup v1 controllers are mounted but not writable by this user (run as root)",
-        (true, false) => {
-            "hybrid: v1 controllers with an empty v2 hierarchy at /sys/fs/cgroup/unified (runc works; crun refuses this mode)"
-        }
-        (false, false) => "legacy cgroup v1 hierarchy",
+        (_, true) => "cgroup v1 controllers are mounted but not writable by this user (run as root)".to_string(),
+        (true, false) => format!(
+            "hybrid: v1 controllers with an empty v2 hierarchy at {ROOT}/unified (runc works; crun refuses this mode)"
+        ),
+        (false, false) => "legacy cgroup v1 hierarchy".to_string(),
     };
-    CgroupInfo { mode, writable, reason: reason.into() }
+    CgroupInfo { mode, writable, reason }
 }
 
 /// This process's own group in the hierarchy `v1` names (a v1 controller) or
