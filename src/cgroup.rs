@@ -427,43 +427,33 @@ impl Group {
         };
         let controllers: Vec<String> = controllers.iter().map(|c| c.to_string()).collect();
         let mut group = Group { v2, dirs: Vec::new(), controllers: controllers.clone(), owned: Vec::new() };
-        if v2 {
-            let base = PathBuf::from(ROOT);
-            // Each controller alone: one the host lacks must not stop the others.
-            group.enable(&base);
-            let owned = Owned::make(&base.join(name))?;
-            let dir = owned.path().to_path_buf();
-            group.owned.push(owned);
-            group.dirs.push((String::new(), dir.clone()));
-            group.enable(&dir);
-            if let Some(n) = limits.pids {
-                write(&dir.join("pids.max"), &n.to_string())?;
+        // (controller, where its group goes); on v2 one hierarchy for all.
+        let bases: Vec<(String, PathBuf)> = match v2 {
+            true => vec![(String::new(), PathBuf::from(ROOT))],
+            false => controllers
+                .iter()
+                .filter_map(|c| match place {
+                    Place::Own => own_base(c, false).map(|b| (c.clone(), b)),
+                    Place::Top => Some((c.clone(), Path::new(ROOT).join(c))),
+                })
+                .filter(|(_, b)| b.is_dir())
+                .collect(),
+        };
+        for (c, base) in bases {
+            if v2 {
+                group.enable(&base);
             }
-            if let Some(n) = limits.memory_bytes {
-                write(&dir.join("memory.max"), &n.to_string())?;
-            }
-            return Ok(group);
-        }
-        for c in &controllers {
-            let base = match place {
-                Place::Own => own_base(c, false),
-                Place::Top => Some(Path::new(ROOT).join(c)),
-            };
-            let Some(base) = base.filter(|b| b.is_dir()) else { continue };
             let owned = Owned::make(&base.join(name))?;
             let dir = owned.path().to_path_buf();
             group.owned.push(owned);
             group.dirs.push((c.clone(), dir.clone()));
-            copy_cpuset(c, &dir)?;
-            match c.as_str() {
-                "pids" => limits.pids.map(|n| write(&dir.join("pids.max"), &n.to_string())).transpose()?,
-                "memory" => limits
-                    .memory_bytes
-                    .map(|n| write(&dir.join("memory.limit_in_bytes"), &n.to_string()))
-                    .transpose()?,
-                "devices" if limits.deny_block_devices => Some(write(&dir.join("devices.deny"), "b *:* rw")?),
-                _ => None,
-            };
+            if v2 {
+                group.enable(&dir);
+            }
+            copy_cpuset(&c, &dir)?;
+            for (file, value) in limit_files(&c, v2, limits) {
+                write(&dir.join(file), &value)?;
+            }
         }
         if group.dirs.is_empty() {
             return Err(CgroupError::NoController);
@@ -520,9 +510,29 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
-        // Deepest hierarchy last made, first removed; each `Owned` kills and removes its tree.
+        // In the reverse order they were made; each `Owned` kills and removes its tree.
         while self.owned.pop().is_some() {}
     }
+}
+
+/// The files that set `limits` in a group of `controller` (on v2, "": the one
+/// group of every controller), with their values.
+fn limit_files(controller: &str, v2: bool, limits: &Limits) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(n) = limits.pids
+        && (v2 || controller == "pids")
+    {
+        out.push(("pids.max", n.to_string()));
+    }
+    if let Some(n) = limits.memory_bytes
+        && (v2 || controller == "memory")
+    {
+        out.push((if v2 { "memory.max" } else { "memory.limit_in_bytes" }, n.to_string()));
+    }
+    if limits.deny_block_devices && !v2 && controller == "devices" {
+        out.push(("devices.deny", "b *:* rw".to_string()));
+    }
+    out
 }
 
 /// A v1 cpuset takes no tasks (nor children with CPUs) until it has CPUs and
@@ -792,6 +802,16 @@ mod tests {
     #[test]
     fn detects_some_mode_with_a_reason() {
         assert!(!detect().reason.is_empty());
+    }
+
+    #[test]
+    fn limits_go_to_the_files_of_their_controller() {
+        let l = Limits { pids: Some(10), memory_bytes: Some(4096), deny_block_devices: true };
+        assert_eq!(limit_files("", true, &l), [("pids.max", "10".into()), ("memory.max", "4096".into())]);
+        assert_eq!(limit_files("memory", false, &l), [("memory.limit_in_bytes", "4096".to_string())]);
+        assert_eq!(limit_files("devices", false, &l), [("devices.deny", "b *:* rw".to_string())]);
+        assert!(limit_files("cpu", false, &l).is_empty());
+        assert!(limit_files("pids", false, &Limits::default()).is_empty());
     }
 
     #[test]
