@@ -3,13 +3,7 @@ use vlab::supervisor::{self, Supervisor};
 
 fn main() {
     // Before any child starts: Ctrl-C kills everything vlab started, and orphans come back to be reaped.
-    let supervisor = match Supervisor::install() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("vlab: {e}");
-            std::process::exit(2);
-        }
-    };
+    let _supervisor = Supervisor::install().inspect_err(|e| eprintln!("vlab: {e}")).ok();
     let cli = vlab::cli::Cli::parse();
     let code = match vlab::app::run(cli) {
         Ok(code) => code,
@@ -19,5 +13,5 @@ fn main() {
         }
         Err(_) => 130,
     };
-    supervisor.exit(code);
+    supervisor::exit(code);
 }

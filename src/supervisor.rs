@@ -3,8 +3,7 @@
 //! removed when vlab is interrupted (process groups, cgroups, scratch paths).
 //!
 //! `main` installs it explicitly, before any child starts, and ends through
-//! [`Supervisor::exit`]; nothing installs it as a side effect of running a
-//! child. Owned values (`proc::Child`, `cgroup::Group`, `cleanup::Scratch`)
+//! [`exit`]; nothing installs it as a side effect of running a child. Owned values (`proc::Child`, `cgroup::Group`, `cleanup::Scratch`)
 //! still clean up in `Drop`, with or without it; the registry exists for the
 //! interrupt, where no destructor runs, and the subreaper so that orphans of
 //! killed children come back to vlab to be reaped.
@@ -40,7 +39,7 @@ pub enum SupervisorError {
 }
 
 /// Proof that the supervisor is installed in this process; `main` keeps it
-/// until it exits through [`Supervisor::exit`].
+/// until it ends through [`exit`].
 #[derive(Debug)]
 pub struct Supervisor {
     _installed: (),
@@ -95,29 +94,37 @@ impl Supervisor {
     /// re-parent to it, so the sweep finds and reaps them) and installs the
     /// SIGINT/SIGTERM handler, which kills every registered group and cgroup,
     /// removes every registered path and exits 130. Idempotent: the first
-    /// call does the work, later ones return its result.
+    /// call does the work, later ones return its result. Either half that
+    /// fails leaves the other in place, and vlab still runs, less contained:
+    /// the error says what is missing (a fork-bombed sandbox, say, may have
+    /// no thread left for the handler).
     pub fn install() -> Result<Supervisor, SupervisorError> {
         let done = STATE.installed.get_or_init(|| {
             // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer; no memory is passed. The result is checked.
-            if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-                let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-                return Err(SupervisorError::Subreaper { errno });
+            let subreaper = match unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+            };
+            let handler = ctrlc::set_handler(on_interrupt);
+            match (subreaper, handler) {
+                (_, Err(e)) => Err(SupervisorError::Handler { message: e.to_string() }),
+                (Err(errno), Ok(())) => Err(SupervisorError::Subreaper { errno }),
+                (Ok(()), Ok(())) => Ok(()),
             }
-            ctrlc::set_handler(on_interrupt).map_err(|e| SupervisorError::Handler { message: e.to_string() })
         });
         done.clone().map(|()| Supervisor { _installed: () })
     }
+}
 
-    /// Exits with `code`, unless interrupted: then the handler is cleaning up
-    /// and exits with 130 itself, so this waits for it. Reaps the zombies no
-    /// child handle is left to wait for.
-    pub fn exit(self, code: i32) -> ! {
-        while interrupted() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        reap_zombies();
-        std::process::exit(code)
+/// Exits with `code`, unless interrupted: then the handler is cleaning up and
+/// exits with 130 itself, so this waits for it. Reaps the zombies no child
+/// handle is left to wait for.
+pub fn exit(code: i32) -> ! {
+    while interrupted() {
+        std::thread::sleep(Duration::from_millis(50));
     }
+    reap_zombies();
+    std::process::exit(code)
 }
 
 /// Has Ctrl-C (or SIGTERM) been received? A command that sees its children

@@ -324,7 +324,7 @@ pub(crate) fn remove_abandoned_runc_groups(age: Duration) {
 
 impl Group {
     /// Makes the parent groups, named `vlab-<runner pid>-<nonce>`, after
-    /// removing those runners that no longer exist left behind.
+    /// removing the groups that runners no longer running left behind.
     pub(crate) fn create(nonce: &str) -> Result<Group, CgroupError> {
         cg::remove_stale();
         let name = format!("{PREFIX}{}-{nonce}", std::process::id());
