@@ -3,10 +3,11 @@
 //! removed when vlab is interrupted (process groups, cgroups, scratch paths).
 //!
 //! `main` installs it explicitly, before any child starts, and ends through
-//! [`exit`]; nothing installs it as a side effect of running a child. Owned values (`proc::Child`, `cgroup::Group`, `cleanup::Scratch`)
-//! still clean up in `Drop`, with or without it; the registry exists for the
-//! interrupt, where no destructor runs, and the subreaper so that orphans of
-//! killed children come back to vlab to be reaped.
+//! [`exit`]; nothing installs it as a side effect of running a child. Owned
+//! values (`proc::Child`, `cgroup::Group`, `cleanup::Scratch`) still clean
+//! up in `Drop`, with or without it. The registry exists for the interrupt,
+//! where no destructor runs, and the subreaper so that orphans of killed
+//! children come back to vlab to be reaped.
 //!
 //! A library user without `main` (the integration tests, the benches) calls
 //! [`Supervisor::install`] too: it is idempotent, so every test may. The
