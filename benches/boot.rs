@@ -54,6 +54,8 @@ fn plain_ms(assets: &GuestAssets) -> f64 {
 }
 
 fn main() {
+    // As `main` does: orphans come back here to be reaped, and Ctrl-C kills what the bench started.
+    let _supervisor = vlab::supervisor::Supervisor::install().expect("cannot supervise the bench's children");
     if vlab::host::tools::which("qemu-system-x86_64").is_none() {
         eprintln!("skipped: qemu-system-x86_64 is not installed (`vlab setup`)");
         return;

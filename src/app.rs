@@ -43,7 +43,6 @@ impl Ctx {
 
 /// Runs a command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    crate::cleanup::install_interrupt_handler();
     let ctx = Ctx {
         cli_json: cli.json,
         style: Style::detect(cli.no_color),
@@ -186,7 +185,7 @@ fn run_checks(ctx: &Ctx, lab: &Lab, step: Option<&str>, caps: &host::Capabilitie
     let dir = ctx.ws.require_started(lab)?;
     crate::prepare::prepare(lab, &dir)?;
     let report = check::check_lab(lab, &dir, caps, step)?;
-    if crate::cleanup::interrupted() {
+    if crate::supervisor::interrupted() {
         bail!("interrupted");
     }
     let mut state = State::load(&ctx.ws.meta_dir())?;

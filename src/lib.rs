@@ -10,10 +10,12 @@ pub mod app;
 pub mod book;
 /// The lab catalog: lab.toml files under labs/, loaded and validated.
 pub mod catalog;
+/// cgroups at the bottom: mode detection, groups with limits, the runner's per-child groups, kill and remove.
+pub(crate) mod cgroup;
 /// The check engine: runs a step's checks and returns structured results, with facts and evidence.
 pub mod check;
-/// What must die with vlab: registered process groups and scratch paths, and the Ctrl-C handler.
-pub mod cleanup;
+/// Scratch directories, removed on drop and on Ctrl-C.
+pub(crate) mod cleanup;
 /// Command-line types (clap derive) only.
 pub mod cli;
 /// The reader's comparison of every tier, from the measurements the labs recorded.
@@ -34,12 +36,16 @@ pub(crate) mod kvm;
 pub(crate) mod prepare;
 /// The one way vlab runs a child process: deadline, process group, cgroup, kill on drop.
 pub mod proc;
+/// Processes as /proc shows them (parent, group, state), and SIGKILL that takes "already gone" for done.
+pub(crate) mod procfs;
 /// Results rendered for people (terminal text, chart); `--json` prints the models.
 pub(crate) mod report;
 /// `vlab setup`: install the host packages the labs need from the distribution.
 pub(crate) mod setup;
 /// Progress that outlives one command, stored as JSON in the workspace.
 pub(crate) mod state;
+/// The one supervisor: Ctrl-C handler, child subreaper, and what must die when vlab is interrupted.
+pub mod supervisor;
 /// Visible skips for the unit tests.
 #[cfg(test)]
 mod testing;

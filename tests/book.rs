@@ -198,6 +198,7 @@ fn book_builds_with_vlab_and_loads_nothing_from_the_internet() {
 /// The same book under stock mdbook: the lab pages are real files, so it builds the same pages.
 #[test]
 fn book_builds_with_stock_mdbook() {
+    common::supervise();
     let mdbook = std::env::var_os("PATH")
         .and_then(|p| std::env::split_paths(&p).map(|d| d.join("mdbook")).find(|p| p.is_file()))
         .or_else(|| {
@@ -238,6 +239,7 @@ struct Server {
 
 impl Server {
     fn start(labs: &Path, ws: &Path) -> Server {
+        common::supervise();
         let child = Cmd::new(assert_cmd::cargo::cargo_bin("vlab"))
             .args(["serve", "--port", "0"])
             .env("VLAB_LABS", labs)

@@ -447,8 +447,8 @@ impl Plan {
             }
         }
         for (ctl, dir) in &self.cgroup {
-            let at = if self.cgroup_v2 { "/sys/fs/cgroup".to_string() } else { format!("/sys/fs/cgroup/{ctl}") };
-            push(&[s("--bind"), dir.as_os_str(), OsStr::new(&at)]);
+            let at = crate::cgroup::mount_point(ctl, self.cgroup_v2);
+            push(&[s("--bind"), dir.as_os_str(), at.as_os_str()]);
         }
         if self.privileges.contains(&Privilege::Kvm) {
             push(&[s("--dev-bind-try"), s("/dev/kvm"), s("/dev/kvm")]);
