@@ -31,7 +31,7 @@ fn launcher_ms(launch: &Launch) -> f64 {
 
 /// Milliseconds from QEMU's start to the report, for the plain command.
 fn plain_ms(assets: &GuestAssets) -> f64 {
-    let nonce = vlab::check::fresh_nonce();
+    let nonce = vlab::evidence::fresh_nonce();
     let append = format!("console=ttyS0 panic=-1 vlab.nonce={nonce}");
     let kernel = assets.kernel.vmlinuz();
     let argv: Vec<&str> = vec![

@@ -20,6 +20,8 @@ pub mod cli;
 pub(crate) mod compare;
 /// The container tiers: mount tables, cgroups, namespaced processes, runc, UML, escape probes.
 pub mod container;
+/// The bottom layer: facts, the nonce, outcomes and check results, importing nothing of vlab.
+pub mod evidence;
 /// Files on disk: content hashes, all-or-nothing writes, bounded reads of student-writable files.
 pub mod files;
 /// Instructor grading: re-run the canonical checks on each submission in a sandbox, and export.

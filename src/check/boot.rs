@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::facts::Facts;
+use crate::evidence::Facts;
 use crate::guest::qmp::{Channels, RealQemu, Report};
 use crate::proc::{self, Cmd, ProcError};
 

@@ -1,32 +1,7 @@
-//! Facts the runner gathered about one check run, and the rules that judge them.
-
-use std::collections::BTreeMap;
+//! Judging: the lab's rules held against the facts the runner gathered.
 
 use crate::catalog::FactRule;
-
-/// Fact name → value. Numbers are kept as text and parsed when a rule needs them.
-pub(crate) type Facts = BTreeMap<String, String>;
-
-/// Values substituted into `equals` rules: `{nonce}`, `{workspace}`.
-pub(crate) struct Vars<'a> {
-    pub(crate) nonce: &'a str,
-    pub(crate) workspace: &'a str,
-}
-
-impl Vars<'_> {
-    pub(crate) fn expand(&self, s: &str) -> String {
-        s.replace("{nonce}", self.nonce).replace("{workspace}", self.workspace)
-    }
-}
-
-/// Parses `key=value` lines from a results file; other lines are ignored.
-pub(crate) fn parse_results(text: &str) -> Facts {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (format!("result.{}", k.trim()), v.trim().to_string()))
-        .filter(|(k, _)| k.len() > "result.".len())
-        .collect()
-}
+use crate::evidence::{Facts, Vars};
 
 fn number(facts: &Facts, name: &str) -> Result<f64, String> {
     let raw = facts.get(name).ok_or_else(|| format!("no value for `{name}` was found"))?;
@@ -89,14 +64,6 @@ mod tests {
     }
 
     const VARS: Vars = Vars { nonce: "abc", workspace: "/ws" };
-
-    #[test]
-    fn results_parse_into_prefixed_facts() {
-        let f = parse_results("nonce=abc\ncpu_ms = 12.5\nnoise\n=x\n");
-        assert_eq!(f["result.nonce"], "abc");
-        assert_eq!(f["result.cpu_ms"], "12.5");
-        assert_eq!(f.len(), 2);
-    }
 
     #[test]
     fn equals_expands_vars() {

@@ -16,30 +16,8 @@ use crate::catalog::{Check, CheckKind, Lab, Step};
 use crate::cleanup::Scratch;
 use crate::host::Capabilities;
 use crate::proc::{Cmd, ProcError};
-use facts::{Facts, Vars};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Outcome {
-    Pass,
-    Fail,
-    /// The runner could not run the check (a tool is missing, I/O failed).
-    Error,
-    /// Not runnable on this machine; the message says why. Never a pass.
-    Skipped,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct CheckResult {
-    pub(crate) name: String,
-    pub(crate) outcome: Outcome,
-    pub(crate) message: String,
-    /// The facts the runner gathered (what it saw, not what it was told).
-    pub(crate) evidence: Facts,
-    /// Facts recorded for the cross-tier comparison (only on a pass).
-    pub(crate) recorded: Facts,
-    pub(crate) duration_ms: u64,
-}
+pub(crate) use crate::evidence::{CheckResult, Outcome};
+use crate::evidence::{Facts, Vars, fresh_nonce};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StepResult {
@@ -176,10 +154,6 @@ pub(crate) fn check_step(lab: &Lab, step: &Step, workspace: &Path, caps: &Capabi
 
 /// How the message of a step skipped for the host's sake begins.
 pub(crate) const NOT_RUNNABLE: &str = "not runnable on this machine: ";
-
-pub fn fresh_nonce() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
 
 fn check_name(check: &Check) -> String {
     check.name.clone().unwrap_or_else(|| shown(&check.command))
@@ -385,7 +359,7 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
         Ok(text) => text,
         Err(e) => return Ok(Judged { facts, verdict: Err(format!("$VLAB_RESULTS: {e:#}")) }),
     };
-    facts.extend(facts::parse_results(&result_text));
+    facts.extend(crate::evidence::parse_results(&result_text));
     let nonce_state = match facts.get("result.nonce") {
         Some(n) if n == nonce => "fresh",
         Some(_) => "stale",

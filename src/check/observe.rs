@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::facts::Facts;
+use crate::evidence::Facts;
 use crate::container::escape;
 use crate::proc::{self, Cmd};
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::facts::Facts;
+use crate::evidence::Facts;
 
 #[derive(Default)]
 struct Tally {

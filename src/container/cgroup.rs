@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::check::facts::Facts;
+use crate::evidence::Facts;
 use crate::host::cgroup::{Member, Mode, RunBase, detect};
 
 /// Controllers a lab may use, as v1 names its hierarchies.

@@ -98,7 +98,7 @@ pub(crate) struct CheckEnv {
 
 pub(crate) fn check_env() -> anyhow::Result<CheckEnv> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let nonce = var("VLAB_NONCE").unwrap_or_else(crate::check::fresh_nonce);
+    let nonce = var("VLAB_NONCE").unwrap_or_else(crate::evidence::fresh_nonce);
     let results = var("VLAB_RESULTS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("results.txt"));
     let scratch = var("VLAB_SCRATCH").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     Ok(CheckEnv { nonce, results, scratch })

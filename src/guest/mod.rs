@@ -148,7 +148,7 @@ impl Launch {
     /// sockets; waits for the report, a panic, QEMU's exit or the deadline,
     /// and kills QEMU on every path.
     pub fn boot(&self) -> anyhow::Result<Booted> {
-        let nonce = crate::check::fresh_nonce();
+        let nonce = crate::evidence::fresh_nonce();
         let channels = qmp::Channels::open()?;
         let mut argv = self.argv(&nonce);
         argv.extend(channels.qemu_args());

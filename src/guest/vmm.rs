@@ -145,7 +145,7 @@ pub(crate) fn run_file(file: &Path, nonce: Option<String>) -> anyhow::Result<Vmm
     let code = parse_hex(&text).with_context(|| format!("{}", file.display()))?;
     let nonce = nonce
         .or_else(|| std::env::var("VLAB_NONCE").ok().filter(|n| !n.is_empty()))
-        .unwrap_or_else(crate::check::fresh_nonce);
+        .unwrap_or_else(crate::evidence::fresh_nonce);
     std::thread::spawn(|| {
         std::thread::sleep(WATCHDOG);
         eprintln!(
@@ -189,7 +189,7 @@ pub(crate) fn verdict(command: &[String]) -> anyhow::Result<i32> {
     let code = emu::finish(emu::run_student(command, &[])?)?;
     let caps = crate::host::detect();
     let truth = kvm_facts(&caps.kvm);
-    let answers = crate::check::facts::parse_results(&crate::files::read_regular(&env.results)?);
+    let answers = crate::evidence::parse_results(&crate::files::read_regular(&env.results)?);
     let wrong: Vec<String> = VERDICT_KEYS
         .iter()
         .filter(|k| answers.get(&format!("result.{k}")).map(|v| v.trim()) != truth.get(**k).map(String::as_str))

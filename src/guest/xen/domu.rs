@@ -380,7 +380,7 @@ pub(crate) fn run(config: &Path, timeout: Duration) -> anyhow::Result<i32> {
         )
     })?;
     let assets = ensure()?;
-    let nonce = std::env::var("VLAB_NONCE").ok().filter(|n| !n.is_empty()).unwrap_or_else(crate::check::fresh_nonce);
+    let nonce = std::env::var("VLAB_NONCE").ok().filter(|n| !n.is_empty()).unwrap_or_else(crate::evidence::fresh_nonce);
     let own;
     let dir = match std::env::var_os("VLAB_SCRATCH").map(PathBuf::from).filter(|d| d.is_dir()) {
         Some(d) => d,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::assets::{self, Lock};
-use crate::check::facts::Facts;
+use crate::evidence::Facts;
 use crate::cleanup::Scratch;
 
 /// Debian names its hypervisor packages by Xen's version: xen-hypervisor-X.Y-amd64.
