@@ -27,7 +27,7 @@ struct Ctx {
 impl Ctx {
     fn catalog(&self) -> anyhow::Result<Catalog> {
         let root = find_labs_root(self.labs.as_deref())?;
-        Ok(Catalog::load(&root)?)
+        Ok(Catalog::load_with(&root, &crate::tiers::registry())?)
     }
 
     fn emit<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
@@ -182,7 +182,7 @@ fn pick_lab<'a>(ctx: &Ctx, cat: &'a Catalog, name: Option<&str>) -> anyhow::Resu
 fn run_checks(ctx: &Ctx, lab: &Lab, step: Option<&str>, caps: &host::Capabilities) -> anyhow::Result<check::LabReport> {
     let dir = ctx.ws.require_started(lab)?;
     crate::prepare::prepare(lab, &dir)?;
-    let report = check::check_lab(lab, &dir, caps, step)?;
+    let report = crate::tiers::check_lab(lab, &dir, caps, step)?;
     if crate::cleanup::interrupted() {
         bail!("interrupted");
     }

@@ -37,6 +37,34 @@ pub(crate) fn parse_results(text: &str) -> Facts {
         .collect()
 }
 
+/// Whether what a run reported carries this run's nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    Fresh,
+    /// Another run's nonce: measured before, or copied.
+    Stale,
+    Missing,
+}
+
+impl Freshness {
+    pub(crate) fn of(seen: Option<&str>, nonce: &str) -> Self {
+        match seen {
+            Some(n) if n == nonce => Freshness::Fresh,
+            Some(_) => Freshness::Stale,
+            None => Freshness::Missing,
+        }
+    }
+
+    /// As a fact's value: "fresh", "stale" or "missing".
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Freshness::Fresh => "fresh",
+            Freshness::Stale => "stale",
+            Freshness::Missing => "missing",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Outcome {

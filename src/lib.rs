@@ -45,6 +45,8 @@ pub(crate) mod state;
 /// Visible skips for the unit tests.
 #[cfg(test)]
 mod testing;
+/// The engine's registry: every observer, each implemented by its tier, handed to the check engine.
+pub mod tiers;
 /// `vlab watch`: re-run the checks whenever a file in the lab's workspace changes.
 pub(crate) mod watch;
 /// The student's workspace: one directory per started lab, copied from its starter.

@@ -312,8 +312,7 @@ fn the_import_graph_has_no_cycle_but_the_allowed_ones() {
         }
     }
     let found = cycles(&edges);
-    let unexpected: Vec<_> =
-        found.iter().filter(|c| !c.iter().all(|m| ALLOWED_CYCLE.contains(&m.as_str()))).collect();
+    let unexpected: Vec<_> = found.iter().filter(|c| !c.iter().all(|m| ALLOWED_CYCLE.contains(&m.as_str()))).collect();
     assert!(unexpected.is_empty(), "import cycles among src/ modules: {unexpected:#?}");
 }
 

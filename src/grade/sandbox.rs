@@ -269,7 +269,7 @@ fn grade_here(inside: Inside) -> anyhow::Result<Graded> {
         if submitted.is_dir() {
             crate::workspace::copy_tree(&submitted, &dir)?;
         }
-        reports.push(crate::check::check_lab(&lab, &dir, &caps, None)?);
+        reports.push(crate::tiers::check_lab(&lab, &dir, &caps, None)?);
     }
     Ok(Graded { reports, protections: inside.protections })
 }

@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn the_probe_init_speaks_the_report_protocol() {
-        assert!(PROBE_INIT.contains(crate::check::boot::BEGIN) && PROBE_INIT.contains(crate::check::boot::END));
+        assert!(PROBE_INIT.contains(crate::guest::boot::BEGIN) && PROBE_INIT.contains(crate::guest::boot::END));
         assert!(PROBE_INIT.contains("vlab.nonce") && PROBE_INIT.contains("poweroff -f"));
     }
 }

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::evidence::Facts;
 use crate::cleanup::Scratch;
+use crate::evidence::Facts;
 use crate::proc;
 
 /// The environment variables naming the two sockets.

@@ -466,7 +466,7 @@ mod tests {
         assert!(
             initrd.starts_with("/c/vmlinuz ") && initrd.ends_with(",/s/dom0.img") && initrd.contains("vlab.nonce=abc")
         );
-        let facts = crate::check::boot::qemu_facts(&argv);
+        let facts = crate::guest::boot::qemu_facts(&argv);
         assert_eq!(facts["vmm.asked.accel"], "tcg");
     }
 
