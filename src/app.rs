@@ -88,7 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Guest { action } => guest_command(&ctx, action),
         Command::Kvm { action: crate::cli::KvmAction::Run { file, nonce } } => kvm_run(&ctx, &file, nonce),
-        Command::Kvm { action: crate::cli::KvmAction::Verdict { command } } => crate::guest::vmm::verdict(&command),
+        Command::Kvm { action: crate::cli::KvmAction::Verdict { command } } => crate::kvm::command::verdict(&command),
         Command::Emu { action } => emu_command(action),
         Command::Xen { action: crate::cli::XenAction::Domu { config, timeout } } => {
             crate::guest::xen::domu::run(&config, Duration::from_secs(timeout))
@@ -127,7 +127,7 @@ struct Started {
 fn start(ctx: &Ctx, name: &str) -> anyhow::Result<i32> {
     let cat = ctx.catalog()?;
     let lab = cat.find(name)?;
-    let dir = ctx.ws.start(lab)?;
+    let dir = ctx.ws.start(lab, |dir| crate::prepare::prepare(lab, dir))?;
     let mut files: Vec<&str> = lab.steps.iter().flat_map(|s| s.files.iter().map(String::as_str)).collect();
     files.sort();
     files.dedup();
@@ -147,7 +147,7 @@ fn start(ctx: &Ctx, name: &str) -> anyhow::Result<i32> {
 fn reset(ctx: &Ctx, name: &str) -> anyhow::Result<i32> {
     let cat = ctx.catalog()?;
     let lab = cat.find(name)?;
-    let backup = ctx.ws.reset(lab)?;
+    let backup = ctx.ws.reset(lab, |dir| crate::prepare::prepare(lab, dir))?;
     let mut state = State::load(&ctx.ws.meta_dir())?;
     state.labs.remove(&lab.id);
     state.save(&ctx.ws.meta_dir())?;
@@ -487,7 +487,7 @@ fn guest_command(ctx: &Ctx, action: crate::cli::GuestAction) -> anyhow::Result<i
 }
 
 fn kvm_run(ctx: &Ctx, file: &std::path::Path, nonce: Option<String>) -> anyhow::Result<i32> {
-    let run = crate::guest::vmm::run_file(file, nonce)?;
+    let run = crate::kvm::command::run_file(file, nonce)?;
     ctx.emit(&run, || run.describe())?;
     Ok(if run.copied { 0 } else { 1 })
 }

@@ -26,14 +26,14 @@ pub mod evidence;
 pub mod files;
 /// Instructor grading: re-run the canonical checks on each submission in a sandbox, and export.
 pub mod grade;
-/// Full-system guests: cached assets, initramfs, the QEMU launcher, QMP, emulation, Xen, `vlab kvm`.
+/// Full-system guests: cached assets, initramfs, the QEMU launcher, QMP, boot reports, emulation, Xen.
 pub mod guest;
 /// `vlab doctor`: what this machine can really do, measured, with reasons.
 pub mod host;
-/// A tiny VMM on /dev/kvm, which `vlab doctor` times to tell fast KVM from slow.
+/// A tiny VMM on /dev/kvm, which `vlab doctor` times to tell fast KVM from slow, and `vlab kvm`.
 pub(crate) mod kvm;
 /// What the runner builds into a lab's workspace (lab.toml `prepare`).
-pub(crate) mod prepare;
+pub mod prepare;
 /// The one way vlab runs a child process: deadline, process group, cgroup, kill on drop.
 pub mod proc;
 /// Results rendered for people (terminal text, chart); `--json` prints the models.

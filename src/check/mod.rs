@@ -6,6 +6,7 @@ pub(crate) mod facts;
 pub(crate) mod observer;
 pub(crate) mod run;
 pub(crate) mod sink;
+pub(crate) mod wrap;
 
 use std::ffi::OsString;
 use std::path::Path;

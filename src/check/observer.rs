@@ -185,11 +185,10 @@ impl Kinds for Registry {
     fn validate(&self, check: &Check) -> Result<(), InvalidCheck> {
         match self.runner(&check.kind) {
             Ok(o) => o.validate(check),
-            Err(_) => Err(InvalidCheck(format!(
-                "unknown check kind \"{}\"; expected one of {}",
-                check.kind,
-                self.names().join(", ")
-            ))),
+            Err(_) => {
+                let known: Vec<String> = self.names().iter().map(|n| format!("`{n}`")).collect();
+                Err(InvalidCheck(format!("unknown check kind `{}`, expected one of {}", check.kind, known.join(", "))))
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::qmp::{Channels, RealQemu, Report};
-use super::xen;
+use super::xen::console as xen_console;
 use crate::check::{CheckError, Ctx, Observer, Ran, Watch};
 use crate::evidence::{Facts, Freshness};
 use crate::proc::{self, Cmd, ProcError};
@@ -193,7 +193,7 @@ pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Resul
             std::thread::sleep(Duration::from_millis(300));
             break;
         }
-        if let Some(line) = xen::console::dom0_ended(&lines) {
+        if let Some(line) = xen_console::dom0_ended(&lines) {
             // Xen stops its CPUs when dom0 ends, but QEMU runs on: nothing more will come.
             ended_early = Some(format!("ended (Xen: \"{line}\")"));
             break;
@@ -248,7 +248,7 @@ pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Resul
         }
     }
     facts.extend(report.unwrap_or_default());
-    facts.extend(xen::console::facts(&console));
+    facts.extend(xen_console::facts(&console));
     let panic = panic_line(&console);
     facts.insert("boot.panic".into(), if panic.is_some() { "yes" } else { "no" }.into());
     Ok(BootObservation { facts, console, stderr, panic, report_found, report_nonce, ended_early, timed_out })

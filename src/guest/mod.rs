@@ -12,7 +12,6 @@ pub(crate) mod initramfs;
 mod modules;
 pub(crate) mod qmp;
 pub(crate) mod vmlinux;
-pub(crate) mod vmm;
 pub mod xen;
 
 use std::path::{Path, PathBuf};
