@@ -162,7 +162,7 @@ fn reset(ctx: &Ctx, name: &str) -> anyhow::Result<i32> {
 /// The lab named, or the one whose workspace directory we are in, or the only started one.
 fn pick_lab<'a>(ctx: &Ctx, cat: &'a Catalog, name: Option<&str>) -> anyhow::Result<&'a Lab> {
     if let Some(n) = name {
-        return cat.find(n);
+        return Ok(cat.find(n)?);
     }
     let cwd = std::env::current_dir().unwrap_or_default();
     if let Some(lab) = cat.labs.iter().find(|l| cwd.starts_with(ctx.ws.lab_dir(l))) {
@@ -316,7 +316,7 @@ fn submit(ctx: &Ctx, names: &[String], output: &std::path::Path, student: Option
     let labs: Vec<&Lab> = if names.is_empty() {
         cat.labs.iter().filter(|l| ctx.ws.is_started(l)).collect()
     } else {
-        names.iter().map(|n| cat.find(n)).collect::<anyhow::Result<_>>()?
+        names.iter().map(|n| cat.find(n)).collect::<Result<_, _>>()?
     };
     if labs.is_empty() {
         bail!("no lab is started, so there is nothing to submit; `vlab start <lab>` first");

@@ -38,13 +38,25 @@ pub fn line_of(text: &str, needle: &str) -> Option<usize> {
 
 /// Where the labs live: an explicit path, else ./labs, else next to the
 /// executable's ancestors (a cargo build in the repo), else the source tree.
-pub fn find_labs_root(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// Where the labs are not, or which lab is not there.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(
+        "labs directory {} does not exist; pass --labs DIR (or set VLAB_LABS) to the labs/ folder of a vlab checkout",
+        .0.display()
+    )]
+    NoLabsDir(PathBuf),
+    #[error("no labs/ directory found; run vlab from a vlab checkout or pass --labs DIR")]
+    NoLabsFound,
+    #[error("no lab named `{name}`; the labs are: {labs} (see `vlab list`)")]
+    NoSuchLab { name: String, labs: String },
+}
+
+pub fn find_labs_root(explicit: Option<&Path>) -> Result<PathBuf, CatalogError> {
     if let Some(p) = explicit {
-        anyhow::ensure!(
-            p.join("").is_dir(),
-            "labs directory {} does not exist; pass --labs DIR (or set VLAB_LABS) to the labs/ folder of a vlab checkout",
-            p.display()
-        );
+        if !p.join("").is_dir() {
+            return Err(CatalogError::NoLabsDir(p.to_path_buf()));
+        }
         return Ok(p.to_path_buf());
     }
     let mut candidates = vec![PathBuf::from("labs")];
@@ -52,10 +64,7 @@ pub fn find_labs_root(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         candidates.extend(exe.ancestors().skip(1).map(|a| a.join("labs")));
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("labs"));
-    candidates
-        .into_iter()
-        .find(|c| c.join("README.md").is_file() && c.is_dir())
-        .ok_or_else(|| anyhow::anyhow!("no labs/ directory found; run vlab from a vlab checkout or pass --labs DIR"))
+    candidates.into_iter().find(|c| c.join("README.md").is_file() && c.is_dir()).ok_or(CatalogError::NoLabsFound)
 }
 
 impl Catalog {
@@ -83,7 +92,7 @@ impl Catalog {
     }
 
     /// Finds a lab by full id (`01-bare-metal`), number (`01`, `1`) or slug (`bare-metal`).
-    pub fn find(&self, name: &str) -> anyhow::Result<&Lab> {
+    pub fn find(&self, name: &str) -> Result<&Lab, CatalogError> {
         let by_number = |lab: &Lab| {
             let num = lab.id.split('-').next().unwrap_or("");
             name.parse::<u32>().ok().is_some_and(|n| num.parse::<u32>().ok() == Some(n))
@@ -93,9 +102,9 @@ impl Catalog {
             .find(|l| l.id == name)
             .or_else(|| self.labs.iter().find(|l| by_number(l)))
             .or_else(|| self.labs.iter().find(|l| l.id.split_once('-').map(|(_, s)| s) == Some(name)))
-            .ok_or_else(|| {
-                let ids: Vec<&str> = self.labs.iter().map(|l| l.id.as_str()).collect();
-                anyhow::anyhow!("no lab named `{name}`; the labs are: {} (see `vlab list`)", ids.join(", "))
+            .ok_or_else(|| CatalogError::NoSuchLab {
+                name: name.into(),
+                labs: self.labs.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", "),
             })
     }
 }
@@ -229,16 +238,16 @@ fn has_heading(readme: &str, section: &str) -> bool {
     readme.lines().any(|l| l.starts_with('#') && l.trim_start_matches('#').trim() == section)
 }
 
-fn validate_check(check: &Check) -> Result<(), String> {
+fn validate_check(check: &Check) -> Result<(), InvalidCheck> {
     if check.command.is_empty() {
-        return Err("a check's `command` must not be empty".into());
+        return Err(InvalidCheck("a check's `command` must not be empty".into()));
     }
     if check.timeout_secs == 0 || check.timeout_secs > 1800 {
-        return Err(format!("timeout_secs = {} is out of range; use 1..=1800", check.timeout_secs));
+        return Err(InvalidCheck(format!("timeout_secs = {} is out of range; use 1..=1800", check.timeout_secs)));
     }
     let e = &check.expect;
     for re in e.stdout.iter().chain(&e.stdout_not).chain(&e.stderr) {
-        regex::Regex::new(re).map_err(|err| format!("bad regex {re:?}: {err}"))?;
+        regex::Regex::new(re).map_err(|err| InvalidCheck(format!("bad regex {re:?}: {err}")))?;
     }
     Ok(())
 }

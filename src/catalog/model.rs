@@ -317,25 +317,35 @@ struct RuleTable {
     message: String,
 }
 
-impl TryFrom<RuleTable> for FactRule {
-    type Error = String;
+/// A fact rule lab.toml spells wrongly, in words for its author.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct InvalidRule(String);
 
-    fn try_from(t: RuleTable) -> Result<Self, String> {
+impl TryFrom<RuleTable> for FactRule {
+    type Error = InvalidRule;
+
+    fn try_from(t: RuleTable) -> Result<Self, InvalidRule> {
         let fact = t.fact;
         if t.factor.is_some() && t.at_least.is_none() {
-            return Err(format!("fact rule for `{fact}`: `factor` only goes with `at_least`"));
+            return Err(InvalidRule(format!("fact rule for `{fact}`: `factor` only goes with `at_least`")));
         }
         let test = match (t.equals, t.matches, t.min, t.max, t.at_least) {
             (Some(v), None, None, None, None) => FactTest::Equals(v),
             (None, Some(re), None, None, None) => {
-                regex::Regex::new(&re).map_err(|err| format!("fact rule for `{fact}`: bad regex {re:?}: {err}"))?;
+                regex::Regex::new(&re)
+                    .map_err(|err| InvalidRule(format!("fact rule for `{fact}`: bad regex {re:?}: {err}")))?;
                 FactTest::Matches(re)
             }
             (None, None, Some(min), None, None) => FactTest::Min(min),
             (None, None, None, Some(max), None) => FactTest::Max(max),
             (None, None, Some(min), Some(max), None) => FactTest::Between { min, max },
             (None, None, None, None, Some(other)) => FactTest::AtLeast { other, factor: t.factor.unwrap_or(1.0) },
-            _ => return Err(format!("fact rule for `{fact}` needs exactly one of equals, matches, min/max, at_least")),
+            _ => {
+                return Err(InvalidRule(format!(
+                    "fact rule for `{fact}` needs exactly one of equals, matches, min/max, at_least"
+                )));
+            }
         };
         Ok(FactRule { fact, test, message: t.message })
     }
