@@ -1,6 +1,8 @@
 //! The check engine: runs a step's checks in the student's workspace and
 //! returns structured results. Every run gets a fresh nonce; facts come from
-//! what the runner observes, and lab.toml's rules judge them.
+//! what the runner observes, and lab.toml's rules judge them. The engine
+//! names no tier: observers (`observer.rs`) do the watching, and the command
+//! layer hands their registry in (src/tiers.rs).
 
 pub(crate) mod facts;
 pub(crate) mod observer;
@@ -101,7 +103,6 @@ impl LabReport {
     }
 }
 
-/// Checks `lab` in `workspace`, every step or only `only_step`.
 /// What the engine asks of the machine: which of a step's needs it lacks
 /// (host::Capabilities, measured by `vlab doctor`).
 pub(crate) trait Host {
@@ -338,5 +339,80 @@ mod tests {
     fn commands_are_shown_as_the_student_would_type_them() {
         let command: Vec<String> = ["{vlab}", "emu", "cross", "--", "sh", "cross.sh"].map(String::from).into();
         assert_eq!(shown(&command), "vlab emu cross -- sh cross.sh");
+    }
+
+    /// A check kind that is only a plug-in: it runs the command and reports what it printed.
+    struct Echo;
+
+    impl Observer for Echo {
+        fn kind(&self) -> Option<&'static str> {
+            Some("echo")
+        }
+
+        fn arm(&self, _ctx: &Ctx) -> Result<Option<Box<dyn Watch>>, CheckError> {
+            Ok(Some(Box::new(EchoWatch)))
+        }
+    }
+
+    struct EchoWatch;
+
+    impl Watch for EchoWatch {
+        fn run(&mut self, cmd: &Cmd, _ctx: &Ctx) -> Result<Ran, CheckError> {
+            let out = cmd.run()?;
+            Ok(Ran::new(Facts::from([("echo.said".into(), out.stdout.trim().into())]), out.stdout, out.stderr))
+        }
+    }
+
+    /// Something that watches around every check: hands the command a value, then reports it.
+    struct Tag;
+
+    impl Observer for Tag {
+        fn arm(&self, ctx: &Ctx) -> Result<Option<Box<dyn Watch>>, CheckError> {
+            Ok(Some(Box::new(TagWatch(ctx.nonce.chars().rev().collect()))))
+        }
+    }
+
+    struct TagWatch(String);
+
+    impl Watch for TagWatch {
+        fn env(&self) -> Vec<(String, OsString)> {
+            vec![("TAG".into(), self.0.clone().into())]
+        }
+
+        fn finish(&mut self) -> Result<Facts, CheckError> {
+            Ok(Facts::from([("tag".into(), self.0.clone())]))
+        }
+    }
+
+    fn check(toml: &str) -> Check {
+        toml::from_str(toml).unwrap()
+    }
+
+    #[test]
+    fn a_kind_is_a_plug_in_the_registry_names() {
+        let ws = tempfile::tempdir().unwrap();
+        let registry = Registry::new(vec![Box::new(Echo), Box::new(Tag)]);
+        let said = |fact: &str, want: &str| {
+            check(&format!(
+                "kind = \"echo\"\ncommand = [\"sh\", \"-c\", \"echo $TAG\"]\n\
+                 expect.facts = [{{ fact = \"{fact}\", equals = \"{want}\", message = \"m\" }}]"
+            ))
+        };
+        let r = run_check(&said("echo.said", "hello"), ws.path(), &registry);
+        assert_eq!(r.outcome, Outcome::Fail, "{}", r.message);
+        let tag = r.evidence["tag"].clone();
+        assert_eq!(r.evidence["echo.said"], tag, "the command got the watch's environment");
+        assert!(r.message.starts_with(&format!("m (`echo.said` is {tag:?}, expected \"hello\")")), "{}", r.message);
+        let r = run_check(&check("kind = \"echo\"\ncommand = [\"true\"]"), ws.path(), &registry);
+        assert_eq!(r.outcome, Outcome::Pass, "{}", r.message);
+    }
+
+    #[test]
+    fn a_kind_no_observer_runs_is_an_error_naming_the_known_ones() {
+        let ws = tempfile::tempdir().unwrap();
+        let registry = Registry::new(vec![Box::new(Echo), Box::new(Tag)]);
+        let r = run_check(&check("kind = \"exe\"\ncommand = [\"true\"]"), ws.path(), &registry);
+        assert_eq!(r.outcome, Outcome::Error);
+        assert!(r.message.contains("\"exe\"") && r.message.contains("echo"), "{}", r.message);
     }
 }

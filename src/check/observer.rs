@@ -44,6 +44,8 @@ pub(crate) enum CheckError {
     Declined(String),
     #[error("the runner's {0} observer was asked to run a command, which it does not do")]
     NotARunner(&'static str),
+    #[error("the runner's {0} observer was asked to run its command twice")]
+    RanTwice(&'static str),
 }
 
 impl CheckError {

@@ -50,7 +50,7 @@ impl Watch for BootWatch {
     }
 
     fn run(&mut self, cmd: &Cmd, ctx: &Ctx) -> Result<Ran, CheckError> {
-        let channels = self.0.take().ok_or(CheckError::NotARunner("boot (run twice)"))?;
+        let channels = self.0.take().ok_or(CheckError::RanTwice("boot"))?;
         let obs = boot_with(cmd, ctx.nonce, channels)?;
         let shown = ctx.shown;
         let ran = Ran::new(obs.facts, obs.console, obs.stderr);
