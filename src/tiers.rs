@@ -9,6 +9,9 @@ use crate::catalog::{Capability, NoSuchStep};
 use crate::check::{self, LabReport, Registry};
 use crate::{container, guest, host};
 
+/// What the boot observer reads on a guest's console beside the probe's report.
+const CONSOLE_READERS: &[&dyn guest::boot::ConsoleReader] = &[&guest::xen::console::XenConsole];
+
 /// Every observer, in the order the engine arms and finishes them: the
 /// check kinds first, then what watches around every check.
 pub(crate) fn registry() -> Registry {
@@ -16,7 +19,7 @@ pub(crate) fn registry() -> Registry {
         // Check kinds: `kind = "…"` in lab.toml.
         Box::new(check::run::RunToCompletion),
         Box::new(container::observe::Probe),
-        Box::new(guest::boot::ConsoleReport),
+        Box::new(guest::boot::ConsoleReport::reading(CONSOLE_READERS)),
         // Around every check that asks for them.
         Box::new(container::observe::RuncState),
         Box::new(container::observe::Cgroups),

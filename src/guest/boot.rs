@@ -17,14 +17,32 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::qmp::{Channels, RealQemu, Report};
-use super::xen::console as xen_console;
 use crate::check::{CheckError, Ctx, Observer, Ran, Watch};
 use crate::evidence::{Facts, Freshness};
 use crate::proc::{self, Cmd, ProcError};
 
 /// The boot observer (`kind = "boot"`): the command boots a guest whose
 /// console is its stdout; the check needs the probe's fresh report there.
-pub(crate) struct ConsoleReport;
+/// Its readers add what else the console says (a hypervisor's own lines).
+pub(crate) struct ConsoleReport {
+    readers: &'static [&'static dyn ConsoleReader],
+}
+
+impl ConsoleReport {
+    pub(crate) fn reading(readers: &'static [&'static dyn ConsoleReader]) -> Self {
+        ConsoleReport { readers }
+    }
+}
+
+/// What a guest's console says beside the probe's report: a hypervisor's
+/// own lines (Xen's: guest::xen::console). Registered with the boot
+/// observer in src/tiers.rs.
+pub(crate) trait ConsoleReader: Send + Sync {
+    /// How the machine ended for good, if `lines` say it did ("Xen: …").
+    fn ended(&self, lines: &str) -> Option<String>;
+    /// Facts read from the whole console.
+    fn facts(&self, console: &str) -> Facts;
+}
 
 impl Observer for ConsoleReport {
     fn kind(&self) -> Option<&'static str> {
@@ -38,20 +56,23 @@ impl Observer for ConsoleReport {
     fn arm(&self, _ctx: &Ctx) -> Result<Option<Box<dyn Watch>>, CheckError> {
         let channels = Channels::open()
             .map_err(CheckError::io("open the runner's QMP and seal sockets (in the temp dir)".to_string()))?;
-        Ok(Some(Box::new(BootWatch(Some(channels)))))
+        Ok(Some(Box::new(BootWatch { channels: Some(channels), readers: self.readers })))
     }
 }
 
-struct BootWatch(Option<Channels>);
+struct BootWatch {
+    channels: Option<Channels>,
+    readers: &'static [&'static dyn ConsoleReader],
+}
 
 impl Watch for BootWatch {
     fn env(&self) -> Vec<(String, std::ffi::OsString)> {
-        self.0.iter().flat_map(|c| c.env()).map(|(k, v)| (k.into(), v.into())).collect()
+        self.channels.iter().flat_map(|c| c.env()).map(|(k, v)| (k.into(), v.into())).collect()
     }
 
     fn run(&mut self, cmd: &Cmd, ctx: &Ctx) -> Result<Ran, CheckError> {
-        let channels = self.0.take().ok_or(CheckError::RanTwice("boot"))?;
-        let obs = boot_with(cmd, ctx.nonce, channels)?;
+        let channels = self.channels.take().ok_or(CheckError::RanTwice("boot"))?;
+        let obs = boot_with(cmd, ctx.nonce, channels, self.readers)?;
         let shown = ctx.shown;
         let ran = Ran::new(obs.facts, obs.console, obs.stderr);
         if let Some(panic) = &obs.panic {
@@ -157,11 +178,17 @@ pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, ProcError> {
     for (k, v) in channels.env() {
         cmd = cmd.env(k, v);
     }
-    boot_with(&cmd, nonce, channels)
+    boot_with(&cmd, nonce, channels, &[])
 }
 
 /// Like `boot`, for a command that already connects QEMU to `channels`.
-pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Result<BootObservation, ProcError> {
+/// `readers` read the console beside the report.
+pub(crate) fn boot_with(
+    cmd: &Cmd,
+    nonce: &str,
+    mut channels: Channels,
+    readers: &[&dyn ConsoleReader],
+) -> Result<BootObservation, ProcError> {
     let uml = crate::host::uml::known().working_exes();
     let real = RealQemu::find();
     let child = cmd.spawn()?;
@@ -193,9 +220,9 @@ pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Resul
             std::thread::sleep(Duration::from_millis(300));
             break;
         }
-        if let Some(line) = xen_console::dom0_ended(&lines) {
-            // Xen stops its CPUs when dom0 ends, but QEMU runs on: nothing more will come.
-            ended_early = Some(format!("ended (Xen: \"{line}\")"));
+        if let Some(line) = readers.iter().find_map(|r| r.ended(&lines)) {
+            // A hypervisor that stops its CPUs (Xen, when dom0 ends) leaves QEMU running: nothing more will come.
+            ended_early = Some(format!("ended ({line})"));
             break;
         }
         if let Some(ended) = child.wait_until(Instant::now() + POLL)? {
@@ -248,7 +275,7 @@ pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Resul
         }
     }
     facts.extend(report.unwrap_or_default());
-    facts.extend(xen_console::facts(&console));
+    facts.extend(readers.iter().flat_map(|r| r.facts(&console)));
     let panic = panic_line(&console);
     facts.insert("boot.panic".into(), if panic.is_some() { "yes" } else { "no" }.into());
     Ok(BootObservation { facts, console, stderr, panic, report_found, report_nonce, ended_early, timed_out })
@@ -382,6 +409,29 @@ mod tests {
         assert!(obs.stderr.contains("invalid option"), "{}", obs.stderr);
         assert!(obs.ended_early.is_some() && !obs.timed_out);
         assert_eq!(obs.facts["boot.report"], "missing");
+    }
+
+    struct Halts;
+
+    impl ConsoleReader for Halts {
+        fn ended(&self, lines: &str) -> Option<String> {
+            lines.lines().find(|l| l.starts_with("HALT")).map(str::to_string)
+        }
+
+        fn facts(&self, console: &str) -> Facts {
+            Facts::from([("halts.lines".into(), console.lines().count().to_string())])
+        }
+    }
+
+    #[test]
+    fn a_console_reader_ends_the_boot_and_adds_its_facts() {
+        let cmd = Cmd::new("sh").args(["-c", "echo booting; echo HALT now; sleep 30"]).timeout(Duration::from_secs(20));
+        let started = Instant::now();
+        let obs = boot_with(&cmd, "n", Channels::open().unwrap(), &[&Halts]).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10), "the reader's end stops the wait");
+        assert_eq!(obs.ended_early.as_deref(), Some("ended (HALT now)"));
+        assert_eq!(obs.facts["halts.lines"], "2");
+        assert!(!obs.report_found && !obs.timed_out);
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Launch {
         argv.extend(channels.qemu_args());
         let cmd = Cmd::from_argv(&argv).timeout(self.timeout).output_limit(4 * 1024 * 1024);
         let started = std::time::Instant::now();
-        let obs = boot::boot_with(&cmd, &nonce, channels)?;
+        let obs = boot::boot_with(&cmd, &nonce, channels, &[])?;
         let elapsed = started.elapsed();
         if let Some(log) = &self.log {
             std::fs::write(log, &obs.console)?;

@@ -3,6 +3,21 @@
 //! which the machine does nothing more.
 
 use crate::evidence::Facts;
+use crate::guest::boot::ConsoleReader;
+
+/// Xen's console, read beside a guest's report by the boot observer.
+pub(crate) struct XenConsole;
+
+impl ConsoleReader for XenConsole {
+    /// Xen stops its CPUs when dom0 ends, but QEMU runs on.
+    fn ended(&self, lines: &str) -> Option<String> {
+        dom0_ended(lines).map(|line| format!("Xen: \"{line}\""))
+    }
+
+    fn facts(&self, console: &str) -> Facts {
+        facts(console)
+    }
+}
 
 /// Facts from the hypervisor's own `(XEN)` lines on the console (none when
 /// there are none): `xen.version`, `xen.cmdline`, `xen.dom0_mem_kib` (the
