@@ -31,7 +31,7 @@ fn launcher_ms(launch: &Launch) -> f64 {
 
 /// Milliseconds from QEMU's start to the report, for the plain command.
 fn plain_ms(assets: &GuestAssets) -> f64 {
-    let nonce = vlab::check::fresh_nonce();
+    let nonce = vlab::evidence::fresh_nonce();
     let append = format!("console=ttyS0 panic=-1 vlab.nonce={nonce}");
     let kernel = assets.kernel.vmlinuz();
     let argv: Vec<&str> = vec![
@@ -48,7 +48,7 @@ fn plain_ms(assets: &GuestAssets) -> f64 {
         &append,
     ];
     let cmd = vlab::proc::Cmd::from_argv(&argv).timeout(Duration::from_secs(120));
-    let obs = vlab::check::boot::boot(&cmd, &nonce).expect("could not start QEMU");
+    let obs = vlab::guest::boot::boot(&cmd, &nonce).expect("could not start QEMU");
     assert_eq!(obs.facts.get("report.nonce").map(String::as_str), Some("fresh"), "{}", obs.console);
     obs.facts["boot.ms"].parse().unwrap()
 }

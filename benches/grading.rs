@@ -44,9 +44,9 @@ fn main() {
     let raw_started = Instant::now();
     for i in 0..raw_runs {
         let dir = base.path().join(format!("raw{i}"));
-        ws.copy_from(&lab, "starter", &dir).unwrap();
+        ws.copy_from(&lab, "starter", &dir, |d| vlab::prepare::prepare(&lab, d)).unwrap();
         copy_tree(&lab.dir.join(if i % 2 == 0 { "solution" } else { "starter" }), &dir).unwrap();
-        vlab::check::check_lab(&lab, &dir, &caps, None).unwrap();
+        vlab::tiers::check_lab(&lab, &dir, &caps, None).unwrap();
     }
     let raw_each = raw_started.elapsed().as_secs_f64() / raw_runs as f64;
 

@@ -22,18 +22,20 @@ pub mod cli;
 pub(crate) mod compare;
 /// The container tiers: mount tables, cgroups, namespaced processes, runc, UML, escape probes.
 pub mod container;
+/// The bottom layer: facts, the nonce, outcomes and check results, importing nothing of vlab.
+pub mod evidence;
 /// Files on disk: content hashes, all-or-nothing writes, bounded reads of student-writable files.
 pub mod files;
 /// Instructor grading: re-run the canonical checks on each submission in a sandbox, and export.
 pub mod grade;
-/// Full-system guests: cached assets, initramfs, the QEMU launcher, QMP, emulation, Xen, `vlab kvm`.
+/// Full-system guests: cached assets, initramfs, the QEMU launcher, QMP, boot reports, emulation, Xen.
 pub mod guest;
 /// `vlab doctor`: what this machine can really do, measured, with reasons.
 pub mod host;
-/// A tiny VMM on /dev/kvm, which `vlab doctor` times to tell fast KVM from slow.
+/// A tiny VMM on /dev/kvm, which `vlab doctor` times to tell fast KVM from slow, and `vlab kvm`.
 pub(crate) mod kvm;
 /// What the runner builds into a lab's workspace (lab.toml `prepare`).
-pub(crate) mod prepare;
+pub mod prepare;
 /// The one way vlab runs a child process: deadline, process group, cgroup, kill on drop.
 pub mod proc;
 /// Processes as /proc shows them (parent, group, state), and SIGKILL that takes "already gone" for done.
@@ -49,6 +51,8 @@ pub mod supervisor;
 /// Visible skips for the unit tests.
 #[cfg(test)]
 mod testing;
+/// The engine's registry: every observer, each implemented by its tier, handed to the check engine.
+pub mod tiers;
 /// `vlab watch`: re-run the checks whenever a file in the lab's workspace changes.
 pub(crate) mod watch;
 /// The student's workspace: one directory per started lab, copied from its starter.

@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::catalog::{Lab, Prepare};
 
 /// Prepares everything `lab` asks for in `dir`, its workspace directory.
-pub(crate) fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
+pub fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
     for item in &lab.prepare {
         match item {
             Prepare::BusyboxRootfs => busybox_rootfs(&dir.join("rootfs"))

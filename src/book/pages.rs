@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::Book;
-use crate::catalog::{Capability, Catalog, Check, CheckKind, FactRule, Lab, Prepare, Step};
+use crate::catalog::{Capability, Catalog, Check, FactRule, FactTest, Lab, Prepare, Step};
 use crate::check::{LabReport, Outcome, StepResult};
 use crate::report::{self, Style};
 
@@ -406,11 +406,7 @@ fn checklist(lab: &Lab, sections: &[(String, String)]) -> String {
 fn describe_check(check: &Check) -> String {
     let argv: Vec<String> = check.command.iter().map(|w| shell_word(w)).collect();
     let name = check.name.clone().unwrap_or_else(|| argv.join(" "));
-    let how = match check.kind {
-        CheckKind::Run => "runs",
-        CheckKind::Observe => "starts, and observes from the host the probe process it must start,",
-        CheckKind::Boot => "boots, and reads the probe's report from the console of,",
-    };
+    let how = crate::tiers::registry().describe(&check.kind);
     let mut out = format!(
         "**Check: {}.** The runner {how} {} in your workspace (at most {} s) and requires:\n\n",
         name.trim_end_matches('.'),
@@ -452,19 +448,13 @@ fn describe_check(check: &Check) -> String {
 
 fn describe_rule(rule: &FactRule) -> String {
     let fact = code(&rule.fact);
-    if let Some(v) = &rule.equals {
-        format!("{fact} is {}", code(v))
-    } else if let Some(re) = &rule.matches {
-        format!("{fact} matches {}", code(re))
-    } else if let Some(other) = &rule.at_least {
-        format!("{fact} ≥ {} × {}", rule.factor.unwrap_or(1.0), code(other))
-    } else {
-        match (rule.min, rule.max) {
-            (Some(lo), Some(hi)) => format!("{lo} ≤ {fact} ≤ {hi}"),
-            (Some(lo), None) => format!("{fact} ≥ {lo}"),
-            (None, Some(hi)) => format!("{fact} ≤ {hi}"),
-            (None, None) => fact,
-        }
+    match &rule.test {
+        FactTest::Equals(v) => format!("{fact} is {}", code(v)),
+        FactTest::Matches(re) => format!("{fact} matches {}", code(re)),
+        FactTest::AtLeast { other, factor } => format!("{fact} ≥ {factor} × {}", code(other)),
+        FactTest::Between { min, max } => format!("{min} ≤ {fact} ≤ {max}"),
+        FactTest::Min(min) => format!("{fact} ≥ {min}"),
+        FactTest::Max(max) => format!("{fact} ≤ {max}"),
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::cgroup::{self as cg, CONTROLLERS, CgroupError, PREFIX, keyed, procs, read, subdirs};
-use crate::check::facts::Facts;
+use crate::evidence::Facts;
 use crate::supervisor::{self, Registration};
 
 /// A parent group per controller (one directory on v2), removed on drop.

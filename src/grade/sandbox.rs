@@ -264,12 +264,12 @@ fn grade_here(inside: Inside) -> anyhow::Result<Graded> {
     for mut lab in inside.labs {
         lab.dir = Path::new(STAGE_IN).join("labs").join(&lab.id);
         let dir = ws.lab_dir(&lab);
-        ws.copy_from(&lab, "starter", &dir)?;
+        ws.copy_from(&lab, "starter", &dir, |d| crate::prepare::prepare(&lab, d))?;
         let submitted = Path::new(SUBMITTED_IN).join(&lab.id);
         if submitted.is_dir() {
             crate::workspace::copy_tree(&submitted, &dir)?;
         }
-        reports.push(crate::check::check_lab(&lab, &dir, &caps, None)?);
+        reports.push(crate::tiers::check_lab(&lab, &dir, &caps, None)?);
     }
     Ok(Graded { reports, protections: inside.protections })
 }

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::check::wrap;
 use crate::cleanup::Scratch;
-use crate::guest::emu;
 use crate::proc::{self, Cmd};
 
 /// How long the VMM may take to create its VM and vCPU, and then to run the guest.
@@ -463,13 +463,13 @@ impl Seen {
 
 /// `vlab kvm watch --mode MODE -- COMMAND`.
 pub(crate) fn watch(mode: Mode, command: &[String]) -> anyhow::Result<i32> {
-    let env = emu::check_env()?;
+    let env = wrap::check_env();
     let mut seen = Seen::new(mode);
     let vmm = match student_binary(&command[0]) {
         Ok(id) => id,
         Err(why) => {
             seen.set("vmm", why.clone());
-            emu::write_observed(&env.results, &seen.observed)?;
+            wrap::write_observed(&env.results, &seen.observed)?;
             eprintln!("vlab kvm watch: {why}");
             return Ok(1);
         }
@@ -528,7 +528,7 @@ pub(crate) fn watch(mode: Mode, command: &[String]) -> anyhow::Result<i32> {
     drop(writer);
     let elapsed = started.elapsed();
     let stdout = child.read_stdout_at(0, 256 * 1024);
-    let code = emu::finish(child)?;
+    let code = wrap::finish(child)?;
     let printed = parse_printed(&stdout);
     if let Some(h) = &foreign {
         let what = match (h.vm, h.vcpu) {
@@ -555,7 +555,7 @@ pub(crate) fn watch(mode: Mode, command: &[String]) -> anyhow::Result<i32> {
     if mode == Mode::Cost && seen.observed["vmm"] == "yours" {
         cost(&expected, &printed, elapsed, &mut seen)?;
     }
-    emu::write_observed(&env.results, &seen.observed)?;
+    wrap::write_observed(&env.results, &seen.observed)?;
     println!("runner saw: {}", seen.observed.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; "));
     Ok(code)
 }
