@@ -264,7 +264,8 @@ fn status(ctx: &Ctx) -> anyhow::Result<i32> {
     let cat = ctx.catalog()?;
     let state = State::load(&ctx.ws.meta_dir())?;
     let quizzes = crate::book::quiz::Quizzes::beside(&cat)?;
-    ctx.emit(&report::StatusModel::new(&state, &quizzes), || report::status(&cat, &state, &quizzes, &ctx.style))?;
+    let scores = quizzes.ordered_scores(&state);
+    ctx.emit(&report::StatusModel::new(&state, &scores), || report::status(&cat, &state, &scores, &ctx.style))?;
     Ok(0)
 }
 

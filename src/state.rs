@@ -20,6 +20,23 @@ pub(crate) struct State {
 }
 
 /// A quiz answer as `vlab serve` graded it.
+/// The question a quiz answer belongs to, as the state keeps it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Asked<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) prompt: &'a str,
+    /// The lab whose "explain" question this is: its answer goes to the grader too.
+    pub(crate) explain_for: Option<&'a str>,
+}
+
+/// A chapter's quiz score, as `vlab status` and the book's sidebar show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct QuizScore {
+    pub(crate) questions: usize,
+    pub(crate) answered: usize,
+    pub(crate) correct: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct QuizAnswer {
     pub(crate) correct: bool,
@@ -112,28 +129,19 @@ impl State {
 
     /// Records a graded quiz answer (the latest answer counts); an explain
     /// question of a lab is kept with that lab too.
-    pub(crate) fn record_quiz(
-        &mut self,
-        chapter: &str,
-        q: &crate::book::quiz::Question,
-        answer: String,
-        correct: bool,
-        now: u64,
-    ) {
+    pub(crate) fn record_quiz(&mut self, chapter: &str, q: Asked, answer: String, correct: bool, now: u64) {
         let slot = self.quizzes.entry(chapter.to_string()).or_default();
-        let attempts = slot.get(&q.id).map_or(0, |a| a.attempts).saturating_add(1);
-        if q.kind == crate::book::quiz::Kind::Explain
-            && let Some(lab) = &q.lab
-        {
+        let attempts = slot.get(q.id).map_or(0, |a| a.attempts).saturating_add(1);
+        if let Some(lab) = q.explain_for {
             let explain = ExplainAnswer {
-                question: q.prompt.clone(),
+                question: q.prompt.to_string(),
                 answer: answer.clone(),
                 keywords_found: correct,
                 answered_at: now,
             };
-            self.labs.entry(lab.clone()).or_default().explain.insert(q.id.clone(), explain);
+            self.labs.entry(lab.to_string()).or_default().explain.insert(q.id.to_string(), explain);
         }
-        slot.insert(q.id.clone(), QuizAnswer { correct, answer, attempts, answered_at: now });
+        slot.insert(q.id.to_string(), QuizAnswer { correct, answer, attempts, answered_at: now });
     }
 
     /// Reveals one more hint for a step (up to `available`); returns how many are shown.
@@ -158,27 +166,14 @@ mod tests {
 
     #[test]
     fn quiz_answers_count_attempts_and_explanations_stay_with_their_lab() {
-        use crate::book::quiz::{Kind, Question};
-        let q = |id: &str, kind: Kind, lab: Option<&str>| Question {
-            id: id.into(),
-            kind,
-            prompt: "Why?".into(),
-            options: Vec::new(),
-            answer: None,
-            tolerance: 0.0,
-            accept: Vec::new(),
-            all_of: vec!["x".into()],
-            any_of: Vec::new(),
-            lab: lab.map(String::from),
-            why: None,
-        };
+        let q = |id: &'static str, explain_for: Option<&'static str>| Asked { id, prompt: "Why?", explain_for };
         let mut s = State::default();
-        s.record_quiz("uml", &q("a", Kind::Text, None), "one".into(), false, 1);
-        s.record_quiz("uml", &q("a", Kind::Text, None), "two".into(), true, 2);
+        s.record_quiz("uml", q("a", None), "one".into(), false, 1);
+        s.record_quiz("uml", q("a", None), "two".into(), true, 2);
         let a = &s.quizzes["uml"]["a"];
         assert_eq!((a.correct, a.answer.as_str(), a.attempts, a.answered_at), (true, "two", 2, 2));
         assert!(s.labs.is_empty(), "a plain question belongs to no lab");
-        s.record_quiz("paravirtualization", &q("e", Kind::Explain, Some("08-xen")), "x because".into(), true, 3);
+        s.record_quiz("paravirtualization", q("e", Some("08-xen")), "x because".into(), true, 3);
         let e = &s.labs["08-xen"].explain["e"];
         assert_eq!((e.question.as_str(), e.answer.as_str(), e.keywords_found), ("Why?", "x because", true));
         // Older state files (no quizzes, no explain) still load.

@@ -10,6 +10,7 @@ pub(crate) mod pages;
 pub(crate) mod quiz;
 pub(crate) mod serve;
 pub(crate) mod status;
+mod summary;
 
 use std::path::{Path, PathBuf};
 

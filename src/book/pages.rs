@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::Book;
+use super::summary::{Entry, parse_entry};
 use crate::catalog::{Capability, Catalog, Check, FactRule, FactTest, Lab, Prepare, Step};
 use crate::check::{LabReport, Outcome, StepResult};
 use crate::report::{self, Style};
@@ -59,23 +60,6 @@ impl Plan {
         }
         Ok(changed)
     }
-}
-
-/// A chapter line of SUMMARY.md: `  - [Title](file.md)`.
-pub(super) struct Entry {
-    indent: String,
-    title: String,
-    pub(super) link: String,
-}
-
-pub(super) fn parse_entry(line: &str) -> Option<Entry> {
-    let trimmed = line.trim_start();
-    let indent = line[..line.len() - trimmed.len()].to_string();
-    let rest = trimmed.strip_prefix("- ").or_else(|| trimmed.strip_prefix("* ")).unwrap_or(trimmed);
-    let rest = rest.strip_prefix('[')?;
-    let (title, rest) = rest.split_once("](")?;
-    let (link, _) = rest.split_once(')')?;
-    Some(Entry { indent, title: title.to_string(), link: link.to_string() })
 }
 
 fn is_lab_link(link: &str) -> bool {

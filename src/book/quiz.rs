@@ -15,7 +15,8 @@ use toml::Spanned;
 
 use super::Book;
 use crate::catalog::{Catalog, LoadError, line_of};
-use crate::state::State;
+pub(crate) use crate::state::QuizScore;
+use crate::state::{Asked, State};
 
 /// Longest answer text the server accepts and stores (an "explain" answer is a paragraph).
 pub(crate) const MAX_ANSWER: usize = 2000;
@@ -117,14 +118,6 @@ pub(crate) struct Quizzes {
     pub(crate) order: Vec<String>,
 }
 
-/// A chapter's quiz score, as `vlab status` and the book's sidebar show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub(crate) struct QuizScore {
-    pub(crate) questions: usize,
-    pub(crate) answered: usize,
-    pub(crate) correct: usize,
-}
-
 /// An answer as the page sends it: option indices, or text.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
@@ -153,6 +146,12 @@ fn normalize(s: &str) -> String {
 }
 
 impl Question {
+    /// What the state keeps of this question with an answer.
+    pub(crate) fn asked(&self) -> Asked<'_> {
+        let explain_for = if self.kind == Kind::Explain { self.lab.as_deref() } else { None };
+        Asked { id: &self.id, prompt: &self.prompt, explain_for }
+    }
+
     /// Whether `answer` is right; an error says why it is not an answer to this question at all.
     pub(crate) fn grade(&self, answer: &Answer) -> Result<bool, String> {
         match (self.kind, answer) {
@@ -210,7 +209,7 @@ impl Quizzes {
         let summary = std::fs::read_to_string(book.src().join("SUMMARY.md")).unwrap_or_default();
         let chapters: Vec<String> = summary
             .lines()
-            .filter_map(super::pages::parse_entry)
+            .filter_map(super::summary::parse_entry)
             .map(|e| e.link.trim_end_matches(".md").to_string())
             .collect();
         let mut out = Quizzes { index: chapters.first().cloned(), ..Quizzes::default() };
@@ -250,6 +249,12 @@ impl Quizzes {
                 (chapter.clone(), score)
             })
             .collect()
+    }
+
+    /// The scores in the book's chapter order.
+    pub(crate) fn ordered_scores(&self, state: &State) -> Vec<(String, QuizScore)> {
+        let mut scores = self.scores(state);
+        self.order.iter().filter_map(|c| Some((c.clone(), scores.remove(c)?))).collect()
     }
 
     pub(crate) fn question(&self, chapter: &str, id: &str) -> Option<&Question> {

@@ -329,7 +329,7 @@ fn post_quiz(body: &[u8], opts: &Options) -> Reply {
     let meta = opts.workspace.meta_dir();
     let result = crate::state::State::load(&meta).and_then(|mut state| {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        state.record_quiz(&chapter, q, answer, correct, now);
+        state.record_quiz(&chapter, q.asked(), answer, correct, now);
         std::fs::create_dir_all(&meta)?;
         state.save(&meta)?;
         Ok(quizzes.scores(&state).remove(&chapter))

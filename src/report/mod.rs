@@ -5,11 +5,10 @@ pub(crate) mod chart;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::book::quiz::{QuizScore, Quizzes};
 use crate::catalog::{Catalog, Lab};
 use crate::check::{LabReport, Outcome, Verdict};
 use crate::host::Capabilities;
-use crate::state::State;
+use crate::state::{QuizScore, State};
 use crate::workspace::Workspace;
 
 /// Colour on a terminal unless NO_COLOR is set (https://no-color.org).
@@ -126,12 +125,13 @@ pub(crate) struct StatusModel<'a> {
 }
 
 impl<'a> StatusModel<'a> {
-    pub(crate) fn new(state: &'a State, quizzes: &Quizzes) -> Self {
-        StatusModel { state, quiz_scores: quizzes.scores(state) }
+    pub(crate) fn new(state: &'a State, scores: &[(String, QuizScore)]) -> Self {
+        StatusModel { state, quiz_scores: scores.iter().cloned().collect() }
     }
 }
 
-pub(crate) fn status(cat: &Catalog, state: &State, quizzes: &Quizzes, s: &Style) -> String {
+/// `scores`: each chapter's quiz score, in the book's order.
+pub(crate) fn status(cat: &Catalog, state: &State, scores: &[(String, QuizScore)], s: &Style) -> String {
     let mut out = String::new();
     let (mut got, mut max) = (0, 0);
     for lab in &cat.labs {
@@ -151,11 +151,10 @@ pub(crate) fn status(cat: &Catalog, state: &State, quizzes: &Quizzes, s: &Style)
         let _ = writeln!(out, "{:<22} {} {:>3}/{:<3} {}", lab.id, marks, points, lab_max, lab.title);
     }
     let _ = writeln!(out, "total {got}/{max}");
-    let scores = quizzes.scores(state);
     if !scores.is_empty() {
         let _ = writeln!(out, "\nchapter quizzes (in the book; `vlab serve` records your answers)");
     }
-    for (chapter, q) in quizzes.order.iter().filter_map(|c| Some((c, scores.get(c)?))) {
+    for (chapter, q) in scores {
         let line = format!("quiz: {}/{} correct", q.correct, q.questions);
         let line = match q.answered {
             0 => s.dim(&format!("quiz: not taken ({} questions)", q.questions)),
