@@ -332,3 +332,10 @@ fn the_check_engine_names_no_tier() {
         .collect();
     assert!(named.is_empty(), "the engine names tiers:\n{}", named.join("\n"));
 }
+
+#[test]
+fn the_bottom_layer_imports_nothing_of_vlab() {
+    let edges = graph();
+    let from_evidence = &edges["evidence"];
+    assert!(from_evidence.is_empty(), "evidence imports {from_evidence:?}");
+}
