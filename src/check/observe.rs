@@ -174,6 +174,8 @@ fn gather(probe: Probe, root: i32, places: &Places) -> Facts {
     let intact = std::fs::read_to_string(&probe.script_fd).is_ok_and(|text| text == PROBE_SCRIPT);
     f.insert("probe.intact".into(), if intact { "yes" } else { "no" }.into());
     f.extend(crate::container::process::facts(pid, workspace, places.runc_root));
+    f.extend(crate::container::userns::facts(pid, workspace));
+    f.extend(crate::container::seccomp::facts(pid, places.runc_root));
     // Planted only now, when the student's setup has run: nothing could prepare for its name.
     match escape::Marker::plant(places.scratch) {
         Ok(marker) => f.extend(escape::probe(

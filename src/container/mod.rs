@@ -11,3 +11,5 @@ pub(crate) mod mountinfo;
 pub(crate) mod process;
 pub(crate) mod runc;
 pub(crate) mod uml;
+pub(crate) mod seccomp;
+pub(crate) mod userns;
