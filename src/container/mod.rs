@@ -10,6 +10,6 @@ pub(crate) mod escape;
 pub(crate) mod mountinfo;
 pub(crate) mod process;
 pub(crate) mod runc;
-pub(crate) mod uml;
 pub(crate) mod seccomp;
+pub(crate) mod uml;
 pub(crate) mod userns;
