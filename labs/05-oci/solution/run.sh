@@ -4,10 +4,16 @@
 # You do not need to change this file. It copies config.json into a fresh
 # bundle directory for this run, with two substitutions: @VLAB_NONCE@ becomes
 # this check's nonce (put "VLAB_NONCE=@VLAB_NONCE@" in process.env so the
-# probe carries it), and root.path "rootfs" becomes this directory's rootfs
-# (runc wants an absolute path there when the bundle is elsewhere). runc keeps
-# its state in $VLAB_RUNC_ROOT, a private directory the runner cleans up
-# with `runc delete --force` after every check.
+# probe carries it), and root.path "rootfs" becomes /mnt/vlab-rootfs (below).
+# runc keeps its state in $VLAB_RUNC_ROOT, a private directory the runner
+# cleans up with `runc delete --force` after every check.
+#
+# With a user namespace (step 7) runc prepares the root as the container's
+# root user, an ordinary uid on the host, which may not pass through a
+# private directory (a home directory of mode 0700, say) on its way to
+# ./rootfs. So runc runs in a mount namespace of its own, where ./rootfs is
+# also bound at /mnt/vlab-rootfs, on a tmpfs anyone may enter; both mounts
+# vanish with that namespace. The container's root is still ./rootfs itself.
 set -eu
 cd "$(dirname "$0")"
 : "${VLAB_NONCE:=manual}"
@@ -16,6 +22,13 @@ cd "$(dirname "$0")"
 bundle="$VLAB_SCRATCH/bundle"
 mkdir -p "$bundle"
 sed -e "s/@VLAB_NONCE@/$VLAB_NONCE/" \
-    -e "s#\"path\":[[:space:]]*\"rootfs\"#\"path\": \"$PWD/rootfs\"#" \
+    -e "s#\"path\":[[:space:]]*\"rootfs\"#\"path\": \"/mnt/vlab-rootfs\"#" \
     config.json > "$bundle/config.json"
-exec runc --root "$VLAB_RUNC_ROOT" run --bundle "$bundle" "vlab-$VLAB_NONCE"
+export bundle VLAB_NONCE VLAB_RUNC_ROOT
+exec unshare --mount --propagation private sh -c '
+    set -e
+    mount -t tmpfs -o mode=755 vlab /mnt
+    mkdir /mnt/vlab-rootfs
+    mount --bind rootfs /mnt/vlab-rootfs
+    exec runc --root "$VLAB_RUNC_ROOT" run --bundle "$bundle" "vlab-$VLAB_NONCE"
+'
