@@ -2,8 +2,10 @@
 //! mount tables (`mountinfo`), what the host can see of a contained process
 //! (`process`), the ways out of a container the runner tries (`escape`),
 //! cgroup groups the runner owns and removes (`cgroup`), the OCI runtime's
-//! leftovers (`runc`), and the root a User-Mode-Linux kernel boots from
-//! (`uml`): the same busybox root, with the runner's init.
+//! leftovers (`runc`), a contained process's user-namespace maps and parent
+//! program (`userns`) and seccomp filters (`seccomp`), and the root a
+//! User-Mode-Linux kernel boots from (`uml`): the same busybox root, with the
+//! runner's init.
 
 pub mod cgroup;
 pub(crate) mod escape;
