@@ -6,13 +6,13 @@ cd "$(dirname "$0")"
 bundle="$VLAB_SCRATCH/bundle"
 mkdir -p "$bundle"
 sed -e "s/@VLAB_NONCE@/$VLAB_NONCE/" \
-    -e "s#\"path\":[[:space:]]*\"rootfs\"#\"path\": \"/mnt/vlab-rootfs\"#" \
+    -e "s#\"path\":[[:space:]]*\"rootfs\"#\"path\": \"/dev/shm/vlab-rootfs\"#" \
     config.json > "$bundle/config.json"
 export bundle
 unshare --mount --propagation private sh -c '
-    mount -t tmpfs -o mode=755 vlab /mnt
-    mkdir /mnt/vlab-rootfs
-    mount --bind rootfs /mnt/vlab-rootfs
+    mount -t tmpfs -o mode=755 vlab /dev/shm
+    mkdir /dev/shm/vlab-rootfs
+    mount --bind rootfs /dev/shm/vlab-rootfs
     exec runc --root "$VLAB_RUNC_ROOT" run --bundle "$bundle" "vlab-$VLAB_NONCE"
 ' &
 state="$VLAB_RUNC_ROOT/vlab-$VLAB_NONCE/state.json"
