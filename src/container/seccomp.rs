@@ -179,7 +179,8 @@ fn run_bpf(prog: &[libc::sock_filter], data: &[u8; 64]) -> u32 {
     let (mut a, mut x, mut mem, mut pc) = (0u32, 0u32, [0u32; 16], 0usize);
     let word = |k: u32| {
         let k = k as usize;
-        (k % 4 == 0 && k + 4 <= data.len()).then(|| u32::from_ne_bytes(data[k..k + 4].try_into().unwrap_or([0; 4])))
+        (k.is_multiple_of(4) && k + 4 <= data.len())
+            .then(|| u32::from_ne_bytes(data[k..k + 4].try_into().unwrap_or([0; 4])))
     };
     while let Some(ins) = prog.get(pc) {
         pc += 1;
