@@ -1,8 +1,10 @@
 #!/bin/sh
 # Runs the OCI bundle made of ./config.json and ./rootfs with runc.
 #
-# You do not need to change this file. It copies config.json into a fresh
-# bundle directory for this run, with two substitutions: @VLAB_NONCE@ becomes
+# Usage: sh run.sh [CONFIG]   (default config.json; step 7 uses rootless.json)
+#
+# You do not need to change this file. It copies CONFIG into a fresh
+# bundle directory for this run, as its config.json, with two substitutions: @VLAB_NONCE@ becomes
 # this check's nonce (put "VLAB_NONCE=@VLAB_NONCE@" in process.env so the
 # probe carries it), and root.path "rootfs" becomes /dev/shm/vlab-rootfs (below).
 # runc keeps its state in $VLAB_RUNC_ROOT, a private directory the runner
@@ -24,7 +26,7 @@ bundle="$VLAB_SCRATCH/bundle"
 mkdir -p "$bundle"
 sed -e "s/@VLAB_NONCE@/$VLAB_NONCE/" \
     -e "s#\"path\":[[:space:]]*\"rootfs\"#\"path\": \"/dev/shm/vlab-rootfs\"#" \
-    config.json > "$bundle/config.json"
+    "${1:-config.json}" > "$bundle/config.json"
 export bundle VLAB_NONCE VLAB_RUNC_ROOT
 exec unshare --mount --propagation private sh -c '
     set -e
