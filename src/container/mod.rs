@@ -2,9 +2,10 @@
 //! mount tables (`mountinfo`), what the host can see of a contained process
 //! (`process`), the ways out of a container the runner tries (`escape`),
 //! cgroup groups the runner owns and removes (`cgroup`), the OCI runtime's
-//! leftovers (`runc`), and the root a User-Mode-Linux kernel boots from
-//! (`uml`): the same busybox root, with the runner's init. `observe` holds
-//! the tier's observers for the check engine.
+//! leftovers (`runc`), a contained process's user-namespace maps and parent
+//! program (`userns`) and seccomp filters (`seccomp`), and the root a
+//! User-Mode-Linux kernel boots from (`uml`): the same busybox root, with the
+//! runner's init. `observe` holds the tier's observers for the check engine.
 
 pub mod cgroup;
 pub(crate) mod escape;
@@ -12,4 +13,6 @@ pub(crate) mod mountinfo;
 pub(crate) mod observe;
 pub(crate) mod process;
 pub(crate) mod runc;
+pub(crate) mod seccomp;
 pub(crate) mod uml;
+pub(crate) mod userns;

@@ -338,6 +338,8 @@ fn gather(probe: ProbeProcess, root: i32, places: &Places) -> Option<Seen> {
     // The script as the probe process reads it: through its own open fd.
     let intact = std::fs::read_to_string(&probe.script_fd).is_ok_and(|text| text == PROBE_SCRIPT);
     f.extend(super::process::facts(pid, workspace, places.runc_root));
+    f.extend(super::userns::facts(pid, workspace));
+    f.extend(super::seccomp::facts(pid, places.runc_root));
     // Planted only now, when the student's setup has run: nothing could prepare for its name.
     match escape::Marker::plant(places.scratch) {
         Ok(marker) => {
