@@ -94,6 +94,8 @@ pub(crate) enum Capability {
     UmlSeccomp,
     Busybox,
     Nsenter,
+    /// A C compiler and the C library's headers: labs where the student writes the system calls.
+    Cc,
 }
 
 impl Capability {
@@ -111,6 +113,7 @@ impl Capability {
             Capability::UmlSeccomp => "uml-seccomp",
             Capability::Busybox => "busybox",
             Capability::Nsenter => "nsenter",
+            Capability::Cc => "cc",
         }
     }
 
@@ -129,6 +132,7 @@ impl Capability {
             Capability::UmlSeccomp => "a UML with the seccomp mode",
             Capability::Busybox => "a static busybox",
             Capability::Nsenter => "nsenter",
+            Capability::Cc => "a C compiler",
         }
     }
 }

@@ -199,6 +199,7 @@ impl Capabilities {
             Capability::UmlSeccomp => self.uml.lacks_seccomp(),
             Capability::Busybox => tool("busybox"),
             Capability::Nsenter => tool("nsenter"),
+            Capability::Cc => tool("cc").or_else(|| tool("libc-dev")),
         }
         .map(|why| format!("{}: {why}", cap.name()))
     }
