@@ -95,11 +95,14 @@ pub(crate) enum Command {
         student: Option<String>,
     },
     /// Instructor: re-run the canonical checks on submissions, sandboxed, and export grades
-    #[command(after_help = "Writes DIR/results/<student>.json (one per bundle, atomically; a rerun resumes),
-                            DIR/gradebook.csv, DIR/junit.xml, DIR/gradescope/<student>/results.json and
-                            DIR/feedback/<student>.md. Each submission runs in its own namespaces with
-                            no network but loopback, a pids+memory cgroup, file-size limits and (as root)
-                            a private size-limited filesystem.")]
+    #[command(after_help = "Writes DIR/results/<student>.json (one per bundle, atomically; a rerun resumes), \
+                            DIR/gradebook.csv, DIR/junit.xml, DIR/gradescope/<student>/results.json and \
+                            DIR/feedback/<student>.md.\n\n\
+                            Each submission runs in its own bubblewrap sandbox: its own root with only \
+                            the labs' starters, no network but loopback, a pids+memory cgroup, file-size \
+                            limits, an unprivileged uid unless its lab.toml [grading] asks for more, and \
+                            (as root) a private size-limited filesystem. docs/grading.md says what is and \
+                            is not guaranteed.")]
     Grade {
         /// Submission bundles, or directories of them
         #[arg(required_unless_present = "gradescope")]
