@@ -171,6 +171,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: EmuAction,
     },
+    /// Partitioning helper: run COMMAND, time the workload in slice a against its neighbours
+    /// from the scheduler's own counts, and write them to $VLAB_RESULTS as observed_*
+    Partition {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Xen helpers: boot Xen with a dom0 that runs Xen's toolstack
     Xen {
         #[command(subcommand)]

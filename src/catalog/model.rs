@@ -94,6 +94,8 @@ pub(crate) enum Capability {
     UmlSeccomp,
     Busybox,
     Nsenter,
+    /// At least two online CPUs, to cut into one-CPU slices.
+    TwoCpus,
 }
 
 impl Capability {
@@ -111,6 +113,7 @@ impl Capability {
             Capability::UmlSeccomp => "uml-seccomp",
             Capability::Busybox => "busybox",
             Capability::Nsenter => "nsenter",
+            Capability::TwoCpus => "two-cpus",
         }
     }
 
@@ -129,6 +132,7 @@ impl Capability {
             Capability::UmlSeccomp => "a UML with the seccomp mode",
             Capability::Busybox => "a static busybox",
             Capability::Nsenter => "nsenter",
+            Capability::TwoCpus => "two online CPUs",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod cgroup;
 pub(crate) mod escape;
 pub(crate) mod mountinfo;
 pub(crate) mod observe;
+pub(crate) mod partition;
 pub(crate) mod process;
 pub(crate) mod runc;
 pub(crate) mod seccomp;

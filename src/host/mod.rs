@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod tools;
+pub(crate) mod topology;
 pub(crate) mod uml;
 
 use std::collections::BTreeMap;
@@ -199,6 +200,7 @@ impl Capabilities {
             Capability::UmlSeccomp => self.uml.lacks_seccomp(),
             Capability::Busybox => tool("busybox"),
             Capability::Nsenter => tool("nsenter"),
+            Capability::TwoCpus => topology::lacks_two_cpus(),
         }
         .map(|why| format!("{}: {why}", cap.name()))
     }
