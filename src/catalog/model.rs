@@ -96,6 +96,7 @@ pub(crate) enum Capability {
     Nsenter,
     /// At least two online CPUs, to cut into one-CPU slices.
     TwoCpus,
+    Strace,
 }
 
 impl Capability {
@@ -114,6 +115,7 @@ impl Capability {
             Capability::Busybox => "busybox",
             Capability::Nsenter => "nsenter",
             Capability::TwoCpus => "two-cpus",
+            Capability::Strace => "strace",
         }
     }
 
@@ -133,6 +135,7 @@ impl Capability {
             Capability::Busybox => "a static busybox",
             Capability::Nsenter => "nsenter",
             Capability::TwoCpus => "two online CPUs",
+            Capability::Strace => "strace",
         }
     }
 }

@@ -16,4 +16,5 @@ pub(crate) mod process;
 pub(crate) mod runc;
 pub(crate) mod seccomp;
 pub(crate) mod uml;
+pub(crate) mod uml_count;
 pub(crate) mod userns;

@@ -201,6 +201,7 @@ impl Capabilities {
             Capability::Busybox => tool("busybox"),
             Capability::Nsenter => tool("nsenter"),
             Capability::TwoCpus => topology::lacks_two_cpus(),
+            Capability::Strace => tool("strace"),
         }
         .map(|why| format!("{}: {why}", cap.name()))
     }
