@@ -186,7 +186,10 @@ pub(crate) fn watch(command: &[String]) -> anyhow::Result<i32> {
     write_observed(&env.results, &observed)?;
     println!(
         "runner saw the workload's slowdown (running + waiting for CPU 0, over running): alone {}, neighbour in slice b {}, neighbour in slice c {}; CPUs 0 and 1 SMT siblings: {}",
-        observed["alone_slowdown"], observed["partitioned_slowdown"], observed["shared_slowdown"], observed["smt_siblings"]
+        observed["alone_slowdown"],
+        observed["partitioned_slowdown"],
+        observed["shared_slowdown"],
+        observed["smt_siblings"]
     );
     Ok(code)
 }

@@ -249,7 +249,11 @@ pub(crate) fn count(mode: &str, command: &[String]) -> anyhow::Result<i32> {
         ("uml_boots".to_string(), seen.boots.len().to_string()),
         (
             "uml_mode".to_string(),
-            if modes.contains(&mode.name()) { mode.name().to_string() } else { modes.first().unwrap_or(&"none").to_string() },
+            if modes.contains(&mode.name()) {
+                mode.name().to_string()
+            } else {
+                modes.first().unwrap_or(&"none").to_string()
+            },
         ),
         ("tracer".to_string(), if seen.tracers.is_empty() { "none".into() } else { seen.tracers.join(",") }),
         ("ptrace_per_syscall".to_string(), rate("ptrace")),
