@@ -160,12 +160,26 @@ fn set_policy(policy: libc::c_int, priority: libc::c_int) -> bool {
     unsafe { libc::sched_setscheduler(0, policy | libc::SCHED_RESET_ON_FORK, &param) == 0 }
 }
 
+/// One partition measurement at a time on this machine: two at once would
+/// each be the other's neighbour on both CPUs (the test suite runs the
+/// solution's and the fakes' checks side by side). Held until dropped; where
+/// the cache cannot hold a lock file (a grading sandbox), none is taken.
+fn measurement_lock() -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let dir = crate::guest::assets::cache_dir();
+    std::fs::create_dir_all(&dir).ok()?;
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("partition.lock")).ok()?;
+    // SAFETY: flock on a descriptor `file` owns and keeps open while the lock is held; the result is checked.
+    (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(file)
+}
+
 /// `vlab partition -- COMMAND`.
 pub(crate) fn watch(command: &[String]) -> anyhow::Result<i32> {
     let env = check_env();
     let cpuset = std::env::var_os("VLAB_CGROUP_CPUSET").map(PathBuf::from).filter(|p| p.is_dir()).ok_or_else(|| {
         anyhow::anyhow!("$VLAB_CGROUP_CPUSET names no cgroup directory: run this through `vlab check partitioning`")
     })?;
+    let _lock = measurement_lock();
     let child = run_student(command, &[])?;
     // The lab's slices may run at real-time priority (the README says why);
     // the sampler must still get a CPU every tick, so it runs above them.
