@@ -161,6 +161,8 @@ struct Seen {
     boots: BTreeMap<i32, Option<&'static str>>,
     /// Programs that traced such a kernel (strace, perf, ...).
     tracers: Vec<String>,
+    /// The binary of the first such kernel: the runner counts with the same one.
+    exe: Option<PathBuf>,
 }
 
 fn field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
@@ -198,6 +200,7 @@ fn look(pid: i32, kernels: &[PathBuf], n: u64, seen: &mut Seen) {
     if !cmdline.split(|b| *b == 0).any(|a| a == want.as_bytes()) {
         return;
     }
+    seen.exe.get_or_insert(exe);
     let mode = userspace_mode(pid);
     let entry = seen.boots.entry(pid).or_default();
     *entry = entry.or(mode);
@@ -211,6 +214,30 @@ fn look(pid: i32, kernels: &[PathBuf], n: u64, seen: &mut Seen) {
     }
 }
 
+/// The `observed_*` facts: what the runner saw of the student's boots, and its
+/// own count (`none` where it made none).
+fn observed_facts(n: u64, mode: Mode, seen: &Seen, own: Option<&PerSyscall>) -> BTreeMap<String, String> {
+    let modes: Vec<&str> = seen.boots.values().filter_map(|m| *m).collect();
+    let uml_mode = if modes.contains(&mode.name()) { mode.name() } else { modes.first().copied().unwrap_or("none") };
+    let mut facts = BTreeMap::from([
+        ("count_n".to_string(), n.to_string()),
+        ("guest_syscalls".to_string(), (2 * n).to_string()),
+        ("uml_boots".to_string(), seen.boots.len().to_string()),
+        ("uml_mode".to_string(), uml_mode.to_string()),
+        ("tracer".to_string(), if seen.tracers.is_empty() { "none".into() } else { seen.tracers.join(",") }),
+    ]);
+    for name in ["ptrace", "wait4", "futex", "total"] {
+        let key = if name == "total" { "host_syscalls" } else { name };
+        let rate = own.map_or("none".into(), |o| format!("{:.3}", o.per_call.get(name).copied().unwrap_or(0.0)));
+        facts.insert(format!("{key}_per_syscall"), rate);
+        if name != "total" {
+            let total = own.map_or("none".into(), |o| o.with.get(name).copied().unwrap_or(0).to_string());
+            facts.insert(format!("{key}_calls"), total);
+        }
+    }
+    facts
+}
+
 /// `vlab uml count MODE -- COMMAND`.
 pub(crate) fn count(mode: &str, command: &[String]) -> anyhow::Result<i32> {
     let mode = parse_mode(mode)?;
@@ -222,7 +249,7 @@ pub(crate) fn count(mode: &str, command: &[String]) -> anyhow::Result<i32> {
     }
     place_count_init(&rootfs)?;
     let uml = crate::host::uml::known();
-    let kernel = uml.best().cloned().ok_or_else(|| {
+    let best = uml.best().cloned().ok_or_else(|| {
         anyhow::anyhow!("{}", uml.lacks().unwrap_or_else(|| "no UML kernel runs here (`vlab doctor`)".into()))
     })?;
     let kernels = uml.working_exes();
@@ -238,33 +265,22 @@ pub(crate) fn count(mode: &str, command: &[String]) -> anyhow::Result<i32> {
         // Nothing to compare with; the student's error output says why.
         return Ok(code);
     }
-    let scratch = Scratch::new_in(&env.scratch, "uml-count-")?;
-    let own = measure(&kernel.program, mode, n, scratch.path())?;
-    let modes: Vec<&str> = seen.boots.values().filter_map(|m| *m).collect();
-    let rate = |name: &str| format!("{:.3}", own.per_call.get(name).copied().unwrap_or(0.0));
-    let total = |name: &str| own.with.get(name).copied().unwrap_or(0).to_string();
-    let observed = BTreeMap::from([
-        ("count_n".to_string(), n.to_string()),
-        ("guest_syscalls".to_string(), (2 * n).to_string()),
-        ("uml_boots".to_string(), seen.boots.len().to_string()),
-        (
-            "uml_mode".to_string(),
-            if modes.contains(&mode.name()) {
-                mode.name().to_string()
-            } else {
-                modes.first().unwrap_or(&"none").to_string()
-            },
-        ),
-        ("tracer".to_string(), if seen.tracers.is_empty() { "none".into() } else { seen.tracers.join(",") }),
-        ("ptrace_per_syscall".to_string(), rate("ptrace")),
-        ("wait4_per_syscall".to_string(), rate("wait4")),
-        ("futex_per_syscall".to_string(), rate("futex")),
-        ("host_syscalls_per_syscall".to_string(), rate("total")),
-        ("ptrace_calls".to_string(), total("ptrace")),
-        ("wait4_calls".to_string(), total("wait4")),
-        ("futex_calls".to_string(), total("futex")),
-    ]);
+    // Without a boot to compare, the runner's own count (a minute of boots) would judge nothing.
+    let own = match seen.boots.is_empty() {
+        true => None,
+        false => {
+            let same = uml.kernels.iter().find(|k| Some(&k.exe) == seen.exe.as_ref() && k.boots(mode));
+            let program = same.map_or(&best.program, |k| &k.program);
+            let scratch = Scratch::new_in(&env.scratch, "uml-count-")?;
+            Some(measure(program, mode, n, scratch.path())?)
+        }
+    };
+    let observed = observed_facts(n, mode, &seen, own.as_ref());
     write_observed(&env.results, &observed)?;
+    if own.is_none() {
+        println!("the runner saw no UML kernel booted with vlab.count={n}, so it counted nothing itself");
+        return Ok(code);
+    }
     println!(
         "runner's own count, {} mode, dd of {n} bytes ({} guest system calls): per guest call {} ptrace, {} wait4, {} futex, {} host system calls in all",
         mode.name(),
@@ -308,6 +324,27 @@ mod tests {
         assert!((r.per_call["ptrace"] - 5.2496).abs() < 1e-9);
         assert_eq!(r.per_call["futex"], 0.0);
         assert_eq!(r.per_call["wait4"], 0.001);
+    }
+
+    #[test]
+    fn without_a_boot_there_is_no_count_and_with_one_the_mode_asked_for_wins() {
+        let none = observed_facts(4000, Mode::Ptrace, &Seen::default(), None);
+        assert_eq!(none["uml_boots"], "0");
+        assert_eq!(none["uml_mode"], "none");
+        assert_eq!(none["ptrace_per_syscall"], "none");
+        assert_eq!(none["futex_calls"], "none");
+        assert_eq!(none["guest_syscalls"], "8000");
+        let seen = Seen {
+            boots: BTreeMap::from([(7, Some("seccomp")), (9, Some("ptrace"))]),
+            tracers: vec!["strace".into()],
+            exe: None,
+        };
+        let own = per_syscall(&BTreeMap::new(), &BTreeMap::from([("total".to_string(), 16000)]), 8000);
+        let facts = observed_facts(4000, Mode::Ptrace, &seen, Some(&own));
+        assert_eq!(facts["uml_mode"], "ptrace");
+        assert_eq!(facts["tracer"], "strace");
+        assert_eq!(facts["host_syscalls_per_syscall"], "2.000");
+        assert_eq!(facts["ptrace_calls"], "0");
     }
 
     #[test]
