@@ -174,6 +174,17 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: EmuAction,
     },
+    /// Partitioning helper: run COMMAND, time the workload in slice a against its neighbours
+    /// from the scheduler's own counts, and write them to $VLAB_RESULTS as observed_*
+    Partition {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// User-Mode-Linux helpers: the runner's own count of the host system calls behind a guest's
+    Uml {
+        #[command(subcommand)]
+        action: UmlAction,
+    },
     /// Xen helpers: boot Xen with a dom0 that runs Xen's toolstack
     Xen {
         #[command(subcommand)]
@@ -272,6 +283,18 @@ pub(crate) enum EmuAction {
     },
     /// Run COMMAND and watch its processes for qemu-user; write what ran to $VLAB_RESULTS as observed_*
     Cross {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UmlAction {
+    /// Run COMMAND with $VLAB_COUNT set, watch it boot UML, then count the UML kernel's host
+    /// system calls per guest system call in MODE itself and write them to $VLAB_RESULTS as observed_*
+    Count {
+        #[arg(value_parser = ["ptrace", "seccomp"])]
+        mode: String,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },

@@ -96,6 +96,9 @@ pub(crate) enum Capability {
     Nsenter,
     /// A C compiler and the C library's headers: labs where the student writes the system calls.
     Cc,
+    /// At least two online CPUs, to cut into one-CPU slices.
+    TwoCpus,
+    Strace,
 }
 
 impl Capability {
@@ -114,6 +117,8 @@ impl Capability {
             Capability::Busybox => "busybox",
             Capability::Nsenter => "nsenter",
             Capability::Cc => "cc",
+            Capability::TwoCpus => "two-cpus",
+            Capability::Strace => "strace",
         }
     }
 
@@ -133,6 +138,8 @@ impl Capability {
             Capability::Busybox => "a static busybox",
             Capability::Nsenter => "nsenter",
             Capability::Cc => "a C compiler",
+            Capability::TwoCpus => "two online CPUs",
+            Capability::Strace => "strace",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod tools;
+pub(crate) mod topology;
 pub(crate) mod uml;
 
 use std::collections::BTreeMap;
@@ -200,6 +201,8 @@ impl Capabilities {
             Capability::Busybox => tool("busybox"),
             Capability::Nsenter => tool("nsenter"),
             Capability::Cc => tool("cc").or_else(|| tool("libc-dev")),
+            Capability::TwoCpus => topology::lacks_two_cpus(),
+            Capability::Strace => tool("strace"),
         }
         .map(|why| format!("{}: {why}", cap.name()))
     }
