@@ -35,7 +35,8 @@ const FORMAT: &str = "vlab-xen-dom0-4";
 /// Appended to Debian's xl.conf: xl picks each new domain's id at random
 /// (xl.conf(5)), so the XenStore paths of a domU differ from boot to boot
 /// and a script cannot print last run's handshake as this one's.
-const XL_CONF_EXTRA: &str = "\n# vlab: a random domid for every domain, so paths differ per boot\ndomid_policy = \"random\"\n";
+const XL_CONF_EXTRA: &str =
+    "\n# vlab: a random domid for every domain, so paths differ per boot\ndomid_policy = \"random\"\n";
 
 /// Packages of the toolstack, among everything it depends on: xl and the
 /// daemons, the xenstore client, and Xen's own libraries (the host has the C
@@ -393,7 +394,10 @@ pub(crate) fn run(config: &Path, script: Option<&Path>, timeout: Duration) -> an
     })?;
     let script = match script {
         Some(p) => Some(std::fs::read(p).with_context(|| {
-            format!("cannot read the dom0 script {}; write the script dom0 should run there (lab 08's README)", p.display())
+            format!(
+                "cannot read the dom0 script {}; write the script dom0 should run there (lab 08's README)",
+                p.display()
+            )
         })?),
         None => None,
     };
