@@ -94,7 +94,7 @@ xenbus.$class.backend_state=$(xs "$be/state")"
     for p in /proc/[0-9]*; do
         case "$before" in *" ${p#/proc/} "*) ;; *) kill -9 "${p#/proc/}" 2> /dev/null ;; esac
     done
-    sed 's/^/dom0.sh: /' /tmp/dom0-sh.out
+    head -n 200 /tmp/dom0-sh.out | sed 's/^/dom0.sh: /'
     # Only key=value lines are answers, each marked as the script's.
     student=$(tr -d '\r' < /tmp/dom0-sh.out | grep -E '^[a-z][a-z0-9_]*=' | head -n 40 | cut -c 1-200 | sed 's/^/answer./')
     # A balloon target the script set: wait until the domU's balloon driver
