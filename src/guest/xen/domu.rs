@@ -470,6 +470,14 @@ mod tests {
     }
 
     #[test]
+    fn dom0_reads_the_handshake_before_the_students_script_can_touch_it() {
+        let read = DOM0_INIT.find("xenbus.$class.$(echo").unwrap();
+        let run = DOM0_INIT.find(&format!("sh {DOM0_SCRIPT}")).unwrap();
+        assert!(read < run, "the XenStore must be read before the student's script runs");
+        assert!(XL_CONF_EXTRA.contains("domid_policy = \"random\""));
+    }
+
+    #[test]
     fn every_parent_directory_comes_before_its_files() {
         let e = with_parents(vec![
             Entry::Dir { path: "lib".into(), mode: 0o755 },
