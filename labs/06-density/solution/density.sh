@@ -54,7 +54,7 @@ uml() {
 guest() {
     console=$1
     shift
-    qemu-system-x86_64 -accel tcg -m 160 -nodefaults -display none -no-reboot \
+    exec qemu-system-x86_64 -accel tcg -m 160 -nodefaults -display none -no-reboot \
         -serial "file:$console" "$@" \
         -kernel assets/vmlinuz -initrd assets/initrd.img \
         -append "console=ttyS0 panic=-1 quiet vlab.nonce=$VLAB_NONCE vlab.hold=300"
