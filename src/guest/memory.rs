@@ -39,7 +39,7 @@ impl Observer for VmMemory {
     }
 
     fn describe(&self) -> &'static str {
-        "runs, sampling the memory of every QEMU it starts (and stopping KSM until you start it),"
+        "runs, sampling every QEMU it starts for its memory and the pages KSM merged in it,"
     }
 
     fn arm(&self, _ctx: &Ctx) -> Result<Option<Box<dyn Watch>>, CheckError> {
@@ -268,7 +268,10 @@ mod tests {
         }
         saved.restore();
         let read = |t: &str| std::fs::read_to_string(dir.path().join(t)).unwrap();
-        assert_eq!((read("run"), read("pages_to_scan"), read("sleep_millisecs")), ("0".into(), "100".into(), "20".into()));
+        assert_eq!(
+            (read("run"), read("pages_to_scan"), read("sleep_millisecs")),
+            ("0".into(), "100".into(), "20".into())
+        );
         assert!(KsmSettings::save(&dir.path().join("absent")).is_none());
     }
 }
