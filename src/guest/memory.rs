@@ -99,6 +99,8 @@ struct Sample {
     rss_kib: u64,
     pss_kib: u64,
     merging_pages: u64,
+    /// CPU time QEMU used so far: a guest that booted under TCG used seconds.
+    cpu_ms: u64,
 }
 
 impl Sample {
@@ -109,8 +111,19 @@ impl Sample {
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
+        s.cpu_ms = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().map(|t| cpu_ms(&t)).unwrap_or(0);
         Some(s)
     }
+}
+
+/// utime + stime of a /proc/PID/stat line, in milliseconds.
+fn cpu_ms(stat: &str) -> u64 {
+    // The fields after the command name, which may hold spaces, start at field 3 (state).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let field = |n: usize| rest.split_whitespace().nth(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    (field(14) + field(15)) * 1000 / hz
 }
 
 /// `Rss:` and `Pss:` of a smaps_rollup.
@@ -137,11 +150,13 @@ struct Guest {
     merging_peak: u64,
     /// PSS when the most of its pages were merged: its cost sharing them.
     pss_merged_kib: u64,
+    cpu_ms: u64,
 }
 
 impl Guest {
     fn add(&mut self, s: Sample) {
         self.rss_peak_kib = self.rss_peak_kib.max(s.rss_kib);
+        self.cpu_ms = self.cpu_ms.max(s.cpu_ms);
         if s.merging_pages == 0 {
             self.pss_unmerged_kib = self.pss_unmerged_kib.max(s.pss_kib);
         }
@@ -167,6 +182,8 @@ fn guest_facts(guests: &[Guest], most_at_once: usize) -> Facts {
     facts.insert("density.vm_ksm_kib".into(), merged.to_string());
     facts.insert("density.vm_rss_kib".into(), mean(|g| g.rss_peak_kib).to_string());
     facts.insert("ksm.saved_kib".into(), alone.saturating_sub(merged).to_string());
+    let least_cpu = guests.iter().map(|g| g.cpu_ms).min().unwrap_or(0);
+    facts.insert("vms.cpu_ms_min".into(), least_cpu.to_string());
     let least = guests.iter().map(|g| g.merging_peak).min().unwrap_or(0);
     facts.insert("ksm.merging_pages_min".into(), least.to_string());
     facts
@@ -254,6 +271,14 @@ mod tests {
         assert_eq!(f["ksm.saved_kib"], "40000");
         assert_eq!(f["ksm.merging_pages_min"], "2000", "the least merged guest counts");
         assert_eq!(guest_facts(&[], 0)["vms.count"], "0");
+    }
+
+    #[test]
+    fn cpu_time_is_read_past_a_command_name_with_spaces() {
+        let stat = "4242 (qemu (x) y) S 1 4242 4242 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 5 0 1000 0 0";
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        assert_eq!(cpu_ms(stat), 300 * 1000 / hz);
     }
 
     #[test]
