@@ -263,7 +263,7 @@ mod tests {
     fn a_guest_costs_its_unmerged_peak_alone_and_its_pss_at_the_merge_peak_shared() {
         let mut g = Guest::default();
         for (pss, merging) in [(40_000, 0), (120_000, 0), (100_000, 3000), (80_000, 9000), (90_000, 5000)] {
-            g.add(Sample { rss_kib: pss + 10_000, pss_kib: pss, merging_pages: merging });
+            g.add(Sample { rss_kib: pss + 10_000, pss_kib: pss, merging_pages: merging, cpu_ms: 2000 });
         }
         assert_eq!((g.pss_unmerged_kib, g.pss_merged_kib, g.merging_peak), (120_000, 80_000, 9000));
         let f = guest_facts(&[g, Guest { merging_peak: 2000, ..g }], 2);
