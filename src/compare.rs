@@ -200,7 +200,7 @@ const METRICS: &[Metric] = &[
                 formula: Formula::Value("ksm.density.vm_kib", 1.0),
             },
             Source {
-                tier: "software emulation (TCG guest, KSM-merged twin)",
+                tier: "software emulation (TCG + KSM)",
                 lab: "06-density",
                 formula: Formula::Value("ksm.density.vm_ksm_kib", 1.0),
             },
