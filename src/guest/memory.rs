@@ -232,6 +232,13 @@ impl Watch for VmWatch {
         );
         let ran = Ran::new(facts, stdout, stderr);
         let shown = ctx.shown;
+        if self.ksm.is_none() {
+            // Said first: without KSM the script's own writes to it fail too.
+            let msg = format!(
+                "this machine shows no KSM ({KSM} is absent: a kernel without CONFIG_KSM, or a sandbox without it)"
+            );
+            return Ok(ran.fail_showing_output(msg));
+        }
         let Some(ended) = ended else {
             let timeout = ctx.check.timeout_secs;
             let msg = format!("`{shown}` did not finish within {timeout}s and was killed (with everything it started)");
@@ -239,9 +246,6 @@ impl Watch for VmWatch {
         };
         if let Some(want) = ctx.check.expect.exit.filter(|w| ended.code != Some(*w)) {
             return Ok(ran.fail_showing_output(format!("`{shown}` {} (expected status {want})", ended.describe())));
-        }
-        if self.ksm.is_none() {
-            return Ok(ran.fail(format!("this kernel has no KSM ({KSM} is absent: a kernel built without CONFIG_KSM)")));
         }
         Ok(ran)
     }
