@@ -285,6 +285,27 @@ mod tests {
         assert_eq!(cpu_ms(stat), 300 * 1000 / hz);
     }
 
+    /// The check fails (the script exits 1 after turning KSM on); the watch still puts the settings back.
+    #[test]
+    fn a_failed_check_leaves_the_host_settings_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        for (t, v) in [("run", "0"), ("pages_to_scan", "100"), ("sleep_millisecs", "20"), ("pages_sharing", "0")] {
+            std::fs::write(dir.path().join(t), v).unwrap();
+        }
+        let check: crate::catalog::Check =
+            toml::from_str("kind = \"vm-memory\"\ncommand = [\"sh\"]\nexpect.exit = 0").unwrap();
+        let ctx = Ctx { check: &check, workspace: dir.path(), nonce: "n", scratch: dir.path(), shown: "sh" };
+        let script = "echo 5000 > \"$1/pages_to_scan\"; echo 1 > \"$1/run\"; exit 1";
+        let cmd = Cmd::new("sh").args(["-c", script, "sh"]).arg(dir.path()).timeout(Duration::from_secs(10));
+        let mut watch = VmWatch { ksm: KsmSettings::save(dir.path()), real: RealQemu::find() };
+        let ran = watch.run(&cmd, &ctx).unwrap();
+        assert!(ran.failed.is_some_and(|m| m.contains("status 1")));
+        assert_eq!((ran.facts["ksm.run"].as_str(), ran.facts["vms.count"].as_str()), ("on", "0"));
+        drop(watch);
+        let read = |t: &str| std::fs::read_to_string(dir.path().join(t)).unwrap();
+        assert_eq!((read("run"), read("pages_to_scan")), ("0".into(), "100".into()));
+    }
+
     #[test]
     fn the_host_settings_come_back() {
         let dir = tempfile::tempdir().unwrap();
