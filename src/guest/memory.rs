@@ -3,7 +3,7 @@
 //! runs, the runner samples every real QEMU among its processes (identified
 //! by /proc/PID/exe, never by name) for its resident and proportional memory
 //! (`/proc/PID/smaps_rollup`) and for the pages KSM merged in it
-//! (`/proc/PID/ksm_merging_pages`, Linux 6.1+).
+//! (`/proc/PID/ksm_merging_pages`, Linux 5.19+).
 //!
 //! KSM is the host's: the runner saves its settings when the check is
 //! armed, stops `ksmd` for the check (so every guest is first measured
