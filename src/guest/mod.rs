@@ -9,6 +9,7 @@ mod decompress;
 pub mod elf;
 pub(crate) mod emu;
 pub(crate) mod initramfs;
+pub(crate) mod memory;
 mod modules;
 pub(crate) mod qmp;
 pub(crate) mod vmlinux;
