@@ -13,7 +13,7 @@
 //! [`Supervisor::install`] too: it is idempotent, so every test may. The
 //! library's own unit tests get it from `proc::Cmd::spawn` under `cfg(test)`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -70,6 +70,8 @@ struct Registry {
     spawned: BTreeSet<i32>,
     cgroups: BTreeSet<PathBuf>,
     paths: BTreeSet<PathBuf>,
+    /// Host settings a check changed for a while: file → the value to write back.
+    restores: BTreeMap<PathBuf, String>,
 }
 
 static STATE: State = State {
@@ -80,6 +82,7 @@ static STATE: State = State {
         spawned: BTreeSet::new(),
         cgroups: BTreeSet::new(),
         paths: BTreeSet::new(),
+        restores: BTreeMap::new(),
     }),
     making: Mutex::new(()),
     run_base: OnceLock::new(),
@@ -149,9 +152,9 @@ fn on_interrupt() {
 
 /// Kills all registered groups, cgroups and our descendants, removes registered paths.
 fn kill_everything(making: &MutexGuard<'static, ()>) {
-    let (groups, cgroups, paths) = {
+    let (groups, cgroups, paths, restores) = {
         let reg = registry();
-        (reg.live.clone(), reg.cgroups.clone(), reg.paths.clone())
+        (reg.live.clone(), reg.cgroups.clone(), reg.paths.clone(), reg.restores.clone())
     };
     // Best effort by nature: nothing is left to tell of a failure but the exit.
     for pgid in groups {
@@ -168,6 +171,10 @@ fn kill_everything(making: &MutexGuard<'static, ()>) {
     for path in paths {
         let _ = std::fs::remove_dir_all(&path);
     }
+    // After the kills: nothing that changed these settings is left to change them again.
+    for (file, value) in restores {
+        let _ = std::fs::write(&file, value);
+    }
 }
 
 /// Something the interrupt handler kills or removes for as long as this value lives.
@@ -182,6 +189,7 @@ enum Entry {
     Group(i32),
     Cgroups(Vec<PathBuf>),
     Path(PathBuf),
+    Restore(Vec<PathBuf>),
 }
 
 impl Drop for Registration {
@@ -198,6 +206,11 @@ impl Drop for Registration {
             }
             Entry::Path(p) => {
                 reg.paths.remove(p);
+            }
+            Entry::Restore(files) => {
+                for f in files {
+                    reg.restores.remove(f);
+                }
             }
         }
     }
@@ -231,6 +244,16 @@ pub(crate) fn cgroups(dirs: Vec<PathBuf>) -> Registration {
 pub(crate) fn path(path: PathBuf) -> Registration {
     registry().paths.insert(path.clone());
     Registration { entry: Entry::Path(path) }
+}
+
+/// Host settings (file, value) written back on interrupt, as a check that
+/// changed them for its duration would in its own cleanup, which an
+/// interrupt skips.
+pub(crate) fn restore(saved: Vec<(PathBuf, String)>) -> Registration {
+    let mut reg = registry();
+    let files = saved.iter().map(|(f, _)| f.clone()).collect();
+    reg.restores.extend(saved);
+    Registration { entry: Entry::Restore(files) }
 }
 
 /// Where this process puts each child's cgroups, or why it cannot.

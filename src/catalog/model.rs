@@ -96,6 +96,8 @@ pub(crate) enum Capability {
     Nsenter,
     /// A C compiler and the C library's headers: labs where the student writes the system calls.
     Cc,
+    /// Kernel samepage merging this process may switch on (/sys/kernel/mm/ksm, writable).
+    Ksm,
     /// At least two online CPUs, to cut into one-CPU slices.
     TwoCpus,
     Strace,
@@ -117,6 +119,7 @@ impl Capability {
             Capability::Busybox => "busybox",
             Capability::Nsenter => "nsenter",
             Capability::Cc => "cc",
+            Capability::Ksm => "ksm",
             Capability::TwoCpus => "two-cpus",
             Capability::Strace => "strace",
         }
@@ -138,6 +141,7 @@ impl Capability {
             Capability::Busybox => "a static busybox",
             Capability::Nsenter => "nsenter",
             Capability::Cc => "a C compiler",
+            Capability::Ksm => "kernel samepage merging (KSM)",
             Capability::TwoCpus => "two online CPUs",
             Capability::Strace => "strace",
         }

@@ -55,6 +55,8 @@ impl Observer for VmMemory {
 struct KsmSettings {
     dir: PathBuf,
     saved: Vec<(&'static str, String)>,
+    /// Ctrl-C kills the check before `restore` runs: the supervisor writes them back then.
+    _on_interrupt: crate::supervisor::Registration,
 }
 
 impl KsmSettings {
@@ -64,7 +66,10 @@ impl KsmSettings {
             .iter()
             .filter_map(|t| std::fs::read_to_string(dir.join(t)).ok().map(|v| (*t, v.trim().to_string())))
             .collect();
-        (saved.len() == KSM_TUNABLES.len()).then(|| KsmSettings { dir: dir.to_path_buf(), saved })
+        (saved.len() == KSM_TUNABLES.len()).then(|| {
+            let files = saved.iter().map(|(t, v)| (dir.join(t), v.clone())).collect();
+            KsmSettings { dir: dir.to_path_buf(), saved, _on_interrupt: crate::supervisor::restore(files) }
+        })
     }
 
     /// `run` = 0: ksmd stops; what it merged stays merged.

@@ -201,6 +201,7 @@ impl Capabilities {
             Capability::Busybox => tool("busybox"),
             Capability::Nsenter => tool("nsenter"),
             Capability::Cc => tool("cc").or_else(|| tool("libc-dev")),
+            Capability::Ksm => ksm_lacks(),
             Capability::TwoCpus => topology::lacks_two_cpus(),
             Capability::Strace => tool("strace"),
         }
@@ -222,4 +223,16 @@ impl Capabilities {
         pkgs.dedup();
         pkgs
     }
+}
+
+/// Why KSM cannot be switched on from here, if it cannot: the kernel lacks it
+/// (CONFIG_KSM), this process may not write its knobs (not root, or a sandbox
+/// without /sys), or it is not there to see.
+fn ksm_lacks() -> Option<String> {
+    let run = std::path::Path::new("/sys/kernel/mm/ksm/run");
+    if !run.exists() {
+        return Some("/sys/kernel/mm/ksm is absent (a kernel without CONFIG_KSM, or no /sys here)".into());
+    }
+    let writable = std::fs::OpenOptions::new().write(true).open(run).is_ok();
+    (!writable).then(|| "cannot write /sys/kernel/mm/ksm/run: run as root".into())
 }
