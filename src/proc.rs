@@ -483,6 +483,8 @@ fn reap_killed(tree: &[i32], until: Instant) {
                 None => break,
                 Some(p) if p.ppid == me => {
                     // SAFETY: `pid` is our own child (checked just now); WNOHANG never blocks.
+                    // 0: not exited yet, wait on. `pid`: reaped. -1 is ECHILD (the orphan
+                    // sweep reaped it first): gone either way.
                     if unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) } != 0 {
                         break;
                     }

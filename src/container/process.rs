@@ -338,6 +338,9 @@ pub(crate) fn namespace_root(pid: i32) -> Option<(u64, u64)> {
             let mut st: libc::stat = std::mem::zeroed();
             if entered && libc::stat(slash.as_ptr(), &mut st) == 0 {
                 let buf = [st.st_dev, st.st_ino];
+                // Unchecked on purpose: the child can report nothing, and a
+                // failed or short write is a short read for the parent, which
+                // then answers None.
                 libc::write(wr.as_raw_fd(), buf.as_ptr().cast(), std::mem::size_of_val(&buf));
             }
             libc::_exit(0)
@@ -348,9 +351,22 @@ pub(crate) fn namespace_root(pid: i32) -> Option<(u64, u64)> {
             let want = std::mem::size_of_val(&buf);
             // SAFETY: `buf` is writable for `want` bytes and `rd` is open.
             let n = unsafe { libc::read(rd.as_raw_fd(), buf.as_mut_ptr().cast(), want) };
-            // SAFETY: reaps our own child; a null status pointer is allowed.
-            unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+            reap(child);
             (n == want as isize).then_some((buf[0], buf[1]))
+        }
+    }
+}
+
+/// Waits for our own forked `child`, retrying when a signal interrupts the wait.
+fn reap(child: i32) {
+    loop {
+        // SAFETY: `child` is our own child; a null status pointer is allowed.
+        if unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) } == child {
+            return;
+        }
+        // ECHILD: the supervisor's orphan sweep reaped it first; it is gone either way.
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
         }
     }
 }

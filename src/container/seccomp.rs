@@ -104,8 +104,13 @@ struct Seized(i32);
 
 impl Drop for Seized {
     fn drop(&mut self) {
-        // SAFETY: PTRACE_DETACH takes no pointers; failure (the tracee died) leaves nothing to undo.
-        unsafe { libc::ptrace(libc::PTRACE_DETACH, self.0, 0, 0) };
+        // SAFETY: PTRACE_DETACH takes no pointers.
+        let rc = unsafe { libc::ptrace(libc::PTRACE_DETACH, self.0, 0, 0) };
+        // ESRCH, the only failure with valid arguments: the tracee died, or
+        // never reached its stop (the read failed before it). Dead, there is
+        // nothing to undo; running, it stays traced until the runner exits.
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        debug_assert!(rc == 0 || errno == Some(libc::ESRCH), "PTRACE_DETACH of {}: errno {errno:?}", self.0);
     }
 }
 

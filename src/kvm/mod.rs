@@ -25,6 +25,8 @@ pub(crate) enum KvmError {
     Open(kvm_ioctls::Error),
     #[error("KVM refused to {what}: {source}")]
     Setup { what: &'static str, source: kvm_ioctls::Error },
+    #[error("cannot map guest memory: {0}")]
+    Map(std::io::Error),
     #[error("the guest stopped unexpectedly: {0}")]
     Exit(String),
 }
@@ -71,7 +73,7 @@ impl TinyVm {
             )
         };
         if mem == libc::MAP_FAILED {
-            return Err(KvmError::Exit("cannot map guest memory".into()));
+            return Err(KvmError::Map(std::io::Error::last_os_error()));
         }
         let mem = mem.cast::<u8>();
         // SAFETY: `mem` is a fresh MEM_SIZE mapping no one else sees, and the
