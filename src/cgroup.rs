@@ -136,7 +136,14 @@ pub(crate) fn detect() -> CgroupInfo {
 /// This process's own group in the hierarchy `v1` names (a v1 controller) or
 /// the v2 one (`None`), from /proc/self/cgroup.
 fn own_path(v1: Option<&str>) -> Option<String> {
-    let mine = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    group_path("self", v1)
+}
+
+/// The group of process `pid` (a number, or `self`) in the hierarchy `v1`
+/// names or the v2 one, as its /proc/PID/cgroup shows it: relative to the
+/// reader's cgroup namespace.
+fn group_path(pid: &str, v1: Option<&str>) -> Option<String> {
+    let mine = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     mine.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');
         let (id, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
@@ -165,6 +172,19 @@ pub(crate) fn own_base(controller: &str, v2: bool) -> Option<PathBuf> {
         return Some(PathBuf::from(ROOT));
     }
     Some(Path::new(ROOT).join(controller).join(own_path(Some(controller))?))
+}
+
+/// The directory of `pid`'s group in the v1 hierarchy of `controller`, or
+/// None when that controller is not mounted as v1 (or `pid` is gone).
+pub(crate) fn v1_group_of(pid: i32, controller: &str) -> Option<PathBuf> {
+    let path = group_path(&pid.to_string(), Some(controller))?;
+    Some(below(Path::new(ROOT).join(controller), Some(path)))
+}
+
+/// The directory of `pid`'s group in the v2 hierarchy.
+pub(crate) fn v2_group_of(pid: i32) -> Option<PathBuf> {
+    let path = group_path(&pid.to_string(), None)?;
+    Some(below(PathBuf::from(ROOT), Some(path)))
 }
 
 /// Where a group of `controller` is seen inside a sandbox that mounts it at

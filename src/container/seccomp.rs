@@ -30,7 +30,7 @@ const JUDGED: [(&str, libc::c_long); 4] = [
 pub(crate) fn facts(pid: i32, runc_root: &Path) -> Facts {
     let mut f = Facts::new();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    if let Some(mode) = super::process::status_field(&status, "Seccomp:") {
+    if let Some(mode) = crate::procfs::status_field(&status, "Seccomp:") {
         let mode = match mode {
             "0" => "none",
             "1" => "strict",
@@ -57,7 +57,7 @@ pub(crate) fn facts(pid: i32, runc_root: &Path) -> Facts {
             }
         }
     }
-    if let Some(n) = super::process::status_field(&status, "Seccomp_filters:") {
+    if let Some(n) = crate::procfs::status_field(&status, "Seccomp_filters:") {
         f.insert("seccomp.filters".into(), n.into());
     }
     let started = super::process::start_time(pid);
