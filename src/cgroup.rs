@@ -47,6 +47,12 @@ pub enum CgroupError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot remove the cgroup {}: {source}", path.display())]
     Remove { path: PathBuf, source: io::Error },
+    /// A hierarchy tried for run groups refused a probe group.
+    #[error("cannot create a group in {}: {source}", base.display())]
+    Probe { base: PathBuf, source: io::Error },
+    /// A hierarchy tried for run groups lacks the file that kills a group at once.
+    #[error("{} has no {file} (the kernel is older than 5.14)", base.display())]
+    Lacks { base: PathBuf, file: &'static str },
     /// No group for children can be made here; the reasons, one per hierarchy tried.
     #[error("{0}")]
     NoRunBase(String),
@@ -596,12 +602,12 @@ impl Member {
 }
 
 /// Tries a group below `base` once: can it be made, and does it have `file`?
-fn usable(base: &Path, file: &str) -> Result<(), String> {
+fn usable(base: &Path, file: &'static str) -> Result<(), CgroupError> {
     let probe = base.join(format!("{PREFIX}{}-probe", std::process::id()));
-    std::fs::create_dir(&probe).map_err(|e| format!("cannot create a group in {}: {e}", base.display()))?;
+    std::fs::create_dir(&probe).map_err(|source| CgroupError::Probe { base: base.to_path_buf(), source })?;
     let has = probe.join(file).exists();
     let _ = std::fs::remove_dir(&probe);
-    if has { Ok(()) } else { Err(format!("{} has no {file} (the kernel is older than 5.14)", base.display())) }
+    if has { Ok(()) } else { Err(CgroupError::Lacks { base: base.to_path_buf(), file }) }
 }
 
 impl RunBase {
@@ -621,14 +627,14 @@ impl RunBase {
             let base = below(u, own_path(None));
             match usable(&base, "cgroup.kill") {
                 Ok(()) => member = Some(Member::V2(base)),
-                Err(e) => why.push(e),
+                Err(e) => why.push(e.to_string()),
             }
         }
         if member.is_none() && !is_cgroup2(root) {
             let base = below(root.join("freezer"), own_path(Some("freezer")));
             match usable(&base, "freezer.state") {
                 Ok(()) => member = Some(Member::Freezer(base)),
-                Err(e) => why.push(e),
+                Err(e) => why.push(e.to_string()),
             }
         }
         let Some(member) = member else {

@@ -114,11 +114,21 @@ impl Drop for Seized {
     }
 }
 
+/// Why the runner could not read a process's seccomp filters; a fact says
+/// `unknown: ` and this.
+#[derive(Debug, thiserror::Error)]
+enum FilterError {
+    #[error("{what} of pid {pid}: {source}")]
+    Os { what: &'static str, pid: i32, source: std::io::Error },
+    #[error("pid {pid} ended while the runner read its filters")]
+    Ended { pid: i32 },
+}
+
 /// The classic BPF programs of every seccomp filter on `pid`, newest first,
 /// as the kernel holds them. Needs CAP_SYS_ADMIN; the process is stopped
 /// (PTRACE_SEIZE, PTRACE_INTERRUPT) for the moment it takes and then detached.
-fn kernel_filters(pid: i32) -> Result<Vec<Vec<libc::sock_filter>>, String> {
-    let os = |what: &str| format!("{what} of pid {pid}: {}", std::io::Error::last_os_error());
+fn kernel_filters(pid: i32) -> Result<Vec<Vec<libc::sock_filter>>, FilterError> {
+    let os = |what: &'static str| FilterError::Os { what, pid, source: std::io::Error::last_os_error() };
     // SAFETY: PTRACE_SEIZE takes no pointers (addr and data 0).
     if unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) } != 0 {
         return Err(os("PTRACE_SEIZE"));
@@ -139,7 +149,7 @@ fn kernel_filters(pid: i32) -> Result<Vec<Vec<libc::sock_filter>>, String> {
             break;
         }
         if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-            return Err(format!("pid {pid} ended while the runner read its filters"));
+            return Err(FilterError::Ended { pid });
         }
     }
     let mut filters = Vec::new();
