@@ -121,6 +121,10 @@ mod tests {
         std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
         assert!(read_regular(&link).unwrap_err().to_string().contains("is a symbolic link"));
         assert_eq!(read_regular(&dir.path().join("absent")).unwrap(), "");
+        // Any other failure names the file and the OS error, once even in an anyhow chain.
+        let e = anyhow::Error::from(read_regular(&link.join("x")).unwrap_err());
+        assert_eq!(format!("{e:#}"), format!("{e}"));
+        assert!(e.to_string().starts_with(&format!("cannot open {}: ", link.join("x").display())), "{e}");
         let plain = dir.path().join("plain");
         rewrite_regular(&plain, |old| format!("{old}one\n")).unwrap();
         rewrite_regular(&plain, |old| format!("{old}two\n")).unwrap();
