@@ -118,8 +118,8 @@ impl Drop for Seized {
 /// `unknown: ` and this.
 #[derive(Debug, thiserror::Error)]
 enum FilterError {
-    #[error("{what} of pid {pid}: {source}")]
-    Os { what: &'static str, pid: i32, source: std::io::Error },
+    #[error("{what} of pid {pid}: {error}")]
+    Os { what: &'static str, pid: i32, error: std::io::Error },
     #[error("pid {pid} ended while the runner read its filters")]
     Ended { pid: i32 },
 }
@@ -128,7 +128,7 @@ enum FilterError {
 /// as the kernel holds them. Needs CAP_SYS_ADMIN; the process is stopped
 /// (PTRACE_SEIZE, PTRACE_INTERRUPT) for the moment it takes and then detached.
 fn kernel_filters(pid: i32) -> Result<Vec<Vec<libc::sock_filter>>, FilterError> {
-    let os = |what: &'static str| FilterError::Os { what, pid, source: std::io::Error::last_os_error() };
+    let os = |what: &'static str| FilterError::Os { what, pid, error: std::io::Error::last_os_error() };
     // SAFETY: PTRACE_SEIZE takes no pointers (addr and data 0).
     if unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) } != 0 {
         return Err(os("PTRACE_SEIZE"));

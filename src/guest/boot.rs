@@ -172,7 +172,7 @@ const INSPECT_EVERY: Duration = Duration::from_millis(50);
 pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, ProcError> {
     let channels = Channels::open().map_err(|source| ProcError::Io {
         program: "the runner's QMP and seal sockets (in the temp dir)".into(),
-        source,
+        error: source,
     })?;
     let mut cmd = cmd.clone();
     for (k, v) in channels.env() {

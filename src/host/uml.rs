@@ -307,12 +307,12 @@ fn verdict_key(exe: &Path, release: &str) -> Option<String> {
 /// Why a UML binary could not be tested: no verdict, and none cached.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TestError {
-    #[error("cannot resolve {}: {source}", program.display())]
-    Resolve { program: PathBuf, source: std::io::Error },
+    #[error("cannot resolve {}: {error}", program.display())]
+    Resolve { program: PathBuf, error: std::io::Error },
     #[error("cannot read {}", exe.display())]
     Unreadable { exe: PathBuf },
-    #[error("cannot make a test root in {}: {source}", dir.display())]
-    Scratch { dir: PathBuf, source: std::io::Error },
+    #[error("cannot make a test root in {}: {error}", dir.display())]
+    Scratch { dir: PathBuf, error: std::io::Error },
     #[error("cannot build UML's test root: {0:#}")]
     TestRoot(anyhow::Error),
     #[error(transparent)]
@@ -324,7 +324,7 @@ pub(crate) enum TestError {
 /// The cached verdict for `program`, or (when `boot`) a fresh one. `Err` when it cannot be tested.
 fn verdict(program: &Path, origin: &str, release: &str, boot: bool) -> Result<Option<Kernel>, TestError> {
     let exe = std::fs::canonicalize(program)
-        .map_err(|source| TestError::Resolve { program: program.to_path_buf(), source })?;
+        .map_err(|source| TestError::Resolve { program: program.to_path_buf(), error: source })?;
     let key = verdict_key(&exe, release).ok_or_else(|| TestError::Unreadable { exe: exe.clone() })?;
     let file = uml_cache().join("verdicts").join(format!("{key}.json"));
     if let Some(k) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Kernel>(&b).ok()) {
@@ -385,7 +385,7 @@ fn test_root(root: &Path) -> anyhow::Result<()> {
 /// that doctor stays quick): its detail says how to test again.
 pub(crate) fn boot_test(program: &Path, mode: Mode) -> Result<Boot, TestError> {
     let scratch = Scratch::new_in(&uml_cache(), "boot-test-")
-        .map_err(|source| TestError::Scratch { dir: uml_cache(), source })?;
+        .map_err(|source| TestError::Scratch { dir: uml_cache(), error: source })?;
     let root = scratch.path().join("root");
     test_root(&root).map_err(TestError::TestRoot)?;
     let uml_dir = scratch.path().join("uml");
@@ -442,8 +442,7 @@ pub(crate) fn provide() -> anyhow::Result<Kernel> {
     for suite in SUITES {
         let tested = fetch(suite)
             .with_context(|| format!("cannot fetch {PACKAGE} from Debian {suite}"))
-            // The error's text names its cause already: as a chain, `{e:#}` would say it twice.
-            .and_then(|p| verdict(&p, &origin_of(&p), &host_release(), true).map_err(|e| anyhow::anyhow!("{e}")));
+            .and_then(|p| verdict(&p, &origin_of(&p), &host_release(), true).map_err(anyhow::Error::from));
         match tested {
             Ok(Some(k)) if k.boots(Mode::Ptrace) && k.boots(Mode::Seccomp) => return Ok(k),
             Ok(Some(k)) => tried.push(k.summary()),

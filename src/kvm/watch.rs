@@ -364,8 +364,8 @@ fn same_content(a: &Path, b: &Path) -> bool {
 enum NotYours {
     #[error("`{0}` is not a path; the check runs your compiled VMM as ./vmm")]
     NotAPath(String),
-    #[error("{path}: {source}: did it compile?")]
-    Missing { path: String, source: std::io::Error },
+    #[error("{path}: {error}: did it compile?")]
+    Missing { path: String, error: std::io::Error },
     #[error("{0} is not a regular file (a link?): it must be the program cc built from vmm.c")]
     NotAFile(String),
     #[error("{path} has {names} names (a hard link?): it must be the program cc built")]
@@ -383,7 +383,8 @@ fn student_binary(arg0: &str) -> Result<Ident, NotYours> {
         return Err(NotYours::NotAPath(arg0.into()));
     }
     let path = Path::new(arg0);
-    let meta = std::fs::symlink_metadata(path).map_err(|source| NotYours::Missing { path: arg0.into(), source })?;
+    let meta =
+        std::fs::symlink_metadata(path).map_err(|source| NotYours::Missing { path: arg0.into(), error: source })?;
     if !meta.file_type().is_file() {
         return Err(NotYours::NotAFile(arg0.into()));
     }
