@@ -92,6 +92,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             crate::kvm::watch::watch(mode, &command)
         }
         Command::Emu { action } => emu_command(action),
+        Command::Partition { command } => crate::container::partition::watch(&command),
+        Command::Uml { action: crate::cli::UmlAction::Count { mode, command } } => {
+            crate::container::uml_count::count(&mode, &command)
+        }
         Command::Xen { action: crate::cli::XenAction::Domu { config, timeout } } => {
             crate::guest::xen::domu::run(&config, Duration::from_secs(timeout))
         }

@@ -61,6 +61,7 @@ pub(crate) fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
     std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
     // The same root boots User-Mode-Linux over hostfs (labs/07-uml): its init.
     crate::container::uml::place_init(root)?;
+    crate::container::uml_count::place_count_init(root)?;
     Ok(())
 }
 

@@ -94,6 +94,11 @@ pub(crate) enum Capability {
     UmlSeccomp,
     Busybox,
     Nsenter,
+    /// A C compiler and the C library's headers: labs where the student writes the system calls.
+    Cc,
+    /// At least two online CPUs, to cut into one-CPU slices.
+    TwoCpus,
+    Strace,
 }
 
 impl Capability {
@@ -111,6 +116,9 @@ impl Capability {
             Capability::UmlSeccomp => "uml-seccomp",
             Capability::Busybox => "busybox",
             Capability::Nsenter => "nsenter",
+            Capability::Cc => "cc",
+            Capability::TwoCpus => "two-cpus",
+            Capability::Strace => "strace",
         }
     }
 
@@ -129,6 +137,9 @@ impl Capability {
             Capability::UmlSeccomp => "a UML with the seccomp mode",
             Capability::Busybox => "a static busybox",
             Capability::Nsenter => "nsenter",
+            Capability::Cc => "a C compiler",
+            Capability::TwoCpus => "two online CPUs",
+            Capability::Strace => "strace",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod tools;
+pub(crate) mod topology;
 pub(crate) mod uml;
 
 use std::collections::BTreeMap;
@@ -199,6 +200,9 @@ impl Capabilities {
             Capability::UmlSeccomp => self.uml.lacks_seccomp(),
             Capability::Busybox => tool("busybox"),
             Capability::Nsenter => tool("nsenter"),
+            Capability::Cc => tool("cc").or_else(|| tool("libc-dev")),
+            Capability::TwoCpus => topology::lacks_two_cpus(),
+            Capability::Strace => tool("strace"),
         }
         .map(|why| format!("{}: {why}", cap.name()))
     }

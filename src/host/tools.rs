@@ -59,6 +59,8 @@ pub(crate) const TOOLS: &[Tool] = &[
         package: "util-linux",
         must_be_static: false,
     },
+    // Counts the UML kernel's host system calls (lab 07, src/container/uml_count.rs).
+    Tool { name: "strace", binary: "strace", version_args: &["-V"], package: "strace", must_be_static: false },
     // The grader's sandbox (src/grade/sandbox.rs): Flatpak's, kept by Debian.
     Tool { name: "bwrap", binary: "bwrap", version_args: &["--version"], package: "bubblewrap", must_be_static: false },
     // The C compiler and the C library's headers (with the kernel's, <linux/kvm.h>,
