@@ -41,12 +41,18 @@ pub enum CgroupError {
     NotMounted,
     #[error("no cgroup v1 controller hierarchy under {ROOT} could be used")]
     NoController,
-    #[error("cannot create the cgroup {}: {source}", path.display())]
-    Create { path: PathBuf, source: io::Error },
-    #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: io::Error },
-    #[error("cannot remove the cgroup {}: {source}", path.display())]
-    Remove { path: PathBuf, source: io::Error },
+    #[error("cannot create the cgroup {}: {error}", path.display())]
+    Create { path: PathBuf, error: io::Error },
+    #[error("cannot write {}: {error}", path.display())]
+    Write { path: PathBuf, error: io::Error },
+    #[error("cannot remove the cgroup {}: {error}", path.display())]
+    Remove { path: PathBuf, error: io::Error },
+    /// A hierarchy tried for run groups refused a probe group.
+    #[error("cannot create a group in {}: {error}", base.display())]
+    Probe { base: PathBuf, error: io::Error },
+    /// A hierarchy tried for run groups lacks the file that kills a group at once.
+    #[error("{} has no {file} (the kernel is older than 5.14)", base.display())]
+    Lacks { base: PathBuf, file: &'static str },
     /// No group for children can be made here; the reasons, one per hierarchy tried.
     #[error("{0}")]
     NoRunBase(String),
@@ -136,7 +142,14 @@ pub(crate) fn detect() -> CgroupInfo {
 /// This process's own group in the hierarchy `v1` names (a v1 controller) or
 /// the v2 one (`None`), from /proc/self/cgroup.
 fn own_path(v1: Option<&str>) -> Option<String> {
-    let mine = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    group_path("self", v1)
+}
+
+/// The group of process `pid` (a number, or `self`) in the hierarchy `v1`
+/// names or the v2 one, as its /proc/PID/cgroup shows it: relative to the
+/// reader's cgroup namespace.
+fn group_path(pid: &str, v1: Option<&str>) -> Option<String> {
+    let mine = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     mine.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');
         let (id, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
@@ -167,6 +180,19 @@ pub(crate) fn own_base(controller: &str, v2: bool) -> Option<PathBuf> {
     Some(Path::new(ROOT).join(controller).join(own_path(Some(controller))?))
 }
 
+/// The directory of `pid`'s group in the v1 hierarchy of `controller`, or
+/// None when that controller is not mounted as v1 (or `pid` is gone).
+pub(crate) fn v1_group_of(pid: i32, controller: &str) -> Option<PathBuf> {
+    let path = group_path(&pid.to_string(), Some(controller))?;
+    Some(below(Path::new(ROOT).join(controller), Some(path)))
+}
+
+/// The directory of `pid`'s group in the v2 hierarchy.
+pub(crate) fn v2_group_of(pid: i32) -> Option<PathBuf> {
+    let path = group_path(&pid.to_string(), None)?;
+    Some(below(PathBuf::from(ROOT), Some(path)))
+}
+
 /// Where a group of `controller` is seen inside a sandbox that mounts it at
 /// the usual place (on v2, the one hierarchy).
 pub(crate) fn mount_point(controller: &str, v2: bool) -> PathBuf {
@@ -178,7 +204,7 @@ pub(crate) fn mount_point(controller: &str, v2: bool) -> PathBuf {
 
 /// Writes a cgroup file, naming it in the error.
 pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
-    std::fs::write(path, value).map_err(|source| CgroupError::Write { path: path.to_path_buf(), source })
+    std::fs::write(path, value).map_err(|source| CgroupError::Write { path: path.to_path_buf(), error: source })
 }
 
 /// A cgroup file's contents, trimmed; `None` where it cannot be read.
@@ -243,7 +269,7 @@ pub(crate) fn remove_tree_within(dir: &Path, patience: Duration) -> Result<(), C
             if let Err(source) = std::fs::remove_dir(d)
                 && source.kind() != io::ErrorKind::NotFound
             {
-                last = Err(CgroupError::Remove { path: d.clone(), source });
+                last = Err(CgroupError::Remove { path: d.clone(), error: source });
             }
         }
         match last {
@@ -268,7 +294,7 @@ pub(crate) struct Owned {
 impl Owned {
     /// Creates the group `dir` and takes its lock.
     pub(crate) fn make(dir: &Path) -> Result<Owned, CgroupError> {
-        let create = |source| CgroupError::Create { path: dir.to_path_buf(), source };
+        let create = |source| CgroupError::Create { path: dir.to_path_buf(), error: source };
         std::fs::create_dir(dir).map_err(create)?;
         let lock = match std::fs::File::open(dir) {
             Ok(f) => f,
@@ -481,7 +507,7 @@ impl Group {
             if self.v2 {
                 self.enable(child.parent().unwrap_or(dir));
             }
-            std::fs::create_dir(&child).map_err(|source| CgroupError::Create { path: child.clone(), source })?;
+            std::fs::create_dir(&child).map_err(|source| CgroupError::Create { path: child.clone(), error: source })?;
             copy_cpuset(c, &child)?;
         }
         Ok(())
@@ -576,12 +602,12 @@ impl Member {
 }
 
 /// Tries a group below `base` once: can it be made, and does it have `file`?
-fn usable(base: &Path, file: &str) -> Result<(), String> {
+fn usable(base: &Path, file: &'static str) -> Result<(), CgroupError> {
     let probe = base.join(format!("{PREFIX}{}-probe", std::process::id()));
-    std::fs::create_dir(&probe).map_err(|e| format!("cannot create a group in {}: {e}", base.display()))?;
+    std::fs::create_dir(&probe).map_err(|source| CgroupError::Probe { base: base.to_path_buf(), error: source })?;
     let has = probe.join(file).exists();
     let _ = std::fs::remove_dir(&probe);
-    if has { Ok(()) } else { Err(format!("{} has no {file} (the kernel is older than 5.14)", base.display())) }
+    if has { Ok(()) } else { Err(CgroupError::Lacks { base: base.to_path_buf(), file }) }
 }
 
 impl RunBase {
@@ -601,14 +627,14 @@ impl RunBase {
             let base = below(u, own_path(None));
             match usable(&base, "cgroup.kill") {
                 Ok(()) => member = Some(Member::V2(base)),
-                Err(e) => why.push(e),
+                Err(e) => why.push(e.to_string()),
             }
         }
         if member.is_none() && !is_cgroup2(root) {
             let base = below(root.join("freezer"), own_path(Some("freezer")));
             match usable(&base, "freezer.state") {
                 Ok(()) => member = Some(Member::Freezer(base)),
-                Err(e) => why.push(e),
+                Err(e) => why.push(e.to_string()),
             }
         }
         let Some(member) = member else {
@@ -695,7 +721,7 @@ impl RunGroup {
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)
-                .map_err(|source| CgroupError::Write { path: path.clone(), source })?;
+                .map_err(|source| CgroupError::Write { path: path.clone(), error: source })?;
             group.procs.push(file);
         }
         Ok(group)
@@ -789,6 +815,18 @@ fn block_devices() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_says_its_os_cause_once_even_as_a_chain() {
+        let denied = || io::Error::from_raw_os_error(libc::EACCES);
+        let e = anyhow::Error::from(CgroupError::Write { path: "/x".into(), error: denied() });
+        assert_eq!(format!("{e:#}"), format!("cannot write /x: {}", denied()));
+        let e = anyhow::Error::from(crate::proc::ProcError::Cgroup {
+            program: "sh".into(),
+            error: CgroupError::Create { path: "/y".into(), error: denied() },
+        });
+        assert_eq!(format!("{e:#}"), e.to_string());
+    }
 
     fn root_with_cgroups() -> bool {
         // SAFETY: geteuid has no preconditions and cannot fail.

@@ -34,14 +34,14 @@ pub enum ProcError {
         "`{program}` is not installed (not found on PATH); run `vlab doctor` to see what is missing and `vlab setup` to install it"
     )]
     NotFound { program: String },
-    #[error("could not start `{program}`: {source}")]
-    Spawn { program: String, source: io::Error },
-    #[error("while running `{program}`: {source}")]
-    Io { program: String, source: io::Error },
+    #[error("could not start `{program}`: {error}")]
+    Spawn { program: String, error: io::Error },
+    #[error("while running `{program}`: {error}")]
+    Io { program: String, error: io::Error },
     #[error(
-        "could not start `{program}`: cannot make its cgroup: {source} (`vlab doctor` shows how children are contained here)"
+        "could not start `{program}`: cannot make its cgroup: {error} (`vlab doctor` shows how children are contained here)"
     )]
-    Cgroup { program: String, source: CgroupError },
+    Cgroup { program: String, error: CgroupError },
 }
 
 /// CPU and I/O the child and all its descendants used: from its cgroup where
@@ -224,7 +224,7 @@ impl Cmd {
         #[cfg(test)]
         let _ = supervisor::Supervisor::install();
         let program = self.program_name();
-        let io_err = |source| ProcError::Io { program: program.clone(), source };
+        let io_err = |source| ProcError::Io { program: program.clone(), error: source };
         let stdout = tempfile::tempfile().map_err(io_err)?;
         let stderr = tempfile::tempfile().map_err(io_err)?;
         // From making its cgroups to registering the child (see `supervisor::making`).
@@ -232,7 +232,7 @@ impl Cmd {
         let group = match supervisor::run_base() {
             Ok(base) => Some(
                 RunGroup::create(base, &supervisor::run_group_name())
-                    .map_err(|source| ProcError::Cgroup { program: program.clone(), source })?,
+                    .map_err(|source| ProcError::Cgroup { program: program.clone(), error: source })?,
             ),
             // `vlab doctor` says so; the process-group and mark sweep stands in.
             Err(_) => None,
@@ -280,7 +280,7 @@ impl Cmd {
             if source.kind() == io::ErrorKind::NotFound {
                 ProcError::NotFound { program: program.clone() }
             } else {
-                ProcError::Spawn { program: program.clone(), source }
+                ProcError::Spawn { program: program.clone(), error: source }
             }
         })?;
         let pid = handle.pids().first().copied().unwrap_or(0) as i32;
@@ -372,7 +372,7 @@ impl Child {
         match self.handle.wait_deadline(until) {
             Ok(Some(out)) => Ok(Some(exit_parts(&out.status))),
             Ok(None) => Ok(None),
-            Err(source) => Err(ProcError::Io { program: self.program.clone(), source }),
+            Err(source) => Err(ProcError::Io { program: self.program.clone(), error: source }),
         }
     }
 
@@ -412,7 +412,8 @@ impl Child {
     /// returns (code, signal).
     fn wait_final(&mut self) -> Result<Ended, ProcError> {
         let tree = self.kill_tree();
-        let out = self.handle.wait().map_err(|source| ProcError::Io { program: self.program.clone(), source })?;
+        let out =
+            self.handle.wait().map_err(|source| ProcError::Io { program: self.program.clone(), error: source })?;
         let parts = exit_parts(&out.status);
         self.finished = true;
         self.registered = None;
@@ -483,6 +484,8 @@ fn reap_killed(tree: &[i32], until: Instant) {
                 None => break,
                 Some(p) if p.ppid == me => {
                     // SAFETY: `pid` is our own child (checked just now); WNOHANG never blocks.
+                    // 0: not exited yet, wait on. `pid`: reaped. -1 is ECHILD (the orphan
+                    // sweep reaped it first): gone either way.
                     if unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) } != 0 {
                         break;
                     }

@@ -47,6 +47,17 @@ pub(crate) fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
 }
 
+/// Clock ticks per second, the unit of /proc/PID/stat's times. glibc answers
+/// sysconf(_SC_CLK_TCK) with a constant, so it does not fail; were it to, 100
+/// (Linux's USER_HZ on every architecture vlab runs on) is what /proc uses.
+pub(crate) fn clock_ticks() -> u64 {
+    // SAFETY: sysconf takes an integer; no memory is passed. The result is checked.
+    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        hz if hz > 0 => hz as u64,
+        _ => 100,
+    }
+}
+
 /// True if `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -25,7 +25,7 @@ use anyhow::Context;
 use super::Book;
 use super::quiz::{Answer, MAX_ANSWER, Question, Quizzes};
 use super::status::LiveStatus;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, LoadError};
 use crate::cleanup::Scratch;
 use crate::workspace::Workspace;
 
@@ -93,9 +93,15 @@ pub(crate) fn serve(opts: Options, ready: impl FnOnce(&Ready)) -> anyhow::Result
     Ok(())
 }
 
+/// The labs, each check's kind known to the engine's registry: a lab.toml
+/// naming an unknown kind is an error here as in `vlab check`.
+fn catalog(opts: &Options) -> Result<Catalog, LoadError> {
+    Catalog::load_with(&opts.labs, &crate::tiers::registry())
+}
+
 /// Regenerates the lab pages and renders the book into a fresh scratch directory.
 fn build_once(opts: &Options) -> anyhow::Result<Scratch> {
-    let cat = Catalog::load(&opts.labs)?;
+    let cat = catalog(opts)?;
     opts.book.sync(&cat)?;
     let out = Scratch::new_in(&std::env::temp_dir(), "vlab-book-").context("cannot create a build directory")?;
     opts.book.build(out.path())?;
@@ -314,9 +320,7 @@ fn grade_posted<'q>(body: &[u8], quizzes: &'q Quizzes) -> Result<(String, &'q Qu
 static STATE_WRITE: Mutex<()> = Mutex::new(());
 
 fn post_quiz(body: &[u8], opts: &Options) -> Reply {
-    let quizzes = match Catalog::load(&opts.labs)
-        .map_err(anyhow::Error::from)
-        .and_then(|cat| Ok(Quizzes::load(&opts.book, &cat)?))
+    let quizzes = match catalog(opts).map_err(anyhow::Error::from).and_then(|cat| Ok(Quizzes::load(&opts.book, &cat)?))
     {
         Ok(q) => q,
         Err(e) => return json_error(500, format!("{e:#}")),
@@ -350,7 +354,7 @@ fn route(target: &str, site: &Mutex<Site>, opts: &Options) -> Reply {
             let s = lock(site);
             (s.generation, s.error.clone())
         };
-        let status = match Catalog::load(&opts.labs) {
+        let status = match catalog(opts) {
             Ok(cat) => match Quizzes::load(&opts.book, &cat) {
                 Ok(quizzes) => LiveStatus::gather(&cat, &quizzes, &opts.workspace, generation, build_error),
                 Err(e) => {
@@ -447,6 +451,27 @@ mod tests {
         let mut cur = std::io::Cursor::new(raw.as_bytes().to_vec());
         let req = read_request(&mut cur).unwrap();
         (req, cur)
+    }
+
+    #[test]
+    fn a_lab_naming_an_unknown_check_kind_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grading/labs");
+        let opts = |labs: PathBuf| Options {
+            book: Book { root: dir.path().join("book") },
+            labs,
+            workspace: Workspace { root: dir.path().join("ws") },
+            port: 0,
+        };
+        assert!(catalog(&opts(lab.clone())).is_ok());
+        for entry in std::fs::read_dir(&lab).unwrap().flatten().filter(|e| e.path().join("lab.toml").is_file()) {
+            let copy = dir.path().join("labs").join(entry.file_name());
+            crate::workspace::copy_tree(&entry.path(), &copy).unwrap();
+            let toml = std::fs::read_to_string(entry.path().join("lab.toml")).unwrap();
+            std::fs::write(copy.join("lab.toml"), toml.replacen("kind = \"run\"", "kind = \"exe\"", 1)).unwrap();
+        }
+        let err = catalog(&opts(dir.path().join("labs"))).unwrap_err().to_string();
+        assert!(err.contains("unknown check kind `exe`"), "{err}");
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub fn find_labs_root(explicit: Option<&Path>) -> Result<PathBuf, CatalogError> 
 }
 
 impl Catalog {
-    /// Loads every lab under `root`, its check kinds unchecked (for the book and the bundles).
+    /// Loads every lab under `root`, its check kinds unchecked (for tests and
+    /// benches that read lab data; the commands use [`Catalog::load_with`]).
     pub fn load(root: &Path) -> Result<Catalog, LoadError> {
         Self::load_inner(root, None)
     }

@@ -34,10 +34,10 @@ pub(crate) struct Ctx<'a> {
 pub(crate) enum CheckError {
     #[error(transparent)]
     Proc(#[from] ProcError),
-    #[error("cannot {what}: {source}")]
-    Io { what: String, source: std::io::Error },
-    #[error("cannot {what}: {source:#}")]
-    Setup { what: String, source: anyhow::Error },
+    #[error("cannot {what}: {error}")]
+    Io { what: String, error: std::io::Error },
+    #[error("cannot {what}: {error:#}")]
+    Setup { what: String, error: anyhow::Error },
     #[error("no observer runs checks of kind \"{0}\"; the known kinds are: {1}")]
     UnknownKind(String, String),
     #[error("the observer of kind \"{0}\" declined to run this check")]
@@ -51,7 +51,7 @@ pub(crate) enum CheckError {
 impl CheckError {
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CheckError {
         let what = what.into();
-        move |source| CheckError::Io { what, source }
+        move |error| CheckError::Io { what, error }
     }
 }
 

@@ -14,8 +14,8 @@ use crate::proc::{self, Cmd, ProcError};
 pub(crate) enum WrapError {
     #[error(transparent)]
     Proc(#[from] ProcError),
-    #[error("$VLAB_RESULTS: {0:#}")]
-    Results(anyhow::Error),
+    #[error("$VLAB_RESULTS: {0}")]
+    Results(crate::files::FileError),
     #[error("the command did not finish within {0}s and was stopped")]
     TimedOut(u64),
 }

@@ -63,8 +63,7 @@ fn cpu_and_ticks(pid: i32) -> Option<(u32, u64)> {
 fn start_ms(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let ticks: u64 = stat[stat.rfind(')')? + 2..].split_whitespace().nth(19)?.parse().ok()?;
-    // SAFETY: sysconf takes an integer; its error value (-1) is clamped to 1 below.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let hz = crate::procfs::clock_ticks();
     Some(ticks * 1000 / hz)
 }
 
@@ -439,8 +438,7 @@ impl Group {
             for (g, cpus) in &seen.ran_on {
                 f.insert(format!("cgroup.{g}.ran_on"), format_cpus(cpus));
             }
-            // SAFETY: sysconf takes an integer; its error value (-1) is clamped to 1.
-            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+            let hz = crate::procfs::clock_ticks();
             for (g, per_pid) in &seen.ticks {
                 f.insert(format!("cgroup.{g}.cpu_ms"), (per_pid.values().sum::<u64>() * 1000 / hz).to_string());
             }

@@ -106,7 +106,7 @@ impl Observer for Cgroups {
             return Ok(None);
         }
         let group = Group::create(ctx.nonce)
-            .map_err(|source| CheckError::Setup { what: "make this check's cgroups".into(), source: source.into() })?;
+            .map_err(|source| CheckError::Setup { what: "make this check's cgroups".into(), error: source.into() })?;
         Ok(Some(Box::new(GroupWatch(Some(group)))))
     }
 }
@@ -127,10 +127,9 @@ impl Watch for GroupWatch {
     fn finish(&mut self) -> Result<Facts, CheckError> {
         let Some(mut group) = self.0.take() else { return Ok(Facts::new()) };
         let facts = group.facts();
-        group.remove().map_err(|source| CheckError::Setup {
-            what: "remove this check's cgroups".into(),
-            source: source.into(),
-        })?;
+        group
+            .remove()
+            .map_err(|source| CheckError::Setup { what: "remove this check's cgroups".into(), error: source.into() })?;
         Ok(facts)
     }
 }
@@ -144,7 +143,7 @@ impl Observer for UmlOnPath {
         let Some(dir) = crate::host::uml::known().path_dir() else { return Ok(None) };
         let path = std::env::var_os("PATH").unwrap_or_default();
         let joined = std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(&path))).map_err(|e| {
-            CheckError::Setup { what: "put the UML kernel's directory on PATH".into(), source: e.into() }
+            CheckError::Setup { what: "put the UML kernel's directory on PATH".into(), error: e.into() }
         })?;
         Ok(Some(Box::new(PathWatch(joined))))
     }

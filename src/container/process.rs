@@ -12,7 +12,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::mountinfo;
+use crate::cgroup;
 use crate::evidence::Facts;
+use crate::procfs::status_field;
 
 /// Capability names by bit number (capability.h), without the `CAP_` prefix.
 const CAPS: [&str; 41] = [
@@ -187,16 +189,10 @@ fn comm(pid: i32) -> String {
 /// Which block devices the process's device cgroup lets it read or write:
 /// `none`, or the rules of its `devices.list` (cgroup v1) that allow it.
 fn block_device_rules(pid: i32) -> String {
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let v1 = cgroups.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        ctrls.split(',').any(|c| c == "devices").then(|| path.trim_start_matches('/').to_string())
-    });
-    let Some(path) = v1 else {
+    let Some(group) = cgroup::v1_group_of(pid, "devices") else {
         return "unknown: cgroup v2 keeps device rules in an eBPF program the runner does not read".into();
     };
-    let list = Path::new("/sys/fs/cgroup/devices").join(path).join("devices.list");
+    let list = group.join("devices.list");
     match std::fs::read_to_string(&list) {
         Ok(text) => block_rules(&text),
         Err(e) => format!("unknown: cannot read {}: {e}", list.display()),
@@ -253,27 +249,13 @@ pub(crate) fn proc_mount(pid: i32) -> &'static str {
     if theirs.is_some() && init == theirs { "own" } else { "other" }
 }
 
-pub(crate) fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
-    status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
-}
-
 /// The memory limit of the process's cgroup (v1 memory controller or v2),
 /// in bytes, or `max` when unlimited.
 pub(crate) fn memory_limit(pid: i32) -> Option<String> {
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let base = Path::new("/sys/fs/cgroup");
     let read = |p: &Path| std::fs::read_to_string(p).ok().map(|v| v.trim().to_string());
-    let v1 = cgroups.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        ctrls.split(',').any(|c| c == "memory").then(|| path.trim_start_matches('/').to_string())
-    });
-    let value = match v1 {
-        Some(path) => read(&base.join("memory").join(path).join("memory.limit_in_bytes"))?,
-        None => {
-            let path = cgroups.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/');
-            read(&base.join(path).join("memory.max"))?
-        }
+    let value = match cgroup::v1_group_of(pid, "memory") {
+        Some(group) => read(&group.join("memory.limit_in_bytes"))?,
+        None => read(&cgroup::v2_group_of(pid)?.join("memory.max"))?,
     };
     // cgroup v1 writes "no limit" as the largest page-aligned i64.
     Some(match value.parse::<u64>() {
@@ -338,6 +320,9 @@ pub(crate) fn namespace_root(pid: i32) -> Option<(u64, u64)> {
             let mut st: libc::stat = std::mem::zeroed();
             if entered && libc::stat(slash.as_ptr(), &mut st) == 0 {
                 let buf = [st.st_dev, st.st_ino];
+                // Unchecked on purpose: the child can report nothing, and a
+                // failed or short write is a short read for the parent, which
+                // then answers None.
                 libc::write(wr.as_raw_fd(), buf.as_ptr().cast(), std::mem::size_of_val(&buf));
             }
             libc::_exit(0)
@@ -348,9 +333,22 @@ pub(crate) fn namespace_root(pid: i32) -> Option<(u64, u64)> {
             let want = std::mem::size_of_val(&buf);
             // SAFETY: `buf` is writable for `want` bytes and `rd` is open.
             let n = unsafe { libc::read(rd.as_raw_fd(), buf.as_mut_ptr().cast(), want) };
-            // SAFETY: reaps our own child; a null status pointer is allowed.
-            unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+            reap(child);
             (n == want as isize).then_some((buf[0], buf[1]))
+        }
+    }
+}
+
+/// Waits for our own forked `child`, retrying when a signal interrupts the wait.
+fn reap(child: i32) {
+    loop {
+        // SAFETY: `child` is our own child; a null status pointer is allowed.
+        if unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) } == child {
+            return;
+        }
+        // ECHILD: the supervisor's orphan sweep reaped it first; it is gone either way.
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
         }
     }
 }
@@ -391,5 +389,16 @@ mod tests {
         assert!(["own", "other"].contains(&f["mnt.proc"].as_str()));
         assert!(f.contains_key("caps.eff_count"));
         assert!(f.contains_key("cpus_allowed"));
+    }
+
+    #[test]
+    fn our_own_cgroup_files_are_found_where_proc_says() {
+        let me = std::process::id() as i32;
+        let rules = block_device_rules(me);
+        assert!(!rules.starts_with("unknown: cannot read"), "{rules}");
+        if let Some(group) = cgroup::v1_group_of(me, "memory") {
+            assert!(group.is_dir(), "{}", group.display());
+            assert!(memory_limit(me).is_some());
+        }
     }
 }

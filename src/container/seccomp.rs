@@ -30,7 +30,7 @@ const JUDGED: [(&str, libc::c_long); 4] = [
 pub(crate) fn facts(pid: i32, runc_root: &Path) -> Facts {
     let mut f = Facts::new();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    if let Some(mode) = super::process::status_field(&status, "Seccomp:") {
+    if let Some(mode) = crate::procfs::status_field(&status, "Seccomp:") {
         let mode = match mode {
             "0" => "none",
             "1" => "strict",
@@ -57,7 +57,7 @@ pub(crate) fn facts(pid: i32, runc_root: &Path) -> Facts {
             }
         }
     }
-    if let Some(n) = super::process::status_field(&status, "Seccomp_filters:") {
+    if let Some(n) = crate::procfs::status_field(&status, "Seccomp_filters:") {
         f.insert("seccomp.filters".into(), n.into());
     }
     let started = super::process::start_time(pid);
@@ -104,16 +104,31 @@ struct Seized(i32);
 
 impl Drop for Seized {
     fn drop(&mut self) {
-        // SAFETY: PTRACE_DETACH takes no pointers; failure (the tracee died) leaves nothing to undo.
-        unsafe { libc::ptrace(libc::PTRACE_DETACH, self.0, 0, 0) };
+        // SAFETY: PTRACE_DETACH takes no pointers.
+        let rc = unsafe { libc::ptrace(libc::PTRACE_DETACH, self.0, 0, 0) };
+        // ESRCH, the only failure with valid arguments: the tracee died, or
+        // never reached its stop (the read failed before it). Dead, there is
+        // nothing to undo; running, it stays traced until the runner exits.
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        debug_assert!(rc == 0 || errno == Some(libc::ESRCH), "PTRACE_DETACH of {}: errno {errno:?}", self.0);
     }
+}
+
+/// Why the runner could not read a process's seccomp filters; a fact says
+/// `unknown: ` and this.
+#[derive(Debug, thiserror::Error)]
+enum FilterError {
+    #[error("{what} of pid {pid}: {error}")]
+    Os { what: &'static str, pid: i32, error: std::io::Error },
+    #[error("pid {pid} ended while the runner read its filters")]
+    Ended { pid: i32 },
 }
 
 /// The classic BPF programs of every seccomp filter on `pid`, newest first,
 /// as the kernel holds them. Needs CAP_SYS_ADMIN; the process is stopped
 /// (PTRACE_SEIZE, PTRACE_INTERRUPT) for the moment it takes and then detached.
-fn kernel_filters(pid: i32) -> Result<Vec<Vec<libc::sock_filter>>, String> {
-    let os = |what: &str| format!("{what} of pid {pid}: {}", std::io::Error::last_os_error());
+fn kernel_filters(pid: i32) -> Result<Vec<Vec<libc::sock_filter>>, FilterError> {
+    let os = |what: &'static str| FilterError::Os { what, pid, error: std::io::Error::last_os_error() };
     // SAFETY: PTRACE_SEIZE takes no pointers (addr and data 0).
     if unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) } != 0 {
         return Err(os("PTRACE_SEIZE"));
@@ -134,7 +149,7 @@ fn kernel_filters(pid: i32) -> Result<Vec<Vec<libc::sock_filter>>, String> {
             break;
         }
         if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-            return Err(format!("pid {pid} ended while the runner read its filters"));
+            return Err(FilterError::Ended { pid });
         }
     }
     let mut filters = Vec::new();

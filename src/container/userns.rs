@@ -28,10 +28,10 @@ pub(crate) fn facts(pid: i32, workspace: &Path) -> Facts {
     }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     // The real uid, as the reader's (the host's) user namespace sees it.
-    if let Some(uid) = super::process::status_field(&status, "Uid:").and_then(|u| u.split_whitespace().next()) {
+    if let Some(uid) = crate::procfs::status_field(&status, "Uid:").and_then(|u| u.split_whitespace().next()) {
         f.insert("uid.host".into(), uid.into());
     }
-    if let Some(ppid) = super::process::status_field(&status, "PPid:").and_then(|p| p.parse::<i32>().ok()) {
+    if let Some(ppid) = crate::procfs::status_field(&status, "PPid:").and_then(|p| p.parse::<i32>().ok()) {
         f.insert("parent.exe".into(), exe_of(ppid, workspace));
     }
     f

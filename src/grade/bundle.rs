@@ -284,7 +284,8 @@ mod tests {
     use super::*;
 
     fn catalog() -> Catalog {
-        Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grading/labs")).unwrap()
+        Catalog::load_with(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grading/labs"), &crate::tiers::registry())
+            .unwrap()
     }
 
     /// A bundle as `vlab submit` makes it, with `tamper` applied to its entries first.

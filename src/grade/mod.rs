@@ -176,7 +176,7 @@ pub fn grade(catalog: &Catalog, opts: &Options) -> anyhow::Result<Summary> {
                     bar.set_message(student_key(&b));
                     let result = grade_one(catalog, opts, &b, &warmed);
                     let saved = serde_json::to_vec_pretty(&result).map_err(anyhow::Error::from).and_then(|json| {
-                        write_atomic(&results_dir(&opts.out).join(format!("{}.json", result.student)), &json)
+                        Ok(write_atomic(&results_dir(&opts.out).join(format!("{}.json", result.student)), &json)?)
                     });
                     if let Err(e) = saved {
                         failures.lock().unwrap_or_else(|p| p.into_inner()).push(e);

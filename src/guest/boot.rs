@@ -172,7 +172,7 @@ const INSPECT_EVERY: Duration = Duration::from_millis(50);
 pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, ProcError> {
     let channels = Channels::open().map_err(|source| ProcError::Io {
         program: "the runner's QMP and seal sockets (in the temp dir)".into(),
-        source,
+        error: source,
     })?;
     let mut cmd = cmd.clone();
     for (k, v) in channels.env() {
@@ -328,7 +328,7 @@ fn uml_userspace(vmm: &Facts) -> Option<&'static str> {
     let kernel: i32 = vmm.get("vmm.pid").filter(|_| is_uml(vmm))?.parse().ok()?;
     proc::descendants(kernel).into_iter().find_map(|pid| {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let field = |key| crate::container::process::status_field(&status, key);
+        let field = |key| crate::procfs::status_field(&status, key);
         if field("Name:")? != "uml-userspace" {
             return None;
         }

@@ -121,18 +121,13 @@ struct Seen {
     cpu_ms: f64,
 }
 
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf takes an integer; its error value (-1) is clamped to 1.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
-}
-
 /// utime+stime of `pid` in ms.
 fn cpu_ms(pid: i32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks * 1000.0 / clock_ticks())
+    Some(ticks * 1000.0 / crate::procfs::clock_ticks() as f64)
 }
 
 /// The ELF machine of the first mapped file that is an ELF for another architecture.

@@ -272,9 +272,9 @@ fn survey(boot: bool) -> UmlInfo {
     let release = host_release();
     let mut info = UmlInfo::default();
     let found = candidates();
-    let tested: Vec<Result<Option<Kernel>, String>> = std::thread::scope(|s| {
+    let tested: Vec<Result<Option<Kernel>, TestError>> = std::thread::scope(|s| {
         let handles: Vec<_> = found.iter().map(|(p, origin)| s.spawn(|| verdict(p, origin, &release, boot))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("the boot test panicked".into()))).collect()
+        handles.into_iter().map(|h| h.join().unwrap_or(Err(TestError::Panicked))).collect()
     });
     for t in tested {
         match t {
@@ -282,7 +282,7 @@ fn survey(boot: bool) -> UmlInfo {
             Ok(Some(k)) if info.kernels.iter().any(|o| o.exe == k.exe) => {}
             Ok(Some(k)) => info.kernels.push(k),
             Ok(None) => {}
-            Err(why) => info.problem = Some(why),
+            Err(why) => info.problem = Some(why.to_string()),
         }
     }
     info
@@ -304,10 +304,28 @@ fn verdict_key(exe: &Path, release: &str) -> Option<String> {
     Some(h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect())
 }
 
+/// Why a UML binary could not be tested: no verdict, and none cached.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TestError {
+    #[error("cannot resolve {}: {error}", program.display())]
+    Resolve { program: PathBuf, error: std::io::Error },
+    #[error("cannot read {}", exe.display())]
+    Unreadable { exe: PathBuf },
+    #[error("cannot make a test root in {}: {error}", dir.display())]
+    Scratch { dir: PathBuf, error: std::io::Error },
+    #[error("cannot build UML's test root: {0:#}")]
+    TestRoot(anyhow::Error),
+    #[error(transparent)]
+    Run(#[from] crate::proc::ProcError),
+    #[error("the boot test panicked")]
+    Panicked,
+}
+
 /// The cached verdict for `program`, or (when `boot`) a fresh one. `Err` when it cannot be tested.
-fn verdict(program: &Path, origin: &str, release: &str, boot: bool) -> Result<Option<Kernel>, String> {
-    let exe = std::fs::canonicalize(program).map_err(|e| format!("cannot resolve {}: {e}", program.display()))?;
-    let key = verdict_key(&exe, release).ok_or_else(|| format!("cannot read {}", exe.display()))?;
+fn verdict(program: &Path, origin: &str, release: &str, boot: bool) -> Result<Option<Kernel>, TestError> {
+    let exe = std::fs::canonicalize(program)
+        .map_err(|source| TestError::Resolve { program: program.to_path_buf(), error: source })?;
+    let key = verdict_key(&exe, release).ok_or_else(|| TestError::Unreadable { exe: exe.clone() })?;
     let file = uml_cache().join("verdicts").join(format!("{key}.json"));
     if let Some(k) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Kernel>(&b).ok()) {
         return Ok(Some(k));
@@ -326,7 +344,7 @@ fn verdict(program: &Path, origin: &str, release: &str, boot: bool) -> Result<Op
     let (ptrace, seccomp) = std::thread::scope(|s| {
         let ptrace = s.spawn(|| boot_test(program, Mode::Ptrace));
         let seccomp = boot_test(program, Mode::Seccomp);
-        (ptrace.join().unwrap_or_else(|_| Err("the boot test panicked".into())), seccomp)
+        (ptrace.join().unwrap_or(Err(TestError::Panicked)), seccomp)
     });
     let kernel = Kernel {
         program: program.to_path_buf(),
@@ -365,11 +383,11 @@ fn test_root(root: &Path) -> anyhow::Result<()> {
 /// could not run (no static busybox, no disk): such an outcome is not a
 /// verdict and is not cached. A boot that hangs is one (and is cached, so
 /// that doctor stays quick): its detail says how to test again.
-pub(crate) fn boot_test(program: &Path, mode: Mode) -> Result<Boot, String> {
+pub(crate) fn boot_test(program: &Path, mode: Mode) -> Result<Boot, TestError> {
     let scratch = Scratch::new_in(&uml_cache(), "boot-test-")
-        .map_err(|e| format!("cannot make a test root in {}: {e}", uml_cache().display()))?;
+        .map_err(|source| TestError::Scratch { dir: uml_cache(), error: source })?;
     let root = scratch.path().join("root");
-    test_root(&root).map_err(|e| format!("cannot build UML's test root: {e:#}"))?;
+    test_root(&root).map_err(TestError::TestRoot)?;
     let uml_dir = scratch.path().join("uml");
     let started = Instant::now();
     let out = Cmd::new(program)
@@ -380,8 +398,7 @@ pub(crate) fn boot_test(program: &Path, mode: Mode) -> Result<Boot, String> {
         .arg(format!("uml_dir={}", uml_dir.display()))
         .arg(mode.param())
         .timeout(BOOT_BUDGET)
-        .run()
-        .map_err(|e| e.to_string())?;
+        .run()?;
     Ok(judge_boot(mode, &out.stdout, &out.stderr, out.timed_out, started.elapsed()))
 }
 
@@ -425,7 +442,7 @@ pub(crate) fn provide() -> anyhow::Result<Kernel> {
     for suite in SUITES {
         let tested = fetch(suite)
             .with_context(|| format!("cannot fetch {PACKAGE} from Debian {suite}"))
-            .and_then(|p| verdict(&p, &origin_of(&p), &host_release(), true).map_err(anyhow::Error::msg));
+            .and_then(|p| verdict(&p, &origin_of(&p), &host_release(), true).map_err(anyhow::Error::from));
         match tested {
             Ok(Some(k)) if k.boots(Mode::Ptrace) && k.boots(Mode::Seccomp) => return Ok(k),
             Ok(Some(k)) => tried.push(k.summary()),

@@ -141,6 +141,7 @@ fn hex(bytes: &[u8]) -> String {
 pub(crate) fn run_file(file: &Path, nonce: Option<String>) -> anyhow::Result<VmmRun> {
     let mut text = String::new();
     crate::files::open_regular(file, false)
+        .map_err(anyhow::Error::from)
         .and_then(|mut f| f.read_to_string(&mut text).map_err(Into::into))
         .context("cannot read the guest code")?;
     let code = parse_hex(&text).with_context(|| format!("{}", file.display()))?;

@@ -23,8 +23,10 @@ pub(crate) const FAST_RATE: f64 = 100e6;
 pub(crate) enum KvmError {
     #[error("/dev/kvm: {0}")]
     Open(kvm_ioctls::Error),
-    #[error("KVM refused to {what}: {source}")]
-    Setup { what: &'static str, source: kvm_ioctls::Error },
+    #[error("KVM refused to {what}: {error}")]
+    Setup { what: &'static str, error: kvm_ioctls::Error },
+    #[error("cannot map guest memory: {0}")]
+    Map(std::io::Error),
     #[error("the guest stopped unexpectedly: {0}")]
     Exit(String),
 }
@@ -57,7 +59,7 @@ impl TinyVm {
     pub(crate) fn new(code: &[u8]) -> Result<Self, KvmError> {
         assert!(code.len() < MEM_SIZE - LOAD_ADDR as usize, "guest code too large");
         let kvm = Kvm::new().map_err(KvmError::Open)?;
-        let vm = kvm.create_vm().map_err(|source| KvmError::Setup { what: "create a VM", source })?;
+        let vm = kvm.create_vm().map_err(|source| KvmError::Setup { what: "create a VM", error: source })?;
         // SAFETY: an anonymous private mapping at an address the kernel picks
         // touches no existing memory; MAP_FAILED is checked below.
         let mem = unsafe {
@@ -71,7 +73,7 @@ impl TinyVm {
             )
         };
         if mem == libc::MAP_FAILED {
-            return Err(KvmError::Exit("cannot map guest memory".into()));
+            return Err(KvmError::Map(std::io::Error::last_os_error()));
         }
         let mem = mem.cast::<u8>();
         // SAFETY: `mem` is a fresh MEM_SIZE mapping no one else sees, and the
@@ -91,7 +93,7 @@ impl TinyVm {
             if unsafe { libc::munmap(this_mem.cast(), MEM_SIZE) } != 0 {
                 eprintln!("vlab: cannot unmap the tiny VM's memory: {}", std::io::Error::last_os_error());
             }
-            KvmError::Setup { what, source }
+            KvmError::Setup { what, error: source }
         };
         // SAFETY: the region is the MEM_SIZE mapping above, which outlives
         // every KVM_RUN: it is unmapped only by `fail` (no vCPU has run) or in

@@ -359,28 +359,46 @@ fn same_content(a: &Path, b: &Path) -> bool {
     ma.len() == mb.len() && std::fs::read(a).ok() == std::fs::read(b).ok()
 }
 
+/// Why the command is not a VMM of the student's own; the `vmm` fact says this.
+#[derive(Debug, thiserror::Error)]
+enum NotYours {
+    #[error("`{0}` is not a path; the check runs your compiled VMM as ./vmm")]
+    NotAPath(String),
+    #[error("{path}: {error}: did it compile?")]
+    Missing { path: String, error: std::io::Error },
+    #[error("{0} is not a regular file (a link?): it must be the program cc built from vmm.c")]
+    NotAFile(String),
+    #[error("{path} has {names} names (a hard link?): it must be the program cc built")]
+    Linked { path: String, names: u64 },
+    #[error("{0} is not an ELF executable: it must be the program cc built from vmm.c")]
+    NotElf(String),
+    #[error("{path} is {known}, not a VMM of your own")]
+    Known { path: String, known: String },
+}
+
 /// The student's VMM binary, checked before it runs: a compiled program of
 /// its own, not a link to (or copy of) one that already is a VMM.
-fn student_binary(arg0: &str) -> Result<Ident, String> {
+fn student_binary(arg0: &str) -> Result<Ident, NotYours> {
     if !arg0.contains('/') {
-        return Err(format!("`{arg0}` is not a path; the check runs your compiled VMM as ./vmm"));
+        return Err(NotYours::NotAPath(arg0.into()));
     }
     let path = Path::new(arg0);
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{arg0}: {e}: did it compile?"))?;
+    let meta =
+        std::fs::symlink_metadata(path).map_err(|source| NotYours::Missing { path: arg0.into(), error: source })?;
     if !meta.file_type().is_file() {
-        return Err(format!("{arg0} is not a regular file (a link?): it must be the program cc built from vmm.c"));
+        return Err(NotYours::NotAFile(arg0.into()));
     }
     if meta.nlink() != 1 {
-        return Err(format!("{arg0} has {} names (a hard link?): it must be the program cc built", meta.nlink()));
+        return Err(NotYours::Linked { path: arg0.into(), names: meta.nlink() });
     }
     let mut head = [0u8; 4];
     let n = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
     if n < 4 || head != *b"\x7fELF" {
-        return Err(format!("{arg0} is not an ELF executable: it must be the program cc built from vmm.c"));
+        return Err(NotYours::NotElf(arg0.into()));
     }
     for (name, known) in known_vmms() {
         if Ident::of(&known) == Some(Ident { dev: meta.dev(), ino: meta.ino() }) || same_content(path, &known) {
-            return Err(format!("{arg0} is {name}, not a VMM of your own"));
+            return Err(NotYours::Known { path: arg0.into(), known: name });
         }
     }
     Ok(Ident { dev: meta.dev(), ino: meta.ino() })
@@ -468,7 +486,7 @@ pub(crate) fn watch(mode: Mode, command: &[String]) -> anyhow::Result<i32> {
     let vmm = match student_binary(&command[0]) {
         Ok(id) => id,
         Err(why) => {
-            seen.set("vmm", why.clone());
+            seen.set("vmm", why.to_string());
             wrap::write_observed(&env.results, &seen.observed)?;
             eprintln!("vlab kvm watch: {why}");
             return Ok(1);
@@ -794,10 +812,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("vmm");
         std::fs::write(&script, "#!/bin/sh\n").unwrap();
-        assert!(student_binary(script.to_str().unwrap()).unwrap_err().contains("ELF"));
+        assert!(student_binary(script.to_str().unwrap()).unwrap_err().to_string().contains("ELF"));
         let link = dir.path().join("link");
         std::os::unix::fs::symlink("/bin/sh", &link).unwrap();
-        assert!(student_binary(link.to_str().unwrap()).unwrap_err().contains("regular file"));
-        assert!(student_binary("vmm").unwrap_err().contains("not a path"));
+        assert!(student_binary(link.to_str().unwrap()).unwrap_err().to_string().contains("regular file"));
+        assert!(student_binary("vmm").unwrap_err().to_string().contains("not a path"));
     }
 }
