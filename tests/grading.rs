@@ -709,5 +709,7 @@ fn the_container_labs_solutions_grade_fully_in_the_sandbox() {
             .map(|s| (&s["step"], &s["message"]))
             .collect();
         assert!(lost.is_empty(), "{lab}'s solution lost points in the sandbox: {lost:#?}");
+        let passed = steps.iter().filter(|s| s["outcome"] == "pass").count();
+        assert!(passed * 2 > steps.len(), "{lab}: most steps must really run and pass, not be skipped: {steps:#?}");
     }
 }

@@ -453,8 +453,9 @@ impl Plan {
         if !self.cgroup.is_empty() {
             // bubblewrap makes a bind's missing parents 0700; runc's init, as a
             // user namespace's mapped root, must still stat /sys/fs/cgroup.
-            for dir in ["/sys", "/sys/fs", "/sys/fs/cgroup"] {
-                push(&[s("--perms"), s("0755"), s("--dir"), s(dir)]);
+            let root = crate::cgroup::mount_point("", true);
+            for dir in root.ancestors().filter(|d| d.parent().is_some()).collect::<Vec<_>>().into_iter().rev() {
+                push(&[s("--perms"), s("0755"), s("--dir"), dir.as_os_str()]);
             }
         }
         for (ctl, dir) in &self.cgroup {
