@@ -92,10 +92,19 @@ const INSPECT_EVERY: Duration = Duration::from_millis(50);
 /// Starts `cmd` with `$VLAB_QMP` and `$VLAB_SEAL` naming the runner's
 /// sockets, and waits for a complete report, a panic, its exit or its deadline.
 pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, ProcError> {
-    let channels = Channels::open().map_err(|source| ProcError::Io {
+    boot_counting(cmd, nonce, false)
+}
+
+/// Like `boot`; with `count_devices` the runner also counts the verified
+/// QEMU's device accesses itself (`devcount.*`, see guest::devcount).
+pub(crate) fn boot_counting(cmd: &Cmd, nonce: &str, count_devices: bool) -> Result<BootObservation, ProcError> {
+    let mut channels = Channels::open().map_err(|source| ProcError::Io {
         program: "the runner's QMP and seal sockets (in the temp dir)".into(),
         source,
     })?;
+    if count_devices {
+        channels.count_devices();
+    }
     let mut cmd = cmd.clone();
     for (k, v) in channels.env() {
         cmd = cmd.env(k, v);
@@ -172,6 +181,8 @@ pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Resul
     if !is_uml(&facts) {
         facts.extend(from_qemu);
     }
+    // QEMU is gone: the trace's last lines are in the pipe.
+    facts.extend(channels.device_facts(Duration::from_secs(3)));
     let (report, lines) = report_lines(&console).unzip();
     facts.insert("report.sealed".into(), channels.seal_of(lines.as_ref()));
     facts.insert("boot.report".into(), if report.is_some() { "found" } else { "missing" }.into());
@@ -194,6 +205,7 @@ pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Resul
         }
     }
     facts.extend(report.unwrap_or_default());
+    facts.extend(crate::guest::devcount::ratios(&facts));
     facts.extend(crate::guest::xen::console_facts(&console));
     let panic = panic_line(&console);
     facts.insert("boot.panic".into(), if panic.is_some() { "yes" } else { "no" }.into());

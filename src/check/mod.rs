@@ -6,6 +6,7 @@ pub mod boot;
 pub(crate) mod facts;
 pub(crate) mod observe;
 pub(crate) mod sink;
+mod source;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -284,7 +285,7 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
         false => None,
     };
     if let Some(s) = &sink {
-        cmd = cmd.env("VLAB_SINK_PORT", s.port().to_string());
+        cmd = cmd.env("VLAB_SINK_PORT", s.port().to_string()).env("VLAB_SOURCE_PORT", s.source_port().to_string());
     }
     if let Some(group) = cgroups.as_mut() {
         for (k, v) in group.env() {
@@ -354,7 +355,8 @@ fn execute(check: &Check, workspace: &Path, nonce: &str) -> Result<Judged, Strin
             (obs.stdout, obs.stderr)
         }
         CheckKind::Boot => {
-            let obs = boot::boot(&cmd, nonce).map_err(not_found)?;
+            let counts = check.expect.facts.iter().any(|r| r.fact.starts_with("devcount."));
+            let obs = boot::boot_counting(&cmd, nonce, counts).map_err(not_found)?;
             facts.extend(obs.facts);
             if let Some(panic) = &obs.panic {
                 let msg = format!("the guest kernel panicked: {panic}");

@@ -25,6 +25,8 @@ pub(crate) struct Sink {
     stop: Arc<AtomicBool>,
     tally: Arc<Mutex<Tally>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The receive direction, served beside it.
+    source: super::source::Source,
 }
 
 impl Sink {
@@ -73,14 +75,19 @@ impl Sink {
                 let _ = r.join();
             }
         });
-        Ok(Sink { port, stop, tally, thread: Some(thread) })
+        Ok(Sink { port, stop, tally, thread: Some(thread), source: super::source::Source::start()? })
     }
 
     pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
-    /// `sink.bytes`, `sink.connections`, `sink.ms` (first to last byte), `sink.mbit_s`.
+    /// The port of the source that sends (`$VLAB_SOURCE_PORT`).
+    pub(crate) fn source_port(&self) -> u16 {
+        self.source.port()
+    }
+
+    /// `sink.bytes`, `sink.connections`, `sink.ms` (first to last byte), `sink.mbit_s`, and the source's `source.*`.
     pub(crate) fn facts(&self) -> Facts {
         let t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
         let ms = match (t.first, t.last) {
@@ -94,6 +101,7 @@ impl Sink {
         if ms > 0.0 {
             f.insert("sink.mbit_s".into(), format!("{:.1}", t.bytes as f64 * 8.0 / 1000.0 / ms));
         }
+        f.extend(self.source.facts());
         f
     }
 }

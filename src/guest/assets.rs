@@ -58,7 +58,7 @@ impl Flavour {
 /// Environment variable naming a kernel (bzImage) to use instead of Debian's.
 pub const KERNEL_ENV: &str = "VLAB_GUEST_KERNEL";
 
-/// Drivers the probe init loads when their devices are present, by group:
+/// Drivers the probe init loads when their devices are present (misc: always), by group:
 /// (group, kernel config symbol, module name).
 const DRIVERS: &[(&str, &str, &str)] = &[
     ("virtio", "VIRTIO_PCI", "virtio_pci"),
@@ -72,11 +72,13 @@ const DRIVERS: &[(&str, &str, &str)] = &[
     ("nic", "8139TOO", "8139too"),
     ("nic", "8139CP", "8139cp"),
     ("nic", "NE2K_PCI", "ne2k_pci"),
+    ("misc", "X86_CPUID", "cpuid"),
 ];
 
 /// Bumped when what a kernel directory holds changes, so older ones are
-/// rebuilt: 2 unpacks compressed modules (Debian 13's caches held none).
-const KERNEL_FORMAT: u32 = 2;
+/// rebuilt: 2 unpacks compressed modules (Debian 13's caches held none); 3
+/// adds the cpuid module (lab 11's detector reads CPUID leaf 0x40000000).
+const KERNEL_FORMAT: u32 = 3;
 
 /// The guest kernel, as cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ pub mod elf;
 pub(crate) mod emu;
 pub(crate) mod initramfs;
 mod modules;
+pub(crate) mod devcount;
 pub(crate) mod qmp;
 pub(crate) mod vmlinux;
 pub(crate) mod vmm;
