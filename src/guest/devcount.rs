@@ -344,7 +344,8 @@ memory_region_ops_write cpu 0 mr 0x7f addr 0x0 value 0x0 size 2 name 'unterminat
     fn parses_a_trace_line_with_or_without_a_timestamp() {
         let a = parse("memory_region_ops_write cpu 0 mr 0x55 addr 0x80 value 0xa1 size 1 name 'ioport80'\n");
         assert_eq!(a, Some(Access { write: true, cpu: 0, addr: 0x80, value: 0xa1, region: "ioport80" }));
-        let b = parse("1@2.3:memory_region_ops_read cpu -1 mr 0x1 addr 0x10 value 0x2 size 4 name 'e1000-mmio'").unwrap();
+        let b =
+            parse("1@2.3:memory_region_ops_read cpu -1 mr 0x1 addr 0x10 value 0x2 size 4 name 'e1000-mmio'").unwrap();
         assert_eq!((b.write, b.cpu, b.region), (false, -1, "e1000-mmio"));
         assert!(parse("memory_region_ops_write cpu 0 mr 0x1 addr zz value 0x0 size 1 name 'x'").is_none());
         assert!(parse("memory_region_subpage_read cpu 0 mr 0x1 addr 0x0 value 0x0 size 1 name 'x'").is_none());

@@ -5,11 +5,11 @@
 pub mod assets;
 pub(crate) mod cpio;
 mod decompress;
+pub(crate) mod devcount;
 pub mod elf;
 pub(crate) mod emu;
 pub(crate) mod initramfs;
 mod modules;
-pub(crate) mod devcount;
 pub(crate) mod qmp;
 pub(crate) mod vmlinux;
 pub(crate) mod vmm;
