@@ -31,7 +31,7 @@ fn launcher_ms(launch: &Launch) -> f64 {
 
 /// Milliseconds from QEMU's start to the report, for the plain command.
 fn plain_ms(assets: &GuestAssets) -> f64 {
-    let nonce = vlab::check::fresh_nonce();
+    let nonce = vlab::evidence::fresh_nonce();
     let append = format!("console=ttyS0 panic=-1 vlab.nonce={nonce}");
     let kernel = assets.kernel.vmlinuz();
     let argv: Vec<&str> = vec![
@@ -48,12 +48,14 @@ fn plain_ms(assets: &GuestAssets) -> f64 {
         &append,
     ];
     let cmd = vlab::proc::Cmd::from_argv(&argv).timeout(Duration::from_secs(120));
-    let obs = vlab::check::boot::boot(&cmd, &nonce).expect("could not start QEMU");
+    let obs = vlab::guest::boot::boot(&cmd, &nonce).expect("could not start QEMU");
     assert_eq!(obs.facts.get("report.nonce").map(String::as_str), Some("fresh"), "{}", obs.console);
     obs.facts["boot.ms"].parse().unwrap()
 }
 
 fn main() {
+    // As `main` does: orphans come back here to be reaped, and Ctrl-C kills what the bench started.
+    let _supervisor = vlab::supervisor::Supervisor::install().expect("cannot supervise the bench's children");
     if vlab::host::tools::which("qemu-system-x86_64").is_none() {
         eprintln!("skipped: qemu-system-x86_64 is not installed (`vlab setup`)");
         return;

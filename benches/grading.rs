@@ -23,6 +23,8 @@ fn make_bundle(lab: &Lab, which: &str, dir: &Path, name: &str) -> std::path::Pat
 }
 
 fn main() {
+    // As `main` does: orphans come back here to be reaped, and Ctrl-C kills what the bench started.
+    let _supervisor = vlab::supervisor::Supervisor::install().expect("cannot supervise the bench's children");
     let n: usize = std::env::var("VLAB_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
     let lab_id = std::env::var("VLAB_BENCH_LAB").unwrap_or_else(|_| "03-namespaces".into());
     let catalog = Catalog::load(&find_labs_root(None).expect("labs")).expect("catalog");
@@ -42,9 +44,9 @@ fn main() {
     let raw_started = Instant::now();
     for i in 0..raw_runs {
         let dir = base.path().join(format!("raw{i}"));
-        ws.copy_from(&lab, "starter", &dir).unwrap();
+        ws.copy_from(&lab, "starter", &dir, |d| vlab::prepare::prepare(&lab, d)).unwrap();
         copy_tree(&lab.dir.join(if i % 2 == 0 { "solution" } else { "starter" }), &dir).unwrap();
-        vlab::check::check_lab(&lab, &dir, &caps, None).unwrap();
+        vlab::tiers::check_lab(&lab, &dir, &caps, None).unwrap();
     }
     let raw_each = raw_started.elapsed().as_secs_f64() / raw_runs as f64;
 

@@ -27,7 +27,7 @@ struct Ctx {
 impl Ctx {
     fn catalog(&self) -> anyhow::Result<Catalog> {
         let root = find_labs_root(self.labs.as_deref())?;
-        Ok(Catalog::load(&root)?)
+        Ok(Catalog::load_with(&root, &crate::tiers::registry())?)
     }
 
     fn emit<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
@@ -43,7 +43,6 @@ impl Ctx {
 
 /// Runs a command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    crate::cleanup::install_interrupt_handler();
     let ctx = Ctx {
         cli_json: cli.json,
         style: Style::detect(cli.no_color),
@@ -88,8 +87,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Guest { action } => guest_command(&ctx, action),
         Command::Kvm { action: crate::cli::KvmAction::Run { file, nonce } } => kvm_run(&ctx, &file, nonce),
-        Command::Kvm { action: crate::cli::KvmAction::Verdict { command } } => crate::guest::vmm::verdict(&command),
+        Command::Kvm { action: crate::cli::KvmAction::Verdict { command } } => crate::kvm::command::verdict(&command),
+        Command::Kvm { action: crate::cli::KvmAction::Watch { mode, command } } => {
+            crate::kvm::watch::watch(mode, &command)
+        }
         Command::Emu { action } => emu_command(action),
+        Command::Partition { command } => crate::container::partition::watch(&command),
+        Command::Uml { action: crate::cli::UmlAction::Count { mode, command } } => {
+            crate::container::uml_count::count(&mode, &command)
+        }
         Command::Xen { action: crate::cli::XenAction::Domu { config, timeout } } => {
             crate::guest::xen::domu::run(&config, Duration::from_secs(timeout))
         }
@@ -127,7 +133,7 @@ struct Started {
 fn start(ctx: &Ctx, name: &str) -> anyhow::Result<i32> {
     let cat = ctx.catalog()?;
     let lab = cat.find(name)?;
-    let dir = ctx.ws.start(lab)?;
+    let dir = ctx.ws.start(lab, |dir| crate::prepare::prepare(lab, dir))?;
     let mut files: Vec<&str> = lab.steps.iter().flat_map(|s| s.files.iter().map(String::as_str)).collect();
     files.sort();
     files.dedup();
@@ -147,7 +153,7 @@ fn start(ctx: &Ctx, name: &str) -> anyhow::Result<i32> {
 fn reset(ctx: &Ctx, name: &str) -> anyhow::Result<i32> {
     let cat = ctx.catalog()?;
     let lab = cat.find(name)?;
-    let backup = ctx.ws.reset(lab)?;
+    let backup = ctx.ws.reset(lab, |dir| crate::prepare::prepare(lab, dir))?;
     let mut state = State::load(&ctx.ws.meta_dir())?;
     state.labs.remove(&lab.id);
     state.save(&ctx.ws.meta_dir())?;
@@ -162,7 +168,7 @@ fn reset(ctx: &Ctx, name: &str) -> anyhow::Result<i32> {
 /// The lab named, or the one whose workspace directory we are in, or the only started one.
 fn pick_lab<'a>(ctx: &Ctx, cat: &'a Catalog, name: Option<&str>) -> anyhow::Result<&'a Lab> {
     if let Some(n) = name {
-        return cat.find(n);
+        return Ok(cat.find(n)?);
     }
     let cwd = std::env::current_dir().unwrap_or_default();
     if let Some(lab) = cat.labs.iter().find(|l| cwd.starts_with(ctx.ws.lab_dir(l))) {
@@ -182,8 +188,8 @@ fn pick_lab<'a>(ctx: &Ctx, cat: &'a Catalog, name: Option<&str>) -> anyhow::Resu
 fn run_checks(ctx: &Ctx, lab: &Lab, step: Option<&str>, caps: &host::Capabilities) -> anyhow::Result<check::LabReport> {
     let dir = ctx.ws.require_started(lab)?;
     crate::prepare::prepare(lab, &dir)?;
-    let report = check::check_lab(lab, &dir, caps, step)?;
-    if crate::cleanup::interrupted() {
+    let report = crate::tiers::check_lab(lab, &dir, caps, step)?;
+    if crate::supervisor::interrupted() {
         bail!("interrupted");
     }
     let mut state = State::load(&ctx.ws.meta_dir())?;
@@ -261,7 +267,9 @@ fn hint(ctx: &Ctx, name: &str, step: Option<&str>) -> anyhow::Result<i32> {
 fn status(ctx: &Ctx) -> anyhow::Result<i32> {
     let cat = ctx.catalog()?;
     let state = State::load(&ctx.ws.meta_dir())?;
-    ctx.emit(&state, || report::status(&cat, &state, &ctx.style))?;
+    let quizzes = crate::book::quiz::Quizzes::beside(&cat)?;
+    let scores = quizzes.ordered_scores(&state);
+    ctx.emit(&report::StatusModel::new(&state, &scores), || report::status(&cat, &state, &scores, &ctx.style))?;
     Ok(0)
 }
 
@@ -316,7 +324,7 @@ fn submit(ctx: &Ctx, names: &[String], output: &std::path::Path, student: Option
     let labs: Vec<&Lab> = if names.is_empty() {
         cat.labs.iter().filter(|l| ctx.ws.is_started(l)).collect()
     } else {
-        names.iter().map(|n| cat.find(n)).collect::<anyhow::Result<_>>()?
+        names.iter().map(|n| cat.find(n)).collect::<Result<_, _>>()?
     };
     if labs.is_empty() {
         bail!("no lab is started, so there is nothing to submit; `vlab start <lab>` first");
@@ -487,7 +495,7 @@ fn guest_command(ctx: &Ctx, action: crate::cli::GuestAction) -> anyhow::Result<i
 }
 
 fn kvm_run(ctx: &Ctx, file: &std::path::Path, nonce: Option<String>) -> anyhow::Result<i32> {
-    let run = crate::guest::vmm::run_file(file, nonce)?;
+    let run = crate::kvm::command::run_file(file, nonce)?;
     ctx.emit(&run, || run.describe())?;
     Ok(if run.copied { 0 } else { 1 })
 }

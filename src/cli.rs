@@ -59,7 +59,7 @@ pub(crate) enum Command {
     },
     /// Show the next hint for a step (default: the first unfinished step)
     Hint { lab: String, step: Option<String> },
-    /// Progress across all labs
+    /// Progress across all labs, and your chapter quiz scores
     Status,
     /// Start a lab over from its starter (your old files are moved aside, not deleted)
     Reset { lab: String },
@@ -95,11 +95,14 @@ pub(crate) enum Command {
         student: Option<String>,
     },
     /// Instructor: re-run the canonical checks on submissions, sandboxed, and export grades
-    #[command(after_help = "Writes DIR/results/<student>.json (one per bundle, atomically; a rerun resumes),
-                            DIR/gradebook.csv, DIR/junit.xml, DIR/gradescope/<student>/results.json and
-                            DIR/feedback/<student>.md. Each submission runs in its own namespaces with
-                            no network but loopback, a pids+memory cgroup, file-size limits and (as root)
-                            a private size-limited filesystem.")]
+    #[command(after_help = "Writes DIR/results/<student>.json (one per bundle, atomically; a rerun resumes), \
+                            DIR/gradebook.csv, DIR/junit.xml, DIR/gradescope/<student>/results.json and \
+                            DIR/feedback/<student>.md.\n\n\
+                            Each submission runs in its own bubblewrap sandbox: its own root with only \
+                            the labs' starters, no network but loopback, a pids+memory cgroup, file-size \
+                            limits, an unprivileged uid unless its lab.toml [grading] asks for more, and \
+                            (as root) a private size-limited filesystem. docs/grading.md says what is and \
+                            is not guaranteed.")]
     Grade {
         /// Submission bundles, or directories of them
         #[arg(required_unless_present = "gradescope")]
@@ -170,6 +173,17 @@ pub(crate) enum Command {
     Emu {
         #[command(subcommand)]
         action: EmuAction,
+    },
+    /// Partitioning helper: run COMMAND, time the workload in slice a against its neighbours
+    /// from the scheduler's own counts, and write them to $VLAB_RESULTS as observed_*
+    Partition {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// User-Mode-Linux helpers: the runner's own count of the host system calls behind a guest's
+    Uml {
+        #[command(subcommand)]
+        action: UmlAction,
     },
     /// Xen helpers: boot Xen with a dom0 that runs Xen's toolstack
     Xen {
@@ -248,6 +262,15 @@ pub(crate) enum KvmAction {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Run your VMM (COMMAND real|long GUEST) on a guest made for this check, watch it from
+    /// /proc, and write what it did to $VLAB_RESULTS as observed_* lines
+    Watch {
+        /// The guest: real (port I/O), mmio, paged (long mode) or cost (exit round trips)
+        #[arg(long, value_enum)]
+        mode: crate::kvm::watch::Mode,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +283,18 @@ pub(crate) enum EmuAction {
     },
     /// Run COMMAND and watch its processes for qemu-user; write what ran to $VLAB_RESULTS as observed_*
     Cross {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UmlAction {
+    /// Run COMMAND with $VLAB_COUNT set, watch it boot UML, then count the UML kernel's host
+    /// system calls per guest system call in MODE itself and write them to $VLAB_RESULTS as observed_*
+    Count {
+        #[arg(value_parser = ["ptrace", "seccomp"])]
+        mode: String,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },

@@ -10,39 +10,49 @@ pub mod app;
 pub mod book;
 /// The lab catalog: lab.toml files under labs/, loaded and validated.
 pub mod catalog;
+/// cgroups at the bottom: mode detection, groups with limits, the runner's per-child groups, kill and remove.
+pub(crate) mod cgroup;
 /// The check engine: runs a step's checks and returns structured results, with facts and evidence.
 pub mod check;
-/// What must die with vlab: registered process groups and scratch paths, and the Ctrl-C handler.
-pub mod cleanup;
+/// Scratch directories, removed on drop and on Ctrl-C.
+pub(crate) mod cleanup;
 /// Command-line types (clap derive) only.
 pub mod cli;
 /// The reader's comparison of every tier, from the measurements the labs recorded.
 pub(crate) mod compare;
 /// The container tiers: mount tables, cgroups, namespaced processes, runc, UML, escape probes.
 pub mod container;
+/// The bottom layer: facts, the nonce, outcomes and check results, importing nothing of vlab.
+pub mod evidence;
 /// Files on disk: content hashes, all-or-nothing writes, bounded reads of student-writable files.
 pub mod files;
 /// Instructor grading: re-run the canonical checks on each submission in a sandbox, and export.
 pub mod grade;
-/// Full-system guests: cached assets, initramfs, the QEMU launcher, QMP, emulation, Xen, `vlab kvm`.
+/// Full-system guests: cached assets, initramfs, the QEMU launcher, QMP, boot reports, emulation, Xen.
 pub mod guest;
 /// `vlab doctor`: what this machine can really do, measured, with reasons.
 pub mod host;
-/// A tiny VMM on /dev/kvm, which `vlab doctor` times to tell fast KVM from slow.
+/// A tiny VMM on /dev/kvm, which `vlab doctor` times to tell fast KVM from slow, and `vlab kvm`.
 pub(crate) mod kvm;
 /// What the runner builds into a lab's workspace (lab.toml `prepare`).
-pub(crate) mod prepare;
+pub mod prepare;
 /// The one way vlab runs a child process: deadline, process group, cgroup, kill on drop.
 pub mod proc;
+/// Processes as /proc shows them (parent, group, state), and SIGKILL that takes "already gone" for done.
+pub(crate) mod procfs;
 /// Results rendered for people (terminal text, chart); `--json` prints the models.
 pub(crate) mod report;
 /// `vlab setup`: install the host packages the labs need from the distribution.
 pub(crate) mod setup;
 /// Progress that outlives one command, stored as JSON in the workspace.
 pub(crate) mod state;
+/// The one supervisor: Ctrl-C handler, child subreaper, and what must die when vlab is interrupted.
+pub mod supervisor;
 /// Visible skips for the unit tests.
 #[cfg(test)]
 mod testing;
+/// The engine's registry: every observer, each implemented by its tier, handed to the check engine.
+pub mod tiers;
 /// `vlab watch`: re-run the checks whenever a file in the lab's workspace changes.
 pub(crate) mod watch;
 /// The student's workspace: one directory per started lab, copied from its starter.

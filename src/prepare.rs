@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::catalog::{Lab, Prepare};
 
 /// Prepares everything `lab` asks for in `dir`, its workspace directory.
-pub(crate) fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
+pub fn prepare(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
     for item in &lab.prepare {
         match item {
             Prepare::BusyboxRootfs => busybox_rootfs(&dir.join("rootfs"))
@@ -61,6 +61,7 @@ pub(crate) fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
     std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
     // The same root boots User-Mode-Linux over hostfs (labs/07-uml): its init.
     crate::container::uml::place_init(root)?;
+    crate::container::uml_count::place_count_init(root)?;
     Ok(())
 }
 

@@ -4,10 +4,12 @@
 //! host lets the runner make one (joined before it runs, so nothing it starts
 //! can leave it by `setsid` or by scrubbing its environment), a deadline,
 //! output captured to unlinked temp files (bounded when read back), and is
-//! killed with its whole cgroup, group and every descendant on timeout, on
-//! drop and on Ctrl-C. vlab is a child subreaper, so orphans come back to us
-//! to be reaped; where no cgroup can be made, daemons that `setsid` away are
-//! swept by process group and by an environment mark instead.
+//! killed with its whole cgroup, group and every descendant on timeout and
+//! on drop. Ctrl-C and the reaping of orphans belong to the supervisor
+//! (`crate::supervisor`), which `main` installs: it makes vlab a child
+//! subreaper, so orphans come back to us to be reaped, and kills what is
+//! registered when interrupted. Where no cgroup can be made, daemons that
+//! `setsid` away are swept by process group and by an environment mark instead.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -15,25 +17,13 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::cleanup;
-use crate::container::cgroup::RunGroup;
-use crate::host::cgroup::RunBase;
-
-/// Serialises spawn+register against the orphan sweep, so a sweep never
-/// mistakes a just-spawned child of another thread for an orphan.
-static SPAWN_LOCK: Mutex<()> = Mutex::new(());
-
-/// Every process group this process has started: an orphan in one of them is ours.
-static SPAWNED: Mutex<std::collections::BTreeSet<i32>> = Mutex::new(std::collections::BTreeSet::new());
-
-/// Set in every child's environment to the runner's pid, and inherited by their
-/// descendants: an orphan that `setsid`ed into a group of its own is still ours
-/// by this mark. Children this process started some other way (a test
-/// harness's own) carry no mark and are left alone.
-const MARK: &str = "VLAB_RUNNER_PID";
+use crate::cgroup::{CgroupError, RunGroup};
+pub(crate) use crate::procfs::descendants;
+pub use crate::procfs::{ProcInfo, alive, info, processes};
+use crate::procfs::{sigkill, sigkill_group};
+use crate::supervisor::{self, MARK, Registration};
 
 /// Bytes of stdout/stderr kept when read back; the rest is counted, not kept.
 pub(crate) const DEFAULT_OUTPUT_LIMIT: usize = 256 * 1024;
@@ -48,6 +38,10 @@ pub enum ProcError {
     Spawn { program: String, source: io::Error },
     #[error("while running `{program}`: {source}")]
     Io { program: String, source: io::Error },
+    #[error(
+        "could not start `{program}`: cannot make its cgroup: {source} (`vlab doctor` shows how children are contained here)"
+    )]
+    Cgroup { program: String, source: CgroupError },
 }
 
 /// CPU and I/O the child and all its descendants used: from its cgroup where
@@ -222,23 +216,28 @@ impl Cmd {
 
     /// Starts a long-lived child. It dies with its group when the returned
     /// value is dropped, or at the latest at its deadline via `Child::expired`.
+    ///
+    /// Containment on Ctrl-C, and the reaping of orphans, need the
+    /// [`supervisor::Supervisor`] installed (by `main`, or by a test).
     pub fn spawn(&self) -> Result<Child, ProcError> {
-        cleanup::install_interrupt_handler();
+        // The library's unit tests have no `main` to install the supervisor.
+        #[cfg(test)]
+        let _ = supervisor::Supervisor::install();
         let program = self.program_name();
         let io_err = |source| ProcError::Io { program: program.clone(), source };
         let stdout = tempfile::tempfile().map_err(io_err)?;
         let stderr = tempfile::tempfile().map_err(io_err)?;
-        let group = match RunBase::get() {
-            Ok(base) => Some(RunGroup::create(base).map_err(|e| ProcError::Spawn {
-                program: program.clone(),
-                source: io::Error::new(
-                    e.kind(),
-                    format!("cannot make its cgroup: {e} (`vlab doctor` shows how children are contained here)"),
-                ),
-            })?),
+        // From making its cgroups to registering the child (see `supervisor::making`).
+        let making = supervisor::making();
+        let group = match supervisor::run_base() {
+            Ok(base) => Some(
+                RunGroup::create(base, &supervisor::run_group_name())
+                    .map_err(|source| ProcError::Cgroup { program: program.clone(), source })?,
+            ),
             // `vlab doctor` says so; the process-group and mark sweep stands in.
             Err(_) => None,
         };
+        let in_cgroup = group.as_ref().map(|g| supervisor::cgroups(g.dirs()));
         let fds = group.as_ref().map(RunGroup::procs_fds).unwrap_or_default();
         let mut expr =
             duct::cmd(&self.program, &self.args).unchecked().stdin_bytes(self.stdin.clone()).before_spawn(move |c| {
@@ -276,7 +275,6 @@ impl Cmd {
         for (k, v) in &self.env {
             expr = expr.env(k, v);
         }
-        let guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         let handle = expr.start().map_err(|source| {
             if source.kind() == io::ErrorKind::NotFound {
@@ -286,9 +284,8 @@ impl Cmd {
             }
         })?;
         let pid = handle.pids().first().copied().unwrap_or(0) as i32;
-        cleanup::register_group(pid);
-        SPAWNED.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
-        drop(guard);
+        let registered = supervisor::child(pid);
+        drop(making);
         Ok(Child {
             handle,
             pid,
@@ -299,6 +296,8 @@ impl Cmd {
             stderr,
             finished: false,
             group,
+            registered: Some(registered),
+            in_cgroup,
             measured: None,
         })
     }
@@ -316,6 +315,10 @@ pub struct Child {
     finished: bool,
     /// The cgroup everything it started lives in, until it is killed.
     group: Option<RunGroup>,
+    /// Its process group in the supervisor's registry, until it is reaped.
+    registered: Option<Registration>,
+    /// Its cgroups in the registry, until they are removed.
+    in_cgroup: Option<Registration>,
     /// What the cgroup counted, read once everything in it ended.
     measured: Option<Measured>,
 }
@@ -397,11 +400,10 @@ impl Child {
             tree.sort_unstable();
             tree.dedup();
         }
-        // SAFETY: plain signal sends; a group or pid that is gone gives ESRCH, which is what we want.
-        unsafe { libc::killpg(self.pid, libc::SIGKILL) };
+        // Best effort by nature: a process we may not signal (EPERM) is not one we started.
+        let _ = sigkill_group(self.pid);
         for pid in &tree {
-            // SAFETY: as above.
-            unsafe { libc::kill(*pid, libc::SIGKILL) };
+            let _ = sigkill(*pid);
         }
         tree
     }
@@ -413,7 +415,7 @@ impl Child {
         let out = self.handle.wait().map_err(|source| ProcError::Io { program: self.program.clone(), source })?;
         let parts = exit_parts(&out.status);
         self.finished = true;
-        cleanup::unregister_group(self.pid);
+        self.registered = None;
         reap_killed(&tree, Instant::now() + REAP_GRACE);
         if let Some(group) = self.group.take() {
             // Whatever forked while the kill went out is in the group still.
@@ -421,6 +423,8 @@ impl Child {
             reap_killed(&late, Instant::now() + REAP_GRACE);
             self.measured = Some(Measured::read(&group));
         }
+        // The groups are gone (or left to the stale sweep): nothing for an interrupt to remove.
+        self.in_cgroup = None;
         Ok(parts)
     }
 
@@ -461,7 +465,7 @@ fn read_from(file: &File, offset: u64, limit: usize) -> (Vec<u8>, u64) {
 }
 
 fn sweep() {
-    kill_orphans(true);
+    supervisor::sweep_orphans();
 }
 
 /// How long a killed tree may take to die and come back to us for reaping.
@@ -494,93 +498,6 @@ fn reap_killed(tree: &[i32], until: Instant) {
     }
 }
 
-/// Reaps every zombie child of ours, whoever started it: called as vlab
-/// exits, when no child handle is left to wait for its own.
-pub(crate) fn reap_zombies() {
-    // SAFETY: WNOHANG never blocks; the loop ends at 0 (none exited) or -1 (no children).
-    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
-}
-
-/// Kills and reaps every direct child of ours that is not the leader of, or
-/// inside, a live registered group, and that we started (by group or by the
-/// environment mark): these are orphans of finished commands, re-parented to us.
-/// With `spare_live` false (Ctrl-C), every child goes.
-pub(crate) fn kill_orphans(spare_live: bool) {
-    let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    // Read the live set under the lock: a child spawned meanwhile is in it.
-    let live_groups = if spare_live { cleanup::live_groups() } else { Vec::new() };
-    let me = std::process::id() as i32;
-    let spawned = SPAWNED.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let mark = format!("{MARK}={me}");
-    let marked = |pid: i32| {
-        std::fs::read(format!("/proc/{pid}/environ"))
-            .is_ok_and(|env| env.split(|c| *c == 0).any(|kv| kv == mark.as_bytes()))
-    };
-    for p in processes() {
-        if p.ppid != me || live_groups.contains(&p.pgid) || live_groups.contains(&p.pid) {
-            continue;
-        }
-        // A zombie has no environment to read its mark from, and nothing left
-        // to kill: whoever started it, only we can reap it now.
-        if !spawned.contains(&p.pgid) && !marked(p.pid) && p.state != 'Z' {
-            continue;
-        }
-        for d in descendants(p.pid) {
-            // SAFETY: a plain signal send. Its result is not an error to
-            // report: a process already gone (ESRCH) is what this sweep wants.
-            unsafe { libc::kill(d, libc::SIGKILL) };
-        }
-        // SAFETY: as above; `p` is our own child (its ppid is us), so waitpid
-        // reaps it, and a null status pointer is allowed. ECHILD (someone else
-        // reaped it first) leaves nothing to do, so the result is not checked.
-        unsafe {
-            libc::kill(p.pid, libc::SIGKILL);
-            libc::waitpid(p.pid, std::ptr::null_mut(), 0);
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct ProcInfo {
-    pub pid: i32,
-    pub(crate) ppid: i32,
-    pub(crate) pgid: i32,
-    /// R, S, D, Z, ... as in /proc/PID/stat.
-    pub state: char,
-}
-
-/// Every process on the host, from /proc/<pid>/stat.
-pub fn processes() -> Vec<ProcInfo> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).filter_map(info).collect()
-}
-
-/// One process, from /proc/<pid>/stat.
-pub fn info(pid: i32) -> Option<ProcInfo> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: parse after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgid = fields.next()?.parse().ok()?;
-    Some(ProcInfo { pid, ppid, pgid, state })
-}
-
-/// All descendants of `root` (not including it), parents before children.
-pub(crate) fn descendants(root: i32) -> Vec<i32> {
-    let all = processes();
-    let mut out = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for p in all.iter().filter(|p| p.ppid == parent) {
-            out.push(p.pid);
-            frontier.push(p.pid);
-        }
-    }
-    out
-}
-
 fn children_usage() -> Usage {
     // SAFETY: rusage is plain data, valid all-zero.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -608,14 +525,6 @@ impl Usage {
             ..Usage::default()
         }
     }
-}
-
-/// True if `pid` exists and is not a zombie.
-pub fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with(|c| c != 'Z' && c != 'X')))
-        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -690,7 +599,7 @@ mod tests {
     /// from its environment and double-forks is still in the run's cgroup.
     #[test]
     fn a_daemon_that_scrubs_its_mark_and_double_forks_dies_with_the_command() {
-        if let Err(why) = RunBase::get() {
+        if let Err(why) = supervisor::run_base() {
             crate::testing::skip(&format!("no cgroup for children here ({why})"));
             return;
         }

@@ -49,8 +49,13 @@ impl Workspace {
         Ok(dir)
     }
 
-    /// Copies the starter into a new lab directory.
-    pub(crate) fn start(&self, lab: &Lab) -> anyhow::Result<PathBuf> {
+    /// Copies the starter into a new lab directory, `prepare` filling it in
+    /// (crate::prepare: what lab.toml's `prepare` asks for).
+    pub(crate) fn start(
+        &self,
+        lab: &Lab,
+        prepare: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<PathBuf> {
         let dir = self.lab_dir(lab);
         if dir.exists() {
             bail!(
@@ -60,13 +65,17 @@ impl Workspace {
                 lab.id
             );
         }
-        self.copy_from(lab, "starter", &dir)?;
+        self.copy_from(lab, "starter", &dir, prepare)?;
         Ok(dir)
     }
 
     /// Moves the current work aside (never deletes it) and copies the starter afresh.
     /// Returns where the old work went.
-    pub(crate) fn reset(&self, lab: &Lab) -> anyhow::Result<Option<PathBuf>> {
+    pub(crate) fn reset(
+        &self,
+        lab: &Lab,
+        prepare: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Option<PathBuf>> {
         let dir = self.lab_dir(lab);
         let backup = if dir.exists() {
             let stamp =
@@ -79,19 +88,27 @@ impl Workspace {
         } else {
             None
         };
-        self.copy_from(lab, "starter", &dir)?;
+        self.copy_from(lab, "starter", &dir, prepare)?;
         Ok(backup)
     }
 
-    /// Copies `lab/<which>/` to `to` and prepares what the lab needs, via a
+    /// Copies `lab/<which>/` to `to`, `prepare` filling the copy in, via a
     /// temporary sibling, so a failure leaves no half-written lab directory.
-    pub fn copy_from(&self, lab: &Lab, which: &str, to: &Path) -> anyhow::Result<()> {
+    /// The workspace itself fetches nothing: what a lab needs beyond its
+    /// files (kernels, a root filesystem) is the caller's `prepare`.
+    pub fn copy_from(
+        &self,
+        lab: &Lab,
+        which: &str,
+        to: &Path,
+        prepare: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let from = lab.dir.join(which);
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create the workspace {}", self.root.display()))?;
         let tmp = tempfile::Builder::new().prefix(".starting-").tempdir_in(&self.root)?;
         copy_tree(&from, tmp.path()).with_context(|| format!("cannot copy {} into the workspace", from.display()))?;
-        crate::prepare::prepare(lab, tmp.path())?;
+        prepare(tmp.path())?;
         std::fs::rename(tmp.keep(), to).with_context(|| format!("cannot create {}", to.display()))?;
         Ok(())
     }

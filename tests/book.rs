@@ -26,6 +26,9 @@ const SEARCH_TERMS: &[(&str, &str)] = &[
     ("full-virtualization.md", "Popek"),
     ("pv-drivers.md", "RTL8139"),
     ("choosing.md", "Firecracker"),
+    ("lab-map.md", "difficulties"),
+    ("unusual-hosts.md", "unusual"),
+    ("glossary.md", "VMCB"),
 ];
 
 /// A copy of book/ (without build output) and labs/, side by side, so tests
@@ -92,6 +95,37 @@ fn generated_pages_match_the_labs() {
     }
 }
 
+/// The chapters that teach a tier, each with a quiz (pages such as a glossary
+/// or an appendix need none).
+const QUIZ_CHAPTERS: &[&str] = &[
+    "introduction.md",
+    "bare-metal.md",
+    "partitioning.md",
+    "containers.md",
+    "uml.md",
+    "paravirtualization.md",
+    "full-virtualization.md",
+    "pv-drivers.md",
+    "choosing.md",
+];
+
+/// Every chapter has a quiz of 3 to 6 questions (book/quizzes/<chapter>.toml,
+/// validated when `book sync` compiles them into book/vlab/quizzes.js).
+#[test]
+fn every_chapter_has_a_quiz() {
+    let book = Book::beside(&common::labs()).unwrap();
+    let js = std::fs::read_to_string(common::repo().join("book/vlab/quizzes.js")).unwrap();
+    let json = js.split_once("window.vlabQuizzes = ").unwrap().1.trim_end().trim_end_matches(';');
+    let quizzes: Value = serde_json::from_str(json).unwrap();
+    let summary = std::fs::read_to_string(book.src().join("SUMMARY.md")).unwrap();
+    for chapter in QUIZ_CHAPTERS {
+        assert!(summary.contains(&format!("({chapter})")), "{chapter} is not in SUMMARY.md");
+        let stem = chapter.trim_end_matches(".md");
+        let n = quizzes["chapters"][stem]["questions"].as_array().map(Vec::len).unwrap_or(0);
+        assert!((3..=6).contains(&n), "{chapter} has {n} quiz questions; book/quizzes/{stem}.toml should have 3 to 6");
+    }
+}
+
 #[test]
 fn sync_follows_the_catalog_and_names_bad_chapters() {
     let tree = copy_of_book();
@@ -111,6 +145,21 @@ fn sync_follows_the_catalog_and_names_bad_chapters() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("lab.toml") && err.contains("nowhere.md") && err.contains("bare-metal.md"), "{err}");
+    std::fs::write(&toml, text).unwrap();
+
+    // A quiz is data like lab.toml: a mistake names the file and line, and an edit makes the book stale.
+    let quiz = tree.path().join("book/quizzes/uml.toml");
+    let text = std::fs::read_to_string(&quiz).unwrap();
+    std::fs::write(&quiz, text.replacen("kind = \"choice\"", "kind = \"choice\"\npoints = 3", 1)).unwrap();
+    let out = common::vlab_with_labs(ws.path(), &labs).args(["book", "sync", "--check"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("quizzes/uml.toml:") && err.contains("unknown field `points`"), "{err}");
+    std::fs::write(&quiz, text.replacen("prompt = \"", "prompt = \"Edited. ", 1)).unwrap();
+    common::vlab_with_labs(ws.path(), &labs).args(["book", "sync", "--check"]).assert().code(1);
+    common::vlab_with_labs(ws.path(), &labs).args(["book", "sync"]).assert().success();
+    let js = std::fs::read_to_string(tree.path().join("book/vlab/quizzes.js")).unwrap();
+    assert!(js.contains("Edited. "), "sync compiles the quizzes");
 }
 
 #[test]
@@ -149,6 +198,7 @@ fn book_builds_with_vlab_and_loads_nothing_from_the_internet() {
 /// The same book under stock mdbook: the lab pages are real files, so it builds the same pages.
 #[test]
 fn book_builds_with_stock_mdbook() {
+    common::supervise();
     let mdbook = std::env::var_os("PATH")
         .and_then(|p| std::env::split_paths(&p).map(|d| d.join("mdbook")).find(|p| p.is_file()))
         .or_else(|| {
@@ -189,6 +239,7 @@ struct Server {
 
 impl Server {
     fn start(labs: &Path, ws: &Path) -> Server {
+        common::supervise();
         let child = Cmd::new(assert_cmd::cargo::cargo_bin("vlab"))
             .args(["serve", "--port", "0"])
             .env("VLAB_LABS", labs)
@@ -425,4 +476,166 @@ fn book_in_a_browser() {
     let build_dir = server.build_dir.clone();
     drop(server);
     assert!(!build_dir.exists(), "vlab serve left its build in {}", build_dir.display());
+}
+
+/// One raw HTTP request to the server; returns the status code.
+fn raw_request(url: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.replace("{host}", addr).as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// `vlab status --json` for the workspace, and its text form.
+fn status(ws: &Path, labs: &Path) -> (Value, String) {
+    let out = common::vlab_with_labs(ws, labs).args(["--json", "status"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = common::vlab_with_labs(ws, labs).arg("status").env("NO_COLOR", "1").output().unwrap();
+    (serde_json::from_slice(&out.stdout).unwrap(), String::from_utf8_lossy(&text.stdout).into_owned())
+}
+
+/// A chapter's quiz in a real browser: answered by clicks, explained on the
+/// page, graded again and recorded by `vlab serve`, shown by `vlab status`
+/// and in the sidebar; the same page from file:// keeps answers locally.
+#[test]
+fn quiz_in_a_browser() {
+    let Some(chromium) = browser::chromium_path() else {
+        common::skip("chromium not installed (.ci/run installs it)");
+        return;
+    };
+    let tree = copy_of_book();
+    let labs = tree.path().join("labs");
+    let ws = common::workspace();
+    let server = Server::start(&labs, ws.path());
+    let mut b = browser::Browser::launch(&chromium);
+    let base = server.url.clone();
+
+    b.goto(&format!("{base}bare-metal.html"));
+    b.wait_for("document.querySelectorAll('.vlab-quiz .vlab-question').length", 10, "the chapter's quiz");
+    let questions = b.eval("window.vlabQuizzes.chapters['bare-metal'].questions.length").as_u64().unwrap();
+    // The first two choice questions: one answered right, one wrong.
+    let plan = b.eval(
+        "JSON.stringify(window.vlabQuizzes.chapters['bare-metal'].questions.filter(q => q.kind === 'choice').slice(0, 2)\
+         .map(q => ({id: q.id, right: q.options.map((o, i) => o.correct ? i : -1).filter(i => i >= 0), \
+                     wrong: q.options.findIndex(o => !o.correct)})))",
+    );
+    let plan: Value = serde_json::from_str(plan.as_str().unwrap()).unwrap();
+    let (right, wrong) = (&plan[0], &plan[1]);
+    let box_of = |id: &Value| format!("document.querySelector('.vlab-question[data-question={id}]')");
+
+    // Right: every option's explanation appears, the server records it.
+    let q = box_of(&right["id"]);
+    for i in right["right"].as_array().unwrap() {
+        b.eval(&format!("{q}.querySelector('.vlab-options input[value=\"{i}\"]').click()"));
+    }
+    b.eval(&format!("{q}.querySelector('.vlab-check').click()"));
+    b.wait_for(&format!("{q}.querySelector('.vlab-feedback').dataset.result === 'correct'"), 5, "'correct'");
+    let whys =
+        b.eval(&format!("[...{q}.querySelectorAll('.vlab-why')].every(w => !w.hidden && w.innerText.length > 10)"));
+    assert_eq!(whys, true, "every option's explanation shows after answering");
+    b.wait_for(&format!("{q}.dataset.recorded === 'server'"), 10, "the answer recorded by vlab serve");
+    let (st, _) = status(ws.path(), &labs);
+    let id = right["id"].as_str().unwrap();
+    assert_eq!(st["quizzes"]["bare-metal"][id]["correct"], true, "{st}");
+    assert_eq!(
+        st["quiz_scores"]["bare-metal"],
+        serde_json::json!({"questions": questions, "answered": 1, "correct": 1})
+    );
+
+    // Wrong: shown as wrong, the picked option marked, recorded as wrong.
+    let q = box_of(&wrong["id"]);
+    b.eval(&format!("{q}.querySelector('.vlab-options input[value=\"{}\"]').click()", wrong["wrong"]));
+    b.eval(&format!("{q}.querySelector('.vlab-check').click()"));
+    b.wait_for(&format!("{q}.querySelector('.vlab-feedback').dataset.result === 'wrong'"), 5, "'wrong'");
+    let picked = b.eval(&format!("{q}.querySelector('li[data-picked=true]').dataset.correct"));
+    assert_eq!(picked, "false");
+    b.wait_for(&format!("{q}.dataset.recorded === 'server'"), 10, "the wrong answer recorded");
+    let (st, text) = status(ws.path(), &labs);
+    assert_eq!(st["quizzes"]["bare-metal"][wrong["id"].as_str().unwrap()]["correct"], false, "{st}");
+    assert_eq!(st["quiz_scores"]["bare-metal"]["correct"], 1);
+    let line = text.lines().find(|l| l.starts_with("bare-metal ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains(&format!("quiz: 1/{questions} correct")), "{text}");
+
+    // The sidebar shows the chapter's score; a reload shows the answers given.
+    b.wait_for(
+        &format!("(document.querySelector('#mdbook-sidebar .vlab-quiz-badge[data-chapter=bare-metal]') || {{}}).textContent === 'quiz 1/{questions}'"),
+        10,
+        "the chapter's quiz score in the sidebar",
+    );
+    b.eval(&format!("{}.scrollIntoView()", box_of(&wrong["id"])));
+    b.screenshot(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/quiz.png"));
+    b.goto(&format!("{base}bare-metal.html"));
+    b.wait_for(&format!("{}.dataset.answered === 'true'", box_of(&right["id"])), 5, "the earlier answer restored");
+    let problems = b.take_problems();
+    assert!(problems.is_empty(), "{}", browser::describe(&problems));
+
+    // A lab's "explain" question: the text is kept with the lab for the instructor.
+    b.goto(&format!("{base}paravirtualization.html"));
+    let q = "document.querySelector('.vlab-question[data-kind=explain]')";
+    b.wait_for(q, 10, "an explain question");
+    let qid = b.eval(&format!("{q}.dataset.question"));
+    let qid = qid.as_str().unwrap();
+    let text = "xen-pirq: those channels carry physical interrupts, and a domU drives no hardware";
+    b.eval(&format!("{q}.querySelector('textarea').value = {text:?}; {q}.querySelector('.vlab-check').click()"));
+    b.wait_for(&format!("{q}.querySelector('.vlab-feedback').dataset.result === 'correct'"), 5, "keywords found");
+    b.wait_for(&format!("{q}.dataset.recorded === 'server'"), 10, "the explanation recorded");
+    b.eval(&format!("{q}.scrollIntoView()"));
+    b.screenshot(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/quiz-explain.png"));
+    let (st, _) = status(ws.path(), &labs);
+    let lab =
+        b.eval(&format!("window.vlabQuizzes.chapters.paravirtualization.questions.find(q => q.id === '{qid}').lab"));
+    let kept = &st["labs"][lab.as_str().unwrap()]["explain"][qid];
+    assert_eq!((kept["answer"].as_str(), &kept["keywords_found"]), (Some(text), &Value::Bool(true)), "{st}");
+    // The lab's own page asks the same question, showing the answer given.
+    b.goto(&format!("{base}labs/{}.html", lab.as_str().unwrap()));
+    let q = format!("document.querySelector('.vlab-question[data-question={qid}]')");
+    b.wait_for(&format!("{q} && {q}.dataset.answered === 'true'"), 10, "the lab page's explain question, answered");
+    assert_eq!(b.eval(&format!("{q}.querySelector('textarea').value")), text);
+
+    // Hostile posts: a cross-site form, another origin, oversize, unknown ids.
+    let post = |headers: &str, body: &str| {
+        raw_request(
+            &base,
+            &format!(
+                "POST /_vlab/quiz HTTP/1.1\r\nHost: {{host}}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let json = "Content-Type: application/json\r\n";
+    let good = format!(r#"{{"chapter":"bare-metal","question":"{id}","answer":{}}}"#, right["right"]);
+    assert_eq!(post(json, &good), 200);
+    assert_eq!(post("Content-Type: text/plain\r\n", &good), 415);
+    assert_eq!(post(&format!("{json}Origin: http://example.com\r\n"), &good), 403);
+    assert_eq!(post(json, &good.replace("bare-metal", "../../etc")), 400);
+    assert_eq!(
+        post(json, &format!(r#"{{"chapter":"bare-metal","question":"{id}","answer":"{}"}}"#, "x".repeat(9000))),
+        413
+    );
+    assert_eq!(raw_request(&base, "DELETE /_vlab/quiz HTTP/1.1\r\n\r\n"), 405);
+    let (st, _) = status(ws.path(), &labs);
+    let chapters: Vec<&String> = st["quizzes"].as_object().unwrap().keys().collect();
+    assert_eq!(chapters, ["bare-metal", "paravirtualization"], "nothing but the answers given recorded: {st}");
+    assert_eq!(st["quizzes"]["bare-metal"][id]["attempts"], 2);
+
+    // From file:// (the stock build): the quiz works, answers stay in the browser.
+    b.goto(&format!("file://{}/bare-metal.html", server.build_dir.display()));
+    let q = box_of(&right["id"]);
+    b.wait_for(&q, 5, "the quiz from file://");
+    for i in right["right"].as_array().unwrap() {
+        b.eval(&format!("{q}.querySelector('.vlab-options input[value=\"{i}\"]').click()"));
+    }
+    b.eval(&format!("{q}.querySelector('.vlab-check').click()"));
+    b.wait_for(&format!("{q}.dataset.recorded === 'local'"), 5, "a local-only answer");
+    b.wait_for(
+        &format!("(document.querySelector('#mdbook-sidebar .vlab-quiz-badge[data-chapter=bare-metal]') || {{}}).textContent === 'quiz 1/{questions}'"),
+        5,
+        "the browser's own score in the sidebar",
+    );
+    let problems = b.take_problems();
+    assert!(problems.is_empty(), "{}", browser::describe(&problems));
 }

@@ -11,6 +11,7 @@ use vlab::guest::{Accel, Launch, assets};
 
 /// The assets, or the reason this machine cannot have them.
 fn assets_or_skip() -> Option<assets::GuestAssets> {
+    supervise();
     if vlab::host::tools::which("qemu-system-x86_64").is_none() {
         skip("qemu-system-x86_64 is not installed (`vlab setup`)");
         return None;
@@ -28,6 +29,7 @@ fn assets_or_skip() -> Option<assets::GuestAssets> {
 /// launcher tests sweep orphaned children of this test process, and a child
 /// started any other way would look like one.
 fn run_vlab(ws: &std::path::Path, args: &[&str]) -> vlab::proc::Output {
+    supervise();
     vlab::proc::Cmd::new(env!("CARGO_BIN_EXE_vlab"))
         .args(args)
         .env("VLAB_WORKSPACE", ws)
@@ -178,6 +180,7 @@ fn a_lab_check_leaves_no_qemu_behind() {
 #[test]
 #[ignore = "needs hardware KVM (vlab doctor: kvm fast); this project's machines have a slow, nested one"]
 fn a_kvm_boot_where_doctor_says_kvm_is_fast() {
+    supervise();
     let caps = vlab::host::detect();
     assert!(caps.kvm.fast, "KVM is not fast here: {}", caps.kvm.reason);
     let Some(a) = assets_or_skip() else { return };
@@ -194,6 +197,7 @@ fn a_kvm_boot_where_doctor_says_kvm_is_fast() {
 
 #[test]
 fn the_tiny_vmm_runs_student_code_on_this_machines_kvm() {
+    supervise();
     let caps = vlab::host::detect();
     if !caps.kvm.openable {
         skip(format_args!("{}", caps.kvm.reason));

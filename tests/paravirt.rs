@@ -13,6 +13,7 @@ const LAB: &str = "11-pv-drivers";
 
 /// A workspace with the lab started, or None (with the reason) when this machine cannot boot guests.
 fn started_or_skip() -> Option<tempfile::TempDir> {
+    supervise();
     if vlab::host::tools::which("qemu-system-x86_64").is_none() {
         skip("qemu-system-x86_64 is not installed (`vlab setup`)");
         return None;

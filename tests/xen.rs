@@ -16,6 +16,7 @@ const LAB: &str = "08-xen";
 /// A started lab workspace, or None (with the reason printed) when this
 /// machine cannot boot Xen.
 fn lab_or_skip() -> Option<tempfile::TempDir> {
+    supervise();
     if vlab::host::tools::which("qemu-system-x86_64").is_none() {
         skip("qemu-system-x86_64 is not installed (`vlab setup`)");
         return None;

@@ -4,7 +4,8 @@
 // results, read from the workspace state that `vlab check` and `vlab watch`
 // write). Links to lab pages get a badge with the lab's progress, lab pages
 // get a progress panel and a badge on each step, and the page reloads itself
-// when the server has rebuilt the book. Opened from disk it does nothing.
+// when the server has rebuilt the book. Sidebar entries of chapters get the
+// reader's quiz score (quiz.js posts the answers). Opened from disk it does nothing.
 (function () {
     "use strict";
     if (location.protocol !== "http:" && location.protocol !== "https:") {
@@ -89,6 +90,33 @@
             const lab = m && status.labs[m[1]];
             if (lab) {
                 place(a, labBadge(lab));
+            }
+        });
+    }
+
+    // A chapter's quiz score beside its sidebar entry, once a question is answered.
+    function renderQuizzes(status) {
+        const scores = status.quizzes || {};
+        document.querySelectorAll("#mdbook-sidebar a[href]").forEach((a) => {
+            const href = a.getAttribute("href");
+            const m = href.match(/(?:^|\/)([a-z0-9-]+)\.html$/);
+            const score = m && !/(?:^|\/)labs\//.test(href) && scores[m[1]];
+            const old = a.querySelector(":scope > .vlab-quiz-badge");
+            if (!score || score.answered === 0) {
+                if (old) {
+                    old.remove();
+                }
+                return;
+            }
+            const b = el("span", "vlab-quiz-badge", "quiz " + score.correct + "/" + score.questions);
+            b.dataset.chapter = m[1];
+            b.dataset.state = score.correct === score.questions ? "done" : "partial";
+            b.title = "chapter quiz: " + score.correct + " of " + score.questions + " correct, " +
+                score.answered + " answered";
+            if (old) {
+                old.replaceWith(b);
+            } else {
+                a.appendChild(b);
             }
         });
     }
@@ -204,6 +232,7 @@
         });
         renderComparison(status);
         renderLinks(status);
+        renderQuizzes(status);
         renderBuildError(status);
     }
 

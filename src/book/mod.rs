@@ -7,8 +7,10 @@
 //! same book; `vlab book sync --check` (and a test) fail when they are stale.
 
 pub(crate) mod pages;
+pub(crate) mod quiz;
 pub(crate) mod serve;
 pub(crate) mod status;
+mod summary;
 
 use std::path::{Path, PathBuf};
 

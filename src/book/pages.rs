@@ -2,7 +2,7 @@
 //! (`src/labs/<id>.md`), the lab entries of `SUMMARY.md`, and the blocks
 //! between `<!-- vlab:labs:begin -->`/`<!-- vlab:labs:end -->` (a chapter's
 //! labs) and `<!-- vlab:catalog:begin -->`/`<!-- vlab:catalog:end -->` (every
-//! lab) in chapters. A lab page includes the lab's README.md with mdBook's
+//! lab) in chapters, and `vlab/quizzes.js` from `quizzes/*.toml`. A lab page includes the lab's README.md with mdBook's
 //! `{{#include}}` and renders its lab.toml, so the book and the runner read
 //! the same files.
 
@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::Book;
-use crate::catalog::{Capability, Catalog, Check, CheckKind, FactRule, Lab, Prepare, Step};
+use super::summary::{Entry, parse_entry};
+use crate::catalog::{Capability, Catalog, Check, FactRule, FactTest, Lab, Prepare, Step};
 use crate::check::{LabReport, Outcome, StepResult};
 use crate::report::{self, Style};
 
@@ -61,23 +62,6 @@ impl Plan {
     }
 }
 
-/// A chapter line of SUMMARY.md: `  - [Title](file.md)`.
-struct Entry {
-    indent: String,
-    title: String,
-    link: String,
-}
-
-fn parse_entry(line: &str) -> Option<Entry> {
-    let trimmed = line.trim_start();
-    let indent = line[..line.len() - trimmed.len()].to_string();
-    let rest = trimmed.strip_prefix("- ").or_else(|| trimmed.strip_prefix("* ")).unwrap_or(trimmed);
-    let rest = rest.strip_prefix('[')?;
-    let (title, rest) = rest.split_once("](")?;
-    let (link, _) = rest.split_once(')')?;
-    Some(Entry { indent, title: title.to_string(), link: link.to_string() })
-}
-
 fn is_lab_link(link: &str) -> bool {
     link.starts_with("labs/")
 }
@@ -116,6 +100,8 @@ pub(crate) fn plan(book: &Book, cat: &Catalog) -> anyhow::Result<Plan> {
     }
     let mut plan = Plan::default();
     plan.writes.push((summary_path, summary_text(&summary, cat)));
+    let quizzes = super::quiz::Quizzes::load(book, cat)?;
+    plan.writes.push((book.root.join("vlab").join("quizzes.js"), quizzes.script()));
     for lab in &cat.labs {
         plan.writes.push((src.join("labs").join(format!("{}.md", lab.id)), lab_page(book, lab, &chapters)?));
     }
@@ -404,11 +390,7 @@ fn checklist(lab: &Lab, sections: &[(String, String)]) -> String {
 fn describe_check(check: &Check) -> String {
     let argv: Vec<String> = check.command.iter().map(|w| shell_word(w)).collect();
     let name = check.name.clone().unwrap_or_else(|| argv.join(" "));
-    let how = match check.kind {
-        CheckKind::Run => "runs",
-        CheckKind::Observe => "starts, and observes from the host the probe process it must start,",
-        CheckKind::Boot => "boots, and reads the probe's report from the console of,",
-    };
+    let how = crate::tiers::registry().describe(&check.kind);
     let mut out = format!(
         "**Check: {}.** The runner {how} {} in your workspace (at most {} s) and requires:\n\n",
         name.trim_end_matches('.'),
@@ -450,19 +432,13 @@ fn describe_check(check: &Check) -> String {
 
 fn describe_rule(rule: &FactRule) -> String {
     let fact = code(&rule.fact);
-    if let Some(v) = &rule.equals {
-        format!("{fact} is {}", code(v))
-    } else if let Some(re) = &rule.matches {
-        format!("{fact} matches {}", code(re))
-    } else if let Some(other) = &rule.at_least {
-        format!("{fact} ≥ {} × {}", rule.factor.unwrap_or(1.0), code(other))
-    } else {
-        match (rule.min, rule.max) {
-            (Some(lo), Some(hi)) => format!("{lo} ≤ {fact} ≤ {hi}"),
-            (Some(lo), None) => format!("{fact} ≥ {lo}"),
-            (None, Some(hi)) => format!("{fact} ≤ {hi}"),
-            (None, None) => fact,
-        }
+    match &rule.test {
+        FactTest::Equals(v) => format!("{fact} is {}", code(v)),
+        FactTest::Matches(re) => format!("{fact} matches {}", code(re)),
+        FactTest::AtLeast { other, factor } => format!("{fact} ≥ {factor} × {}", code(other)),
+        FactTest::Between { min, max } => format!("{min} ≤ {fact} ≤ {max}"),
+        FactTest::Min(min) => format!("{fact} ≥ {min}"),
+        FactTest::Max(max) => format!("{fact} ≤ {max}"),
     }
 }
 

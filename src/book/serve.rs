@@ -3,7 +3,11 @@
 //! live lab status. The book's own script (book/vlab/live.js) polls that
 //! endpoint: it marks labs and steps with their last check result and reloads
 //! the page when the generation changes. `/_vlab/compare.svg` draws the
-//! reader's comparison chart for the choosing chapter.
+//! reader's comparison chart for the choosing chapter. The book's quiz.js
+//! posts each quiz answer to `/_vlab/quiz`; the server grades it against
+//! book/quizzes/ itself and records it in the workspace state. That POST is
+//! the only request with a body: same-origin JSON only, bounded in size, and
+//! naming a question the book has.
 //!
 //! Builds go to scratch directories that are removed on exit and on Ctrl-C or
 //! SIGTERM, so a served book leaves nothing behind.
@@ -13,12 +17,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 
 use anyhow::Context;
 
 use super::Book;
+use super::quiz::{Answer, MAX_ANSWER, Question, Quizzes};
 use super::status::LiveStatus;
 use crate::catalog::Catalog;
 use crate::cleanup::Scratch;
@@ -26,6 +31,8 @@ use crate::workspace::Workspace;
 
 /// Where the status endpoint lives (under the site root; no book page can clash with it).
 pub(crate) const STATUS_PATH: &str = "/_vlab/status";
+/// Where the book's pages post quiz answers.
+pub(crate) const QUIZ_PATH: &str = "/_vlab/quiz";
 /// The reader's comparison chart (`vlab compare`), drawn from the workspace state on each request.
 pub(crate) const COMPARE_PATH: &str = "/_vlab/compare.svg";
 const POLL: Duration = Duration::from_millis(400);
@@ -162,32 +169,72 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
+#[derive(Debug)]
 struct Reply {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
 }
 
-fn handle(stream: TcpStream, site: &Mutex<Site>, opts: &Options) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
+/// Longest request head (request line and headers) read.
+const MAX_HEAD: u64 = 16 * 1024;
+/// Longest request body accepted: a quiz answer is one question's answer.
+const MAX_BODY: usize = 8 * 1024;
+
+/// The parts of a request the server looks at.
+#[derive(Debug, Default)]
+struct Request {
+    method: String,
+    target: String,
+    /// Header names in lower case.
+    headers: BTreeMap<String, String>,
+}
+
+fn read_request(reader: &mut impl BufRead) -> std::io::Result<Request> {
+    let mut head = reader.by_ref().take(MAX_HEAD);
     let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // The headers are not needed; read them so the client sees an orderly close.
+    head.read_line(&mut request_line)?;
+    let mut parts = request_line.split_whitespace();
+    let mut req = Request {
+        method: parts.next().unwrap_or("").to_string(),
+        target: parts.next().unwrap_or("/").to_string(),
+        headers: BTreeMap::new(),
+    };
     let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
+    while head.read_line(&mut line)? > 2 {
+        if let Some((name, value)) = line.split_once(':') {
+            req.headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
         line.clear();
     }
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    let reply = if method == "GET" || method == "HEAD" {
-        route(target, site, opts)
-    } else {
-        Reply { status: 405, content_type: "text/plain", body: b"only GET and HEAD are served".to_vec() }
+    Ok(req)
+}
+
+fn handle(stream: TcpStream, site: &Mutex<Site>, opts: &Options) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let req = read_request(&mut reader)?;
+    let reply = match req.method.as_str() {
+        "GET" | "HEAD" => route(&req.target, site, opts),
+        "POST" if req.target.split('?').next() == Some(QUIZ_PATH) => match read_body(&req, &mut reader) {
+            Ok(body) => post_quiz(&body, opts),
+            Err(reply) => reply,
+        },
+        _ => Reply {
+            status: 405,
+            content_type: "text/plain",
+            body: format!("only GET and HEAD are served, and POST to {QUIZ_PATH}").into_bytes(),
+        },
     };
     let reason = match reply.status {
         200 => "OK",
         204 => "No Content",
+        400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        500 => "Internal Server Error",
         _ => "Method Not Allowed",
     };
     let mut out = stream;
@@ -198,10 +245,102 @@ fn handle(stream: TcpStream, site: &Mutex<Site>, opts: &Options) -> std::io::Res
         reply.content_type,
         reply.body.len()
     )?;
-    if method != "HEAD" {
+    if req.method != "HEAD" {
         out.write_all(&reply.body)?;
     }
     out.flush()
+}
+
+fn json_error(status: u16, message: impl Into<String>) -> Reply {
+    let body = serde_json::json!({ "error": message.into() });
+    Reply { status, content_type: "application/json", body: body.to_string().into_bytes() }
+}
+
+/// The body of a POST, bounded. Only a same-origin JSON request is taken: a
+/// page on another site cannot send `application/json` here without a CORS
+/// preflight, which this server refuses, so it cannot record answers.
+fn read_body(req: &Request, reader: &mut impl std::io::Read) -> Result<Vec<u8>, Reply> {
+    let json = req
+        .headers
+        .get("content-type")
+        .is_some_and(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    if !json {
+        return Err(json_error(415, "send the answer as Content-Type: application/json"));
+    }
+    if let Some(origin) = req.headers.get("origin")
+        && req.headers.get("host").is_none_or(|h| origin != &format!("http://{h}"))
+    {
+        return Err(json_error(403, "answers are taken from the book's own pages only"));
+    }
+    let Some(len) = req.headers.get("content-length").and_then(|l| l.parse::<usize>().ok()) else {
+        return Err(json_error(411, "a Content-Length is required"));
+    };
+    if len > MAX_BODY {
+        return Err(json_error(413, format!("an answer is at most {MAX_BODY} bytes")));
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).map_err(|_| json_error(400, "the body is shorter than its Content-Length"))?;
+    Ok(body)
+}
+
+/// What the page posts for one answered question.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Posted {
+    chapter: String,
+    question: String,
+    answer: Answer,
+}
+
+/// Checks a posted answer against the book's quizzes: known chapter and
+/// question, an answer of the question's form and size. Returns it graded.
+fn grade_posted<'q>(body: &[u8], quizzes: &'q Quizzes) -> Result<(String, &'q Question, String, bool), String> {
+    let posted: Posted = serde_json::from_slice(body).map_err(|e| format!("not a quiz answer: {e}"))?;
+    let q = quizzes.question(&posted.chapter, &posted.question).ok_or_else(|| {
+        let chapter: String = posted.chapter.chars().take(64).collect();
+        let question: String = posted.question.chars().take(64).collect();
+        format!("no question `{question}` in the quiz of chapter `{chapter}`")
+    })?;
+    if let Answer::Text(t) = &posted.answer
+        && t.chars().count() > MAX_ANSWER
+    {
+        return Err(format!("an answer is at most {MAX_ANSWER} characters"));
+    }
+    let correct = q.grade(&posted.answer)?;
+    Ok((posted.chapter, q, posted.answer.display(q), correct))
+}
+
+/// Serialises the server's own writes of the state file (answers arrive on parallel connections).
+static STATE_WRITE: Mutex<()> = Mutex::new(());
+
+fn post_quiz(body: &[u8], opts: &Options) -> Reply {
+    let quizzes = match Catalog::load(&opts.labs)
+        .map_err(anyhow::Error::from)
+        .and_then(|cat| Ok(Quizzes::load(&opts.book, &cat)?))
+    {
+        Ok(q) => q,
+        Err(e) => return json_error(500, format!("{e:#}")),
+    };
+    let (chapter, q, answer, correct) = match grade_posted(body, &quizzes) {
+        Ok(x) => x,
+        Err(e) => return json_error(400, e),
+    };
+    let _guard = STATE_WRITE.lock().unwrap_or_else(|p| p.into_inner());
+    let meta = opts.workspace.meta_dir();
+    let result = crate::state::State::load(&meta).and_then(|mut state| {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        state.record_quiz(&chapter, q.asked(), answer, correct, now);
+        std::fs::create_dir_all(&meta)?;
+        state.save(&meta)?;
+        Ok(quizzes.scores(&state).remove(&chapter))
+    });
+    match result {
+        Ok(score) => {
+            let body = serde_json::json!({ "correct": correct, "score": score });
+            Reply { status: 200, content_type: "application/json", body: body.to_string().into_bytes() }
+        }
+        Err(e) => json_error(500, format!("{e:#}")),
+    }
 }
 
 fn route(target: &str, site: &Mutex<Site>, opts: &Options) -> Reply {
@@ -212,10 +351,18 @@ fn route(target: &str, site: &Mutex<Site>, opts: &Options) -> Reply {
             (s.generation, s.error.clone())
         };
         let status = match Catalog::load(&opts.labs) {
-            Ok(cat) => LiveStatus::gather(&cat, &opts.workspace, generation, build_error),
+            Ok(cat) => match Quizzes::load(&opts.book, &cat) {
+                Ok(quizzes) => LiveStatus::gather(&cat, &quizzes, &opts.workspace, generation, build_error),
+                Err(e) => {
+                    let mut st =
+                        LiveStatus::gather(&cat, &Quizzes::default(), &opts.workspace, generation, build_error);
+                    st.error = Some(e.to_string());
+                    st
+                }
+            },
             Err(e) => {
                 let empty = Catalog { root: opts.labs.clone(), labs: Vec::new() };
-                let mut st = LiveStatus::gather(&empty, &opts.workspace, generation, build_error);
+                let mut st = LiveStatus::gather(&empty, &Quizzes::default(), &opts.workspace, generation, build_error);
                 st.error = Some(e.to_string());
                 st
             }
@@ -294,5 +441,74 @@ mod tests {
         assert_eq!(resolve(dir.path(), "/labs/%2e%2e/%2e%2e/x"), None);
         assert_eq!(resolve(dir.path(), "/missing.html"), None);
         assert_eq!(percent_decode("%zz"), None);
+    }
+
+    fn request(raw: &str) -> (Request, std::io::Cursor<Vec<u8>>) {
+        let mut cur = std::io::Cursor::new(raw.as_bytes().to_vec());
+        let req = read_request(&mut cur).unwrap();
+        (req, cur)
+    }
+
+    #[test]
+    fn posts_are_same_origin_json_and_bounded() {
+        let ok = "POST /_vlab/quiz HTTP/1.1\r\nHost: 127.0.0.1:9\r\nOrigin: http://127.0.0.1:9\r\n\
+                  Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+        let (req, mut rest) = request(ok);
+        assert_eq!((req.method.as_str(), req.target.as_str()), ("POST", QUIZ_PATH));
+        assert_eq!(read_body(&req, &mut rest).unwrap(), b"{}");
+
+        let status = |raw: &str| {
+            let (req, mut rest) = request(raw);
+            read_body(&req, &mut rest).err().map(|r| r.status)
+        };
+        assert_eq!(status(&ok.replace("application/json", "text/plain")), Some(415));
+        assert_eq!(status(&ok.replace("Origin: http://127.0.0.1:9", "Origin: http://evil.example")), Some(403));
+        assert_eq!(status(&ok.replace("Content-Length: 2", "Content-Length: 999999")), Some(413));
+        assert_eq!(status(&ok.replace("Content-Length: 2\r\n", "")), Some(411));
+        assert_eq!(status(&ok.replace("Content-Length: 2", "Content-Length: 5")), Some(400));
+        // A head without end is cut at MAX_HEAD instead of read forever.
+        let endless = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(100_000));
+        let (req, _) = request(&endless);
+        assert!(req.headers["x"].len() < MAX_HEAD as usize);
+    }
+
+    #[test]
+    fn posted_answers_name_known_questions_and_are_graded_here() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::create_dir_all(dir.path().join("quizzes")).unwrap();
+        std::fs::write(dir.path().join("src/uml.md"), "# UML\n").unwrap();
+        std::fs::write(
+            dir.path().join("quizzes/uml.toml"),
+            "[[questions]]\nid = \"q\"\nkind = \"choice\"\nprompt = \"p\"\n\
+             [[questions.options]]\ntext = \"a\"\ncorrect = true\nwhy = \"w\"\n\
+             [[questions.options]]\ntext = \"b\"\nwhy = \"w\"\n\
+             [[questions]]\nid = \"e\"\nkind = \"explain\"\nprompt = \"p\"\nall_of = [\"x\"]\nwhy = \"w\"\n",
+        )
+        .unwrap();
+        let book = Book { root: dir.path().to_path_buf() };
+        let cat = Catalog { root: dir.path().join("labs"), labs: Vec::new() };
+        let quizzes = Quizzes::load(&book, &cat).unwrap();
+        let grade = |body: &str| grade_posted(body.as_bytes(), &quizzes).map(|(c, q, a, ok)| (c, q.id.clone(), a, ok));
+        assert_eq!(
+            grade(r#"{"chapter":"uml","question":"q","answer":[0]}"#),
+            Ok(("uml".into(), "q".into(), "a".into(), true))
+        );
+        assert!(!grade(r#"{"chapter":"uml","question":"q","answer":[1]}"#).unwrap().3);
+        // The page's own verdict is not a field the server takes.
+        assert!(
+            grade(r#"{"chapter":"uml","question":"q","answer":[1],"correct":true}"#)
+                .unwrap_err()
+                .contains("unknown field")
+        );
+        assert!(grade(r#"{"chapter":"uml","question":"zz","answer":[0]}"#).unwrap_err().contains("no question `zz`"));
+        assert!(grade(r#"{"chapter":"../x","question":"q","answer":[0]}"#).is_err());
+        assert!(grade(r#"{"chapter":"uml","question":"q","answer":[0,0]}"#).is_err());
+        assert!(grade(r#"{"chapter":"uml","question":"q","answer":[5]}"#).is_err());
+        assert!(grade(r#"{"chapter":"uml","question":"q","answer":"a"}"#).is_err());
+        assert!(grade("[]").is_err());
+        let long = format!(r#"{{"chapter":"uml","question":"e","answer":"{}"}}"#, "x".repeat(MAX_ANSWER + 1));
+        assert!(grade(&long).unwrap_err().contains("at most"));
+        assert!(grade(r#"{"chapter":"uml","question":"e","answer":"  an X  "}"#).unwrap().3);
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::quiz::{QuizScore, Quizzes};
 use crate::catalog::Catalog;
 use crate::check::Outcome;
 use crate::state::State;
@@ -21,6 +22,8 @@ pub(crate) struct LiveStatus {
     pub(crate) error: Option<String>,
     pub(crate) workspace: PathBuf,
     pub(crate) labs: BTreeMap<String, LabStatus>,
+    /// Chapter (file stem) → the reader's quiz score.
+    pub(crate) quizzes: BTreeMap<String, QuizScore>,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,9 +51,21 @@ pub(crate) struct StepStatus {
 }
 
 impl LiveStatus {
-    pub(crate) fn gather(cat: &Catalog, ws: &Workspace, generation: u64, build_error: Option<String>) -> LiveStatus {
-        let mut out =
-            LiveStatus { generation, build_error, error: None, workspace: ws.root.clone(), labs: BTreeMap::new() };
+    pub(crate) fn gather(
+        cat: &Catalog,
+        quizzes: &Quizzes,
+        ws: &Workspace,
+        generation: u64,
+        build_error: Option<String>,
+    ) -> LiveStatus {
+        let mut out = LiveStatus {
+            generation,
+            build_error,
+            error: None,
+            workspace: ws.root.clone(),
+            labs: BTreeMap::new(),
+            quizzes: BTreeMap::new(),
+        };
         let state = match State::load(&ws.meta_dir()) {
             Ok(s) => s,
             Err(e) => {
@@ -58,6 +73,7 @@ impl LiveStatus {
                 State::default()
             }
         };
+        out.quizzes = quizzes.scores(&state);
         for lab in &cat.labs {
             let ls = state.labs.get(&lab.id);
             let steps: Vec<StepStatus> = lab
@@ -134,7 +150,7 @@ command = ["true"]
         let dir = tempfile::tempdir().unwrap();
         let ws = Workspace { root: dir.path().to_path_buf() };
 
-        let st = LiveStatus::gather(&cat, &ws, 3, None);
+        let st = LiveStatus::gather(&cat, &Quizzes::default(), &ws, 3, None);
         let lab = &st.labs["01-x"];
         assert_eq!((st.generation, lab.started, lab.last_checked, lab.max_points), (3, false, None, 3));
         assert!(lab.steps.iter().all(|s| s.outcome.is_none()));
@@ -146,13 +162,13 @@ command = ["true"]
         state.labs.insert("01-x".into(), ls);
         state.save(&ws.meta_dir()).unwrap();
 
-        let st = LiveStatus::gather(&cat, &ws, 4, None);
+        let st = LiveStatus::gather(&cat, &Quizzes::default(), &ws, 4, None);
         let lab = &st.labs["01-x"];
         assert_eq!((lab.started, lab.last_checked, lab.points), (true, Some(7), 2));
         let ids: Vec<(&str, Option<Outcome>)> = lab.steps.iter().map(|s| (s.id.as_str(), s.outcome)).collect();
         assert_eq!(ids, [("b", None), ("a", Some(Outcome::Pass))]);
 
         std::fs::write(State::path(&ws.meta_dir()), "{broken").unwrap();
-        assert!(LiveStatus::gather(&cat, &ws, 5, None).error.unwrap().contains("damaged"));
+        assert!(LiveStatus::gather(&cat, &Quizzes::default(), &ws, 5, None).error.unwrap().contains("damaged"));
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::model::{Check, CheckKind, Lab};
+use super::model::{Check, Lab};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -11,6 +11,18 @@ pub struct LoadError {
     pub(crate) path: PathBuf,
     pub(crate) line: Option<usize>,
     pub(crate) message: String,
+}
+
+/// A check that lab.toml describes wrongly, in words for its author.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct InvalidCheck(pub(crate) String);
+
+/// The check kinds a runner knows, and what each requires of a check: the
+/// engine's registry of observers, handed to the loader by the command layer.
+pub(crate) trait Kinds {
+    /// Ok if `check.kind` is known and the check suits it.
+    fn validate(&self, check: &Check) -> Result<(), InvalidCheck>;
 }
 
 #[derive(Debug, Clone)]
@@ -26,13 +38,25 @@ pub fn line_of(text: &str, needle: &str) -> Option<usize> {
 
 /// Where the labs live: an explicit path, else ./labs, else next to the
 /// executable's ancestors (a cargo build in the repo), else the source tree.
-pub fn find_labs_root(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// Where the labs are not, or which lab is not there.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(
+        "labs directory {} does not exist; pass --labs DIR (or set VLAB_LABS) to the labs/ folder of a vlab checkout",
+        .0.display()
+    )]
+    NoLabsDir(PathBuf),
+    #[error("no labs/ directory found; run vlab from a vlab checkout or pass --labs DIR")]
+    NoLabsFound,
+    #[error("no lab named `{name}`; the labs are: {labs} (see `vlab list`)")]
+    NoSuchLab { name: String, labs: String },
+}
+
+pub fn find_labs_root(explicit: Option<&Path>) -> Result<PathBuf, CatalogError> {
     if let Some(p) = explicit {
-        anyhow::ensure!(
-            p.join("").is_dir(),
-            "labs directory {} does not exist; pass --labs DIR (or set VLAB_LABS) to the labs/ folder of a vlab checkout",
-            p.display()
-        );
+        if !p.join("").is_dir() {
+            return Err(CatalogError::NoLabsDir(p.to_path_buf()));
+        }
         return Ok(p.to_path_buf());
     }
     let mut candidates = vec![PathBuf::from("labs")];
@@ -40,14 +64,21 @@ pub fn find_labs_root(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         candidates.extend(exe.ancestors().skip(1).map(|a| a.join("labs")));
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("labs"));
-    candidates
-        .into_iter()
-        .find(|c| c.join("README.md").is_file() && c.is_dir())
-        .ok_or_else(|| anyhow::anyhow!("no labs/ directory found; run vlab from a vlab checkout or pass --labs DIR"))
+    candidates.into_iter().find(|c| c.join("README.md").is_file() && c.is_dir()).ok_or(CatalogError::NoLabsFound)
 }
 
 impl Catalog {
+    /// Loads every lab under `root`, its check kinds unchecked (for the book and the bundles).
     pub fn load(root: &Path) -> Result<Catalog, LoadError> {
+        Self::load_inner(root, None)
+    }
+
+    /// Loads every lab under `root`, each check's kind known to `kinds` and suited to it.
+    pub(crate) fn load_with(root: &Path, kinds: &dyn Kinds) -> Result<Catalog, LoadError> {
+        Self::load_inner(root, Some(kinds))
+    }
+
+    fn load_inner(root: &Path, kinds: Option<&dyn Kinds>) -> Result<Catalog, LoadError> {
         let entries = std::fs::read_dir(root).map_err(|e| LoadError {
             path: root.to_path_buf(),
             line: None,
@@ -56,12 +87,12 @@ impl Catalog {
         let mut dirs: Vec<PathBuf> =
             entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("lab.toml").is_file()).collect();
         dirs.sort();
-        let labs = dirs.iter().map(|d| load_lab(d)).collect::<Result<Vec<_>, _>>()?;
+        let labs = dirs.iter().map(|d| load_lab(d, kinds)).collect::<Result<Vec<_>, _>>()?;
         Ok(Catalog { root: root.to_path_buf(), labs })
     }
 
     /// Finds a lab by full id (`01-bare-metal`), number (`01`, `1`) or slug (`bare-metal`).
-    pub fn find(&self, name: &str) -> anyhow::Result<&Lab> {
+    pub fn find(&self, name: &str) -> Result<&Lab, CatalogError> {
         let by_number = |lab: &Lab| {
             let num = lab.id.split('-').next().unwrap_or("");
             name.parse::<u32>().ok().is_some_and(|n| num.parse::<u32>().ok() == Some(n))
@@ -71,14 +102,14 @@ impl Catalog {
             .find(|l| l.id == name)
             .or_else(|| self.labs.iter().find(|l| by_number(l)))
             .or_else(|| self.labs.iter().find(|l| l.id.split_once('-').map(|(_, s)| s) == Some(name)))
-            .ok_or_else(|| {
-                let ids: Vec<&str> = self.labs.iter().map(|l| l.id.as_str()).collect();
-                anyhow::anyhow!("no lab named `{name}`; the labs are: {} (see `vlab list`)", ids.join(", "))
+            .ok_or_else(|| CatalogError::NoSuchLab {
+                name: name.into(),
+                labs: self.labs.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", "),
             })
     }
 }
 
-pub(crate) fn load_lab(dir: &Path) -> Result<Lab, LoadError> {
+fn load_lab(dir: &Path, kinds: Option<&dyn Kinds>) -> Result<Lab, LoadError> {
     let path = dir.join("lab.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| LoadError {
         path: path.clone(),
@@ -86,12 +117,18 @@ pub(crate) fn load_lab(dir: &Path) -> Result<Lab, LoadError> {
         message: format!("cannot read: {e}"),
     })?;
     let mut lab: Lab = toml::from_str(&text).map_err(|e| {
-        let line =
-            e.span().map(|s| text[..s.start].lines().count().max(1) + usize::from(text[..s.start].ends_with('\n')));
-        LoadError { path: path.clone(), line, message: e.message().trim().to_string() }
+        let message = e.message().trim().to_string();
+        // A bad fact rule is reported for its whole list: point at the rule itself.
+        let start = e.span().map(|s| {
+            let rule = message.strip_prefix("fact rule for `").and_then(|m| m.split_once('`')).map(|(fact, _)| fact);
+            let own = rule.and_then(|fact| text[s.start..].find(&format!("\"{fact}\"")));
+            s.start + own.unwrap_or(0)
+        });
+        let line = start.map(|s| text[..s].lines().count().max(1) + usize::from(text[..s].ends_with('\n')));
+        LoadError { path: path.clone(), line, message }
     })?;
     lab.dir = dir.to_path_buf();
-    validate(&lab, &text).map_err(|(needle, message)| LoadError {
+    validate(&lab, kinds).map_err(|(needle, message)| LoadError {
         path: path.clone(),
         line: needle.and_then(|n| line_of(&text, &n)),
         message,
@@ -101,7 +138,7 @@ pub(crate) fn load_lab(dir: &Path) -> Result<Lab, LoadError> {
 
 type Invalid = (Option<String>, String);
 
-fn validate(lab: &Lab, text: &str) -> Result<(), Invalid> {
+fn validate(lab: &Lab, kinds: Option<&dyn Kinds>) -> Result<(), Invalid> {
     let dir_name = lab.dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let at = |s: &str| Some(s.to_string());
     if lab.id != dir_name {
@@ -176,6 +213,13 @@ fn validate(lab: &Lab, text: &str) -> Result<(), Invalid> {
         }
         for check in &step.checks {
             validate_check(check).map_err(|m| (here.clone(), format!("step \"{}\": {m}", step.id)))?;
+            if let Some(Err(InvalidCheck(m))) = kinds.map(|k| k.validate(check)) {
+                let kind_line = format!("\"{}\"", check.kind);
+                return Err((
+                    at(&kind_line).filter(|_| m.starts_with("unknown")).or(here),
+                    format!("step \"{}\": {m}", step.id),
+                ));
+            }
         }
     }
     let mut granted = BTreeSet::new();
@@ -187,7 +231,6 @@ fn validate(lab: &Lab, text: &str) -> Result<(), Invalid> {
             ));
         }
     }
-    let _ = text;
     Ok(())
 }
 
@@ -195,39 +238,16 @@ fn has_heading(readme: &str, section: &str) -> bool {
     readme.lines().any(|l| l.starts_with('#') && l.trim_start_matches('#').trim() == section)
 }
 
-fn validate_check(check: &Check) -> Result<(), String> {
+fn validate_check(check: &Check) -> Result<(), InvalidCheck> {
     if check.command.is_empty() {
-        return Err("a check's `command` must not be empty".into());
+        return Err(InvalidCheck("a check's `command` must not be empty".into()));
     }
     if check.timeout_secs == 0 || check.timeout_secs > 1800 {
-        return Err(format!("timeout_secs = {} is out of range; use 1..=1800", check.timeout_secs));
-    }
-    if check.kind == CheckKind::Run && check.probe_dir.is_some() {
-        return Err("`probe_dir` only applies to kind = \"observe\"".into());
+        return Err(InvalidCheck(format!("timeout_secs = {} is out of range; use 1..=1800", check.timeout_secs)));
     }
     let e = &check.expect;
     for re in e.stdout.iter().chain(&e.stdout_not).chain(&e.stderr) {
-        regex::Regex::new(re).map_err(|err| format!("bad regex {re:?}: {err}"))?;
-    }
-    for rule in &e.facts {
-        if let Some(re) = &rule.matches {
-            regex::Regex::new(re).map_err(|err| format!("bad regex {re:?} for fact {}: {err}", rule.fact))?;
-        }
-        let kinds = [
-            rule.equals.is_some(),
-            rule.matches.is_some(),
-            rule.min.is_some() || rule.max.is_some(),
-            rule.at_least.is_some(),
-        ];
-        if kinds.iter().filter(|k| **k).count() != 1 {
-            return Err(format!(
-                "fact rule for `{}` needs exactly one of equals, matches, min/max, at_least",
-                rule.fact
-            ));
-        }
-        if rule.factor.is_some() && rule.at_least.is_none() {
-            return Err(format!("fact rule for `{}`: `factor` only goes with `at_least`", rule.fact));
-        }
+        regex::Regex::new(re).map_err(|err| InvalidCheck(format!("bad regex {re:?}: {err}")))?;
     }
     Ok(())
 }
@@ -282,7 +302,8 @@ command = ["sh", "a.sh"]
     #[test]
     fn unknown_check_kind_names_line_and_choices() {
         let root = lab_dir(&GOOD.replace("kind = \"run\"", "kind = \"exe\""));
-        let err = Catalog::load(root.path()).unwrap_err().to_string();
+        assert!(Catalog::load(root.path()).is_ok(), "without the registry a kind is not judged");
+        let err = Catalog::load_with(root.path(), &crate::tiers::registry()).unwrap_err().to_string();
         assert!(err.contains("lab.toml:17"), "{err}");
         assert!(err.contains("exe") && err.contains("run") && err.contains("observe"), "{err}");
     }
@@ -322,6 +343,32 @@ command = ["sh", "a.sh"]
         let root = lab_dir(&with("[\"kvm\", \"kvm\"]"));
         let err = Catalog::load(root.path()).unwrap_err().to_string();
         assert!(err.contains("lab.toml:8") && err.contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_fact_rule_names_its_own_line() {
+        let with = |rule: &str| {
+            GOOD.to_string()
+                + &format!("expect.facts = [\n  {{ fact = \"a\", min = 1.0, message = \"m\" }},\n  {rule},\n]\n")
+        };
+        let root = lab_dir(&with("{ fact = \"b\", equals = \"1\", min = 2.0, message = \"m\" }"));
+        let err = Catalog::load(root.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("lab.toml:21") && err.contains("needs exactly one of equals, matches, min/max, at_least"),
+            "{err}"
+        );
+        let root = lab_dir(&with("{ fact = \"b\", min = 2.0, factor = 2.0, message = \"m\" }"));
+        let err = Catalog::load(root.path()).unwrap_err().to_string();
+        assert!(err.contains("lab.toml:21") && err.contains("`factor` only goes with `at_least`"), "{err}");
+        let root = lab_dir(&with("{ fact = \"b\", matches = \"(\", message = \"m\" }"));
+        let err = Catalog::load(root.path()).unwrap_err().to_string();
+        assert!(err.contains("lab.toml:21") && err.contains("bad regex"), "{err}");
+        let root = lab_dir(&with("{ fact = \"b\", max = 2.0, message = \"m\", typo = 1 }"));
+        let err = Catalog::load(root.path()).unwrap_err().to_string();
+        assert!(err.contains("lab.toml:21") && err.contains("typo"), "{err}");
+        let root = lab_dir(&with("{ fact = \"b\", at_least = \"a\", factor = 0.5, message = \"m\" }"));
+        let rule = &Catalog::load(root.path()).unwrap().labs[0].steps[0].checks[0].expect.facts[1];
+        assert_eq!(rule.test, crate::catalog::FactTest::AtLeast { other: "a".into(), factor: 0.5 });
     }
 
     #[test]

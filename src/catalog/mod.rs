@@ -3,5 +3,6 @@
 mod load;
 mod model;
 
-pub use load::{Catalog, LoadError, find_labs_root, line_of};
+pub use load::{Catalog, CatalogError, LoadError, find_labs_root, line_of};
+pub(crate) use load::{InvalidCheck, Kinds};
 pub use model::*;

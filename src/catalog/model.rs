@@ -34,12 +34,21 @@ pub struct Lab {
 
 impl Lab {
     /// The step named `id`, or an error listing the lab's steps.
-    pub(crate) fn step(&self, id: &str) -> anyhow::Result<&Step> {
-        self.steps.iter().find(|s| s.id == id).ok_or_else(|| {
-            let ids: Vec<&str> = self.steps.iter().map(|s| s.id.as_str()).collect();
-            anyhow::anyhow!("lab {} has no step `{id}`; its steps are: {}", self.id, ids.join(", "))
+    pub(crate) fn step(&self, id: &str) -> Result<&Step, NoSuchStep> {
+        self.steps.iter().find(|s| s.id == id).ok_or_else(|| NoSuchStep {
+            lab: self.id.clone(),
+            step: id.into(),
+            steps: self.steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", "),
         })
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("lab {lab} has no step `{step}`; its steps are: {steps}")]
+pub struct NoSuchStep {
+    lab: String,
+    step: String,
+    steps: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -85,6 +94,11 @@ pub(crate) enum Capability {
     UmlSeccomp,
     Busybox,
     Nsenter,
+    /// A C compiler and the C library's headers: labs where the student writes the system calls.
+    Cc,
+    /// At least two online CPUs, to cut into one-CPU slices.
+    TwoCpus,
+    Strace,
 }
 
 impl Capability {
@@ -102,6 +116,9 @@ impl Capability {
             Capability::UmlSeccomp => "uml-seccomp",
             Capability::Busybox => "busybox",
             Capability::Nsenter => "nsenter",
+            Capability::Cc => "cc",
+            Capability::TwoCpus => "two-cpus",
+            Capability::Strace => "strace",
         }
     }
 
@@ -120,6 +137,9 @@ impl Capability {
             Capability::UmlSeccomp => "a UML with the seccomp mode",
             Capability::Busybox => "a static busybox",
             Capability::Nsenter => "nsenter",
+            Capability::Cc => "a C compiler",
+            Capability::TwoCpus => "two online CPUs",
+            Capability::Strace => "strace",
         }
     }
 }
@@ -205,7 +225,9 @@ pub(crate) struct Step {
 pub(crate) struct Check {
     /// Short name shown in results; defaults to the command.
     pub(crate) name: Option<String>,
-    pub(crate) kind: CheckKind,
+    /// Which observer runs the command: a name in the engine's registry
+    /// (src/tiers.rs), checked when the catalog is loaded for checking.
+    pub(crate) kind: String,
     /// argv, run in the student's workspace. `{probe}`, `{nonce}` and `{vlab}` (this runner's executable) expand.
     pub(crate) command: Vec<String>,
     #[serde(default = "default_timeout")]
@@ -231,19 +253,6 @@ fn default_timeout() -> u64 {
     30
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum CheckKind {
-    /// Run the command to completion; judge exit, output, files and measured facts.
-    Run,
-    /// Start the command and observe, from the host, the runner's probe process
-    /// that the student's setup started (namespaces, root, pid, hostname, network).
-    Observe,
-    /// Start the command (QEMU, UML, Xen...) and read the probe's report from the
-    /// console on its stdout; the runner also inspects the VMM process it started.
-    Boot,
-}
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Expect {
@@ -267,17 +276,112 @@ pub(crate) struct Expect {
 }
 
 /// A rule about one fact the runner gathered (see labs/README.md for names).
+/// In lab.toml it is one table: `fact`, `message` and exactly one test
+/// (`equals`, `matches`, `min` and/or `max`, or `at_least` with an optional
+/// `factor`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RuleTable", into = "RuleTable")]
 pub(crate) struct FactRule {
     pub(crate) fact: String,
-    pub(crate) equals: Option<String>,
-    pub(crate) matches: Option<String>,
-    pub(crate) min: Option<f64>,
-    pub(crate) max: Option<f64>,
-    /// Name of another fact; this fact must be >= factor * that one.
-    pub(crate) at_least: Option<String>,
-    pub(crate) factor: Option<f64>,
+    pub(crate) test: FactTest,
     /// What the student reads when the rule fails.
     pub(crate) message: String,
+}
+
+/// What a fact must be.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FactTest {
+    /// The text, after `{nonce}` and `{workspace}` are expanded.
+    Equals(String),
+    /// A regex, checked at load.
+    Matches(String),
+    Min(f64),
+    Max(f64),
+    Between {
+        min: f64,
+        max: f64,
+    },
+    /// At least `factor` × the fact `other`.
+    AtLeast {
+        other: String,
+        factor: f64,
+    },
+}
+
+/// A fact rule as lab.toml spells it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleTable {
+    fact: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    equals: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matches: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at_least: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    factor: Option<f64>,
+    message: String,
+}
+
+/// A fact rule lab.toml spells wrongly, in words for its author.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct InvalidRule(String);
+
+impl TryFrom<RuleTable> for FactRule {
+    type Error = InvalidRule;
+
+    fn try_from(t: RuleTable) -> Result<Self, InvalidRule> {
+        let fact = t.fact;
+        if t.factor.is_some() && t.at_least.is_none() {
+            return Err(InvalidRule(format!("fact rule for `{fact}`: `factor` only goes with `at_least`")));
+        }
+        let test = match (t.equals, t.matches, t.min, t.max, t.at_least) {
+            (Some(v), None, None, None, None) => FactTest::Equals(v),
+            (None, Some(re), None, None, None) => {
+                regex::Regex::new(&re)
+                    .map_err(|err| InvalidRule(format!("fact rule for `{fact}`: bad regex {re:?}: {err}")))?;
+                FactTest::Matches(re)
+            }
+            (None, None, Some(min), None, None) => FactTest::Min(min),
+            (None, None, None, Some(max), None) => FactTest::Max(max),
+            (None, None, Some(min), Some(max), None) => FactTest::Between { min, max },
+            (None, None, None, None, Some(other)) => FactTest::AtLeast { other, factor: t.factor.unwrap_or(1.0) },
+            _ => {
+                return Err(InvalidRule(format!(
+                    "fact rule for `{fact}` needs exactly one of equals, matches, min/max, at_least"
+                )));
+            }
+        };
+        Ok(FactRule { fact, test, message: t.message })
+    }
+}
+
+impl From<FactRule> for RuleTable {
+    fn from(r: FactRule) -> Self {
+        let mut t = RuleTable {
+            fact: r.fact,
+            equals: None,
+            matches: None,
+            min: None,
+            max: None,
+            at_least: None,
+            factor: None,
+            message: r.message,
+        };
+        match r.test {
+            FactTest::Equals(v) => t.equals = Some(v),
+            FactTest::Matches(re) => t.matches = Some(re),
+            FactTest::Min(min) => t.min = Some(min),
+            FactTest::Max(max) => t.max = Some(max),
+            FactTest::Between { min, max } => (t.min, t.max) = (Some(min), Some(max)),
+            FactTest::AtLeast { other, factor } => (t.at_least, t.factor) = (Some(other), Some(factor)),
+        }
+        t
+    }
 }

@@ -1,72 +1,79 @@
-//! Facts the runner gathered about one check run, and the rules that judge them.
+//! Judging: the lab's rules held against the facts the runner gathered.
 
-use std::collections::BTreeMap;
+use crate::catalog::{FactRule, FactTest};
+use crate::evidence::{Facts, Vars};
 
-use crate::catalog::FactRule;
-
-/// Fact name → value. Numbers are kept as text and parsed when a rule needs them.
-pub(crate) type Facts = BTreeMap<String, String>;
-
-/// Values substituted into `equals` rules: `{nonce}`, `{workspace}`.
-pub(crate) struct Vars<'a> {
-    pub(crate) nonce: &'a str,
-    pub(crate) workspace: &'a str,
+/// How a fact broke its rule: what the runner saw (the rule's own message is added by the caller).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Mismatch {
+    #[error("no value for `{0}` was found")]
+    Missing(String),
+    #[error("`{fact}` is {raw:?}, not a number")]
+    NotANumber { fact: String, raw: String },
+    #[error("`{fact}` is {seen:?}, expected {want:?}")]
+    NotEqual { fact: String, seen: String, want: String },
+    #[error("`{fact}` is {seen:?}, which does not match /{re}/")]
+    NoMatch { fact: String, seen: String, re: String },
+    #[error("`{fact}` = {value} is below the plausible minimum {min}")]
+    BelowMin { fact: String, value: f64, min: f64 },
+    #[error("`{fact}` = {value} is above the plausible maximum {max}")]
+    AboveMax { fact: String, value: f64, max: f64 },
+    #[error("`{fact}` = {value} but `{other}` = {base}; expected at least {factor} × that")]
+    TooSmall { fact: String, value: f64, other: String, base: f64, factor: f64 },
+    #[error(transparent)]
+    Regex(#[from] regex::Error),
 }
 
-impl Vars<'_> {
-    pub(crate) fn expand(&self, s: &str) -> String {
-        s.replace("{nonce}", self.nonce).replace("{workspace}", self.workspace)
-    }
+fn text<'a>(facts: &'a Facts, name: &str) -> Result<&'a String, Mismatch> {
+    facts.get(name).ok_or_else(|| Mismatch::Missing(name.into()))
 }
 
-/// Parses `key=value` lines from a results file; other lines are ignored.
-pub(crate) fn parse_results(text: &str) -> Facts {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (format!("result.{}", k.trim()), v.trim().to_string()))
-        .filter(|(k, _)| k.len() > "result.".len())
-        .collect()
+fn number(facts: &Facts, name: &str) -> Result<f64, Mismatch> {
+    let raw = text(facts, name)?;
+    raw.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| Mismatch::NotANumber { fact: name.into(), raw: raw.clone() })
 }
 
-fn number(facts: &Facts, name: &str) -> Result<f64, String> {
-    let raw = facts.get(name).ok_or_else(|| format!("no value for `{name}` was found"))?;
-    raw.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| format!("`{name}` is {raw:?}, not a number"))
-}
-
-/// Ok if the rule holds; Err with what was seen (the rule's own message is added by the caller).
-pub(crate) fn judge(rule: &FactRule, facts: &Facts, vars: &Vars) -> Result<(), String> {
+/// Ok if the rule holds.
+pub(crate) fn judge(rule: &FactRule, facts: &Facts, vars: &Vars) -> Result<(), Mismatch> {
+    let fact = || rule.fact.clone();
     let name = rule.fact.as_str();
-    if let Some(want) = &rule.equals {
-        let want = vars.expand(want);
-        return match facts.get(name) {
-            Some(v) if *v == want => Ok(()),
-            Some(v) => Err(format!("`{name}` is {v:?}, expected {want:?}")),
-            None => Err(format!("no value for `{name}` was found")),
-        };
+    let (min, max) = match &rule.test {
+        FactTest::Equals(want) => {
+            let want = vars.expand(want);
+            let seen = text(facts, name)?;
+            return match *seen == want {
+                true => Ok(()),
+                false => Err(Mismatch::NotEqual { fact: fact(), seen: seen.clone(), want }),
+            };
+        }
+        FactTest::Matches(re) => {
+            let re = regex::Regex::new(re)?;
+            let seen = text(facts, name)?;
+            return match re.is_match(seen) {
+                true => Ok(()),
+                false => Err(Mismatch::NoMatch { fact: fact(), seen: seen.clone(), re: re.to_string() }),
+            };
+        }
+        FactTest::AtLeast { other, factor } => {
+            let (value, base) = (number(facts, name)?, number(facts, other)?);
+            return match value >= factor * base {
+                true => Ok(()),
+                false => Err(Mismatch::TooSmall { fact: fact(), value, other: other.clone(), base, factor: *factor }),
+            };
+        }
+        FactTest::Min(min) => (Some(*min), None),
+        FactTest::Max(max) => (None, Some(*max)),
+        FactTest::Between { min, max } => (Some(*min), Some(*max)),
+    };
+    let value = number(facts, name)?;
+    if let Some(min) = min.filter(|m| value < *m) {
+        return Err(Mismatch::BelowMin { fact: fact(), value, min });
     }
-    if let Some(re) = &rule.matches {
-        let re = regex::Regex::new(re).map_err(|e| e.to_string())?;
-        return match facts.get(name) {
-            Some(v) if re.is_match(v) => Ok(()),
-            Some(v) => Err(format!("`{name}` is {v:?}, which does not match /{re}/")),
-            None => Err(format!("no value for `{name}` was found")),
-        };
-    }
-    if let Some(other) = &rule.at_least {
-        let factor = rule.factor.unwrap_or(1.0);
-        let (a, b) = (number(facts, name)?, number(facts, other)?);
-        return if a >= factor * b {
-            Ok(())
-        } else {
-            Err(format!("`{name}` = {a} but `{other}` = {b}; expected at least {factor} × that"))
-        };
-    }
-    let v = number(facts, name)?;
-    if let Some(min) = rule.min.filter(|m| v < *m) {
-        return Err(format!("`{name}` = {v} is below the plausible minimum {min}"));
-    }
-    if let Some(max) = rule.max.filter(|m| v > *m) {
-        return Err(format!("`{name}` = {v} is above the plausible maximum {max}"));
+    if let Some(max) = max.filter(|m| value > *m) {
+        return Err(Mismatch::AboveMax { fact: fact(), value, max });
     }
     Ok(())
 }
@@ -75,47 +82,32 @@ pub(crate) fn judge(rule: &FactRule, facts: &Facts, vars: &Vars) -> Result<(), S
 mod tests {
     use super::*;
 
-    fn rule(fact: &str) -> FactRule {
-        FactRule {
-            fact: fact.into(),
-            equals: None,
-            matches: None,
-            min: None,
-            max: None,
-            at_least: None,
-            factor: None,
-            message: "m".into(),
-        }
+    fn rule(fact: &str, test: FactTest) -> FactRule {
+        FactRule { fact: fact.into(), test, message: "m".into() }
     }
 
     const VARS: Vars = Vars { nonce: "abc", workspace: "/ws" };
 
     #[test]
-    fn results_parse_into_prefixed_facts() {
-        let f = parse_results("nonce=abc\ncpu_ms = 12.5\nnoise\n=x\n");
-        assert_eq!(f["result.nonce"], "abc");
-        assert_eq!(f["result.cpu_ms"], "12.5");
-        assert_eq!(f.len(), 2);
-    }
-
-    #[test]
     fn equals_expands_vars() {
         let facts = Facts::from([("result.nonce".into(), "abc".into())]);
-        let r = FactRule { equals: Some("{nonce}".into()), ..rule("result.nonce") };
-        assert!(judge(&r, &facts, &VARS).is_ok());
-        let r = FactRule { equals: Some("zzz".into()), ..rule("result.nonce") };
-        assert!(judge(&r, &facts, &VARS).is_err());
+        assert!(judge(&rule("result.nonce", FactTest::Equals("{nonce}".into())), &facts, &VARS).is_ok());
+        let err = judge(&rule("result.nonce", FactTest::Equals("zzz".into())), &facts, &VARS).unwrap_err();
+        assert_eq!(err.to_string(), "`result.nonce` is \"abc\", expected \"zzz\"");
     }
 
     #[test]
     fn bounds_and_relations() {
         let facts = Facts::from([("a".into(), "10".into()), ("b".into(), "30".into()), ("c".into(), "NaN".into())]);
-        assert!(judge(&FactRule { min: Some(5.0), max: Some(20.0), ..rule("a") }, &facts, &VARS).is_ok());
-        assert!(judge(&FactRule { min: Some(11.0), ..rule("a") }, &facts, &VARS).is_err());
-        assert!(judge(&FactRule { max: Some(9.0), ..rule("a") }, &facts, &VARS).is_err());
-        assert!(judge(&FactRule { at_least: Some("b".into()), factor: Some(0.3), ..rule("a") }, &facts, &VARS).is_ok());
-        assert!(judge(&FactRule { at_least: Some("b".into()), ..rule("a") }, &facts, &VARS).is_err());
-        assert!(judge(&FactRule { min: Some(0.0), ..rule("c") }, &facts, &VARS).is_err());
-        assert!(judge(&FactRule { min: Some(0.0), ..rule("missing") }, &facts, &VARS).is_err());
+        let ok = |r: FactRule| judge(&r, &facts, &VARS).is_ok();
+        assert!(ok(rule("a", FactTest::Between { min: 5.0, max: 20.0 })));
+        assert!(!ok(rule("a", FactTest::Min(11.0))));
+        assert!(!ok(rule("a", FactTest::Max(9.0))));
+        assert!(ok(rule("a", FactTest::AtLeast { other: "b".into(), factor: 0.3 })));
+        assert!(!ok(rule("a", FactTest::AtLeast { other: "b".into(), factor: 1.0 })));
+        assert!(!ok(rule("c", FactTest::Min(0.0))));
+        assert!(!ok(rule("missing", FactTest::Min(0.0))));
+        let err = judge(&rule("a", FactTest::Min(11.0)), &facts, &VARS).unwrap_err();
+        assert_eq!(err.to_string(), "`a` = 10 is below the plausible minimum 11");
     }
 }

@@ -9,7 +9,34 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::facts::Facts;
+use super::observer::{CheckError, Ctx, Observer, Watch};
+use crate::evidence::Facts;
+
+/// The sink as an observer: started for a check with `sink = true`.
+pub(crate) struct NetworkSink;
+
+impl Observer for NetworkSink {
+    fn arm(&self, ctx: &Ctx) -> Result<Option<Box<dyn Watch>>, CheckError> {
+        if !ctx.check.sink {
+            return Ok(None);
+        }
+        let sink = Sink::start().map_err(CheckError::io("open a network sink on 127.0.0.1"))?;
+        Ok(Some(Box::new(sink)))
+    }
+}
+
+impl Watch for Sink {
+    fn env(&self) -> Vec<(String, std::ffi::OsString)> {
+        vec![
+            ("VLAB_SINK_PORT".into(), self.port().to_string().into()),
+            ("VLAB_SOURCE_PORT".into(), self.source_port().to_string().into()),
+        ]
+    }
+
+    fn finish(&mut self) -> Result<Facts, CheckError> {
+        Ok(self.facts())
+    }
+}
 
 #[derive(Default)]
 struct Tally {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::facts::Facts;
+use crate::evidence::Facts;
 
 /// What each connection receives: 1 MiB, as much as the probe sends.
 pub(crate) const SOURCE_BYTES: usize = 1024 * 1024;

@@ -4,90 +4,25 @@
 //! limits and their measured effect from the cgroup files afterwards, and
 //! always removes everything: kills what is left, removes the directories
 //! deepest first. Works on v1, v2 and hybrid hosts (hybrid is used as v1:
-//! there the controllers live in the v1 hierarchies).
+//! there the controllers live in the v1 hierarchies). The groups themselves
+//! are `crate::cgroup::Group`s; this adds what the labs observe in them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::check::facts::Facts;
-use crate::host::cgroup::{Member, Mode, RunBase, detect};
-
-/// Controllers a lab may use, as v1 names its hierarchies.
-pub(crate) const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
-
-/// Prefix of every group the runner makes; the runner's pid follows, so a
-/// group left by a killed runner is recognised and removed by the next one.
-pub(crate) const PREFIX: &str = "vlab-";
-
-const BASE: &str = "/sys/fs/cgroup";
-
-/// Parent groups made and not yet removed, for the Ctrl-C path (no destructor runs there).
-/// The groups this runner made and has not removed, each with its directory
-/// held open under a shared flock: the mark of a live owner that other
-/// runners can test even from another PID namespace, where our pid means
-/// nothing (see `remove_stale`).
-static LIVE: std::sync::Mutex<BTreeMap<PathBuf, std::fs::File>> = std::sync::Mutex::new(BTreeMap::new());
-
-fn live() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, std::fs::File>> {
-    LIVE.lock().unwrap_or_else(|poison| poison.into_inner())
-}
-
-/// Creates the group `dir` and registers it as ours, locked while we live.
-fn make_owned(dir: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    std::fs::create_dir(dir)?;
-    let held = std::fs::File::open(dir)?;
-    // SAFETY: flock on a descriptor we own; the result is checked.
-    if unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
-        let e = std::io::Error::last_os_error();
-        let _ = std::fs::remove_dir(dir);
-        return Err(e);
-    }
-    live().insert(dir.to_path_buf(), held);
-    Ok(())
-}
-
-/// No live runner holds `dir`: its lock is free, and it is older than the
-/// moment between a runner's mkdir and its flock.
-fn abandoned(dir: &Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(file) = std::fs::File::open(dir) else { return false };
-    let settled = file.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|e| e.as_secs() >= 5));
-    // SAFETY: flock on a descriptor we own; the lock dies with `file` at the end of this call.
-    settled && unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0
-}
-
-/// Kills every process in the groups of checks still running and removes
-/// the groups; called by the interrupt handler, so it waits at most a second.
-pub(crate) fn remove_live() {
-    let dirs: Vec<PathBuf> = live().keys().cloned().collect();
-    for dir in &dirs {
-        kill_tree(dir);
-    }
-    for dir in dirs {
-        let _ = remove_tree_within(&dir, Duration::from_secs(1));
-    }
-}
-
-/// SIGKILL to every process in `dir` and below: at once with `cgroup.kill`
-/// where the kernel has it (v2), else one by one.
-fn kill_tree(dir: &Path) {
-    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
-        return;
-    }
-    for d in std::iter::once(dir.to_path_buf()).chain(subdirs(dir)) {
-        for pid in procs(&d) {
-            // SAFETY: a plain signal send; a pid that is gone gives ESRCH.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
+use crate::cgroup::{self as cg, CONTROLLERS, CgroupError, PREFIX, keyed, procs, read, subdirs};
+use crate::evidence::Facts;
+use crate::supervisor::{self, Registration};
 
 /// A parent group per controller (one directory on v2), removed on drop.
 pub(crate) struct Group {
+    /// The groups, until removed.
+    groups: Option<cg::Group>,
+    /// Known to the supervisor (killed and removed on Ctrl-C) until removed.
+    registered: Option<Registration>,
     v2: bool,
     /// Controller → the parent group's directory.
     dirs: BTreeMap<String, PathBuf>,
@@ -281,9 +216,13 @@ impl Journal {
         loop {
             let last = stop.load(Ordering::Relaxed);
             let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: one valid pollfd; a timeout or an error only means another round.
-            unsafe { libc::poll(&mut pfd, 1, 20) };
-            self.drain();
+            // SAFETY: one valid pollfd, alive for the call; the result is checked.
+            let ready = unsafe { libc::poll(&mut pfd, 1, 20) };
+            // 0: nothing came within the round. -1 can only be EINTR here (the
+            // fd is ours and valid): the non-blocking drain reads what is there.
+            if ready != 0 || last {
+                self.drain();
+            }
             if last {
                 return self.late;
             }
@@ -337,36 +276,6 @@ fn contained(pid: i32, host_root: Option<(u64, u64)>) -> bool {
     theirs.is_some() && host_root.is_some() && theirs != host_root
 }
 
-/// Where a controller's groups are made: under the runner's own group in
-/// that hierarchy (so limits the host put on the runner still hold).
-fn own_base(controller: &str, v2: bool) -> Option<PathBuf> {
-    let mine = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    if v2 {
-        // A v2 group holding processes cannot give its children controllers:
-        // use the root's level, which may.
-        return Some(PathBuf::from(BASE));
-    }
-    let path = mine.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        ctrls.split(',').any(|c| c == controller).then(|| path.trim_start_matches('/').to_string())
-    })?;
-    Some(Path::new(BASE).join(controller).join(path))
-}
-
-fn write(path: &Path, value: &str) -> std::io::Result<()> {
-    std::fs::write(path, value).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-}
-
-fn read(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
-}
-
-/// `key value` lines (cpu.stat, memory.events, pids.events, memory.oom_control).
-fn keyed(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(|v| v.trim().to_string()))
-}
-
 /// CPU list syntax (`0-2,5`) → set.
 pub(crate) fn parse_cpus(list: &str) -> BTreeSet<u32> {
     let mut set = BTreeSet::new();
@@ -387,77 +296,10 @@ pub(crate) fn format_cpus(set: &BTreeSet<u32>) -> String {
     set.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// Every directory below `dir`, deepest first.
-fn subdirs(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.filter_map(|e| e.ok()).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-            out.extend(subdirs(&e.path()));
-            out.push(e.path());
-        }
-    }
-    out
-}
-
-fn procs(dir: &Path) -> Vec<i32> {
-    read(&dir.join("cgroup.procs"))
-        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        .unwrap_or_default()
-}
-
-/// Kills every process in `dir` and below, then removes the directories,
-/// deepest first, retrying while killed processes finish exiting.
-pub(crate) fn remove_tree(dir: &Path) -> std::io::Result<()> {
-    remove_tree_within(dir, Duration::from_secs(5))
-}
-
-fn remove_tree_within(dir: &Path, patience: Duration) -> std::io::Result<()> {
-    let deadline = Instant::now() + patience;
-    loop {
-        kill_tree(dir);
-        let mut all = subdirs(dir);
-        all.push(dir.to_path_buf());
-        let mut last = Ok(());
-        for d in &all {
-            if let Err(e) = std::fs::remove_dir(d)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                last = Err(e);
-            }
-        }
-        match last {
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Groups named `vlab-<pid>-...` under the runner's own groups, whichever runner made them.
+/// Groups named `vlab-<pid>-...` under the runner's own groups, whichever
+/// runner made them (for the tests that prove none is left behind).
 pub fn leftovers() -> Vec<PathBuf> {
-    own_groups().into_iter().filter(|p| owner(p).is_some()).collect()
-}
-
-/// Every group directly below the runner's own group in each hierarchy.
-fn own_groups() -> Vec<PathBuf> {
-    let v2 = detect().mode == Mode::V2;
-    let bases: BTreeSet<PathBuf> = if v2 {
-        own_base("", true).into_iter().collect()
-    } else {
-        CONTROLLERS.iter().filter_map(|c| own_base(c, false)).collect()
-    };
-    let mut bases = bases;
-    if let Ok(run) = RunBase::get() {
-        bases.extend(run.dirs_above());
-    }
-    bases
-        .iter()
-        .filter_map(|b| std::fs::read_dir(b).ok())
-        .flat_map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect()
+    cg::leftovers()
 }
 
 /// Removes groups named `vlab-<nonce>` (the runc containers of checks) that
@@ -471,75 +313,41 @@ pub(crate) fn remove_abandoned_runc_groups(age: Duration) {
             .and_then(|n| n.strip_prefix(PREFIX))
             .is_some_and(|rest| rest.len() == 16 && rest.chars().all(|c| c.is_ascii_hexdigit()))
     };
-    for dir in own_groups().into_iter().filter(|p| is_runc(p)) {
+    for dir in cg::own_groups().into_iter().filter(|p| is_runc(p)) {
         let old = std::fs::metadata(&dir).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|e| e > age));
         let empty = std::iter::once(dir.clone()).chain(subdirs(&dir)).all(|d| procs(&d).is_empty());
         if old && empty {
-            let _ = remove_tree(&dir);
-        }
-    }
-}
-
-/// The runner pid in a group name `vlab-<pid>-<tag>`.
-fn owner(dir: &Path) -> Option<i32> {
-    let name = dir.file_name()?.to_string_lossy().into_owned();
-    name.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()
-}
-
-/// Removes groups left behind by runners that no longer exist. Not by the
-/// pid in the name: from inside a PID namespace every runner outside looks
-/// dead, and removing a group kills what runs in it.
-fn remove_stale() {
-    for dir in leftovers() {
-        if abandoned(&dir) {
-            let _ = remove_tree(&dir);
+            let _ = cg::remove_tree(&dir);
         }
     }
 }
 
 impl Group {
-    /// Makes the parent groups, named `vlab-<runner pid>-<nonce>`.
-    pub(crate) fn create(nonce: &str) -> anyhow::Result<Group> {
-        let info = detect();
-        let v2 = match info.mode {
-            Mode::V2 => true,
-            Mode::V1 | Mode::Hybrid => false,
-            Mode::None => anyhow::bail!("no cgroup filesystem is mounted under {BASE}"),
-        };
-        remove_stale();
+    /// Makes the parent groups, named `vlab-<runner pid>-<nonce>`, after
+    /// removing the groups that runners no longer running left behind.
+    pub(crate) fn create(nonce: &str) -> Result<Group, CgroupError> {
+        cg::remove_stale();
         let name = format!("{PREFIX}{}-{nonce}", std::process::id());
-        let mut group =
-            Group { v2, dirs: BTreeMap::new(), stop: Arc::new(AtomicBool::new(false)), sampler: None, journal: None };
-        if v2 {
-            let base = own_base("", true).unwrap_or_else(|| PathBuf::from(BASE));
-            let dir = base.join(&name);
-            make_owned(&dir).map_err(|e| anyhow::anyhow!("cannot create the cgroup {}: {e}", dir.display()))?;
-            for c in CONTROLLERS {
-                group.dirs.insert(c.to_string(), dir.clone());
-            }
-            let enable: Vec<String> = CONTROLLERS.iter().map(|c| format!("+{c}")).collect();
-            for d in [base, dir] {
-                // Each controller alone: one the host lacks must not stop the others.
-                for e in &enable {
-                    let _ = std::fs::write(d.join("cgroup.subtree_control"), e);
-                }
-            }
-            return Ok(group);
-        }
-        for c in CONTROLLERS {
-            let Some(base) = own_base(c, false).filter(|b| b.is_dir()) else { continue };
-            let dir = base.join(&name);
-            make_owned(&dir).map_err(|e| anyhow::anyhow!("cannot create the cgroup {}: {e}", dir.display()))?;
-            group.dirs.insert(c.to_string(), dir.clone());
-            if c == "cpuset" {
-                // A v1 cpuset takes no tasks (nor children with CPUs) until it has CPUs and memory nodes.
-                for f in ["cpuset.cpus", "cpuset.mems"] {
-                    write(&dir.join(f), &read(&base.join(f)).unwrap_or_default())?;
-                }
-            }
-        }
-        anyhow::ensure!(!group.dirs.is_empty(), "no cgroup v1 controller hierarchy under {BASE} could be used");
-        Ok(group)
+        // From making the groups to registering them (see `supervisor::making`).
+        let making = supervisor::making();
+        let groups = cg::Group::create(&name, &CONTROLLERS, cg::Place::Own, &cg::Limits::default())?;
+        let v2 = groups.is_v2();
+        let dirs: BTreeMap<String, PathBuf> = match v2 {
+            // One directory holds every controller.
+            true => groups.dirs().iter().flat_map(|(_, d)| CONTROLLERS.map(|c| (c.to_string(), d.clone()))).collect(),
+            false => groups.dirs().iter().cloned().collect(),
+        };
+        let registered = supervisor::cgroups(groups.dirs().iter().map(|(_, d)| d.clone()).collect());
+        drop(making);
+        Ok(Group {
+            groups: Some(groups),
+            registered: Some(registered),
+            v2,
+            dirs,
+            stop: Arc::new(AtomicBool::new(false)),
+            sampler: None,
+            journal: None,
+        })
     }
 
     /// Environment for the student's script.
@@ -582,7 +390,7 @@ impl Group {
                         }
                         for pid in pids {
                             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                            let Some(list) = super::process::status_field(&status, "Cpus_allowed_list:") else {
+                            let Some(list) = crate::procfs::status_field(&status, "Cpus_allowed_list:") else {
                                 continue;
                             };
                             seen.cpus.entry(name.clone()).or_default().extend(parse_cpus(list));
@@ -667,11 +475,11 @@ impl Group {
     }
 
     /// Kills every process in the groups and removes them all.
-    pub(crate) fn remove(mut self) -> anyhow::Result<()> {
+    pub(crate) fn remove(mut self) -> Result<(), CgroupError> {
         self.teardown()
     }
 
-    fn teardown(&mut self) -> anyhow::Result<()> {
+    fn teardown(&mut self) -> Result<(), CgroupError> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.sampler.take() {
             let _ = h.join();
@@ -679,12 +487,9 @@ impl Group {
         if let Some(h) = self.journal.take() {
             let _ = h.join();
         }
-        let dirs: BTreeSet<PathBuf> = std::mem::take(&mut self.dirs).into_values().collect();
-        for dir in dirs {
-            remove_tree(&dir).map_err(|e| anyhow::anyhow!("cannot remove the cgroup {}: {e}", dir.display()))?;
-            live().remove(&dir);
-        }
-        Ok(())
+        let result = self.groups.take().map_or(Ok(()), cg::Group::remove);
+        self.registered = None;
+        result
     }
 }
 
@@ -692,148 +497,6 @@ impl Drop for Group {
     fn drop(&mut self) {
         let _ = self.teardown();
     }
-}
-
-/// One child's groups: it joins them before it runs (a pre-exec write of `0`
-/// to each `cgroup.procs`), everything it starts stays in them, and
-/// [`RunGroup::kill`] ends them all however they detached.
-#[derive(Debug)]
-pub(crate) struct RunGroup {
-    member: Member,
-    blkio: Option<PathBuf>,
-    /// cgroup.procs of each group, open for the child to write itself into.
-    procs: Vec<std::fs::File>,
-}
-
-static RUN_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-impl RunGroup {
-    /// Makes the groups under `base`, named `vlab-<runner pid>-run<n>`.
-    pub(crate) fn create(base: &RunBase) -> std::io::Result<RunGroup> {
-        let name = format!("{PREFIX}{}-run{}", std::process::id(), RUN_SEQ.fetch_add(1, Ordering::Relaxed));
-        let make = |parent: &Path| -> std::io::Result<PathBuf> {
-            let dir = parent.join(&name);
-            make_owned(&dir).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-            Ok(dir)
-        };
-        let member = match &base.member {
-            Member::V2(b) => Member::V2(make(b)?),
-            Member::Freezer(b) => Member::Freezer(make(b)?),
-        };
-        let mut group = RunGroup { member, blkio: None, procs: Vec::new() };
-        if let Some(b) = &base.blkio {
-            let dir = make(b)?;
-            // The kernel keeps per-group byte counts only where a throttle rule
-            // applies: a limit no disk reaches makes it count, and slows nothing.
-            let rule = dir.join("blkio.throttle.write_bps_device");
-            let counted = block_devices()
-                .iter()
-                .filter(|dev| std::fs::write(&rule, format!("{dev} {}", 1u64 << 50)).is_ok())
-                .count();
-            if counted > 0 {
-                group.blkio = Some(dir);
-            } else {
-                // No disk takes a rule: rusage's count stands in.
-                let _ = std::fs::remove_dir(&dir);
-                live().remove(&dir);
-            }
-        }
-        for dir in group.dirs() {
-            let file = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
-            group.procs.push(file);
-        }
-        Ok(group)
-    }
-
-    fn dirs(&self) -> Vec<PathBuf> {
-        let member = match &self.member {
-            Member::V2(d) | Member::Freezer(d) => d.clone(),
-        };
-        std::iter::once(member).chain(self.blkio.clone()).collect()
-    }
-
-    /// Descriptors of the `cgroup.procs` files; writing `0` to each moves the writer in.
-    pub(crate) fn procs_fds(&self) -> Vec<std::os::fd::RawFd> {
-        use std::os::fd::AsRawFd;
-        self.procs.iter().map(|f| f.as_raw_fd()).collect()
-    }
-
-    /// SIGKILL to everything in the group, including what forks meanwhile;
-    /// returns the processes it found there, for the caller to reap.
-    pub(crate) fn kill(&self) -> Vec<i32> {
-        match &self.member {
-            Member::V2(dir) => {
-                let pids = procs(dir);
-                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
-                pids
-            }
-            Member::Freezer(dir) => {
-                // Frozen, nothing in it can fork while it is listed and killed.
-                let state = dir.join("freezer.state");
-                let _ = std::fs::write(&state, "FROZEN");
-                let until = Instant::now() + Duration::from_secs(1);
-                while read(&state).is_some_and(|s| s != "FROZEN") && Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                let pids = procs(dir);
-                for pid in &pids {
-                    // SAFETY: a plain signal send; a pid that is gone gives ESRCH.
-                    unsafe { libc::kill(*pid, libc::SIGKILL) };
-                }
-                let _ = std::fs::write(&state, "THAWED");
-                pids
-            }
-        }
-    }
-
-    /// CPU time of everything that ran in the group (v2 only: v1 keeps it in cpuacct).
-    pub(crate) fn cpu(&self) -> Option<(Duration, Duration)> {
-        let Member::V2(dir) = &self.member else { return None };
-        let stat = read(&dir.join("cpu.stat"))?;
-        let us = |k: &str| keyed(&stat, k).and_then(|v| v.parse::<u64>().ok()).map(Duration::from_micros);
-        Some((us("user_usec")?, us("system_usec")?))
-    }
-
-    /// How long the group's processes waited for a CPU while runnable (cpu.pressure, `some`).
-    pub(crate) fn cpu_wait(&self) -> Option<Duration> {
-        let Member::V2(dir) = &self.member else { return None };
-        let text = read(&dir.join("cpu.pressure"))?;
-        let some = text.lines().find(|l| l.starts_with("some "))?;
-        let total = some.split_whitespace().find_map(|f| f.strip_prefix("total="))?;
-        total.parse().ok().map(Duration::from_micros)
-    }
-
-    /// Bytes the group's processes themselves sent to block devices (an
-    /// fsync's writes; not what the kernel's flusher writes back later).
-    pub(crate) fn block_write_bytes(&self) -> Option<u64> {
-        let text = read(&self.blkio.as_ref()?.join("blkio.throttle.io_service_bytes_recursive"))?;
-        Some(
-            text.lines()
-                .filter_map(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    (f.len() == 3 && f[1] == "Write").then(|| f[2].parse::<u64>().ok()).flatten()
-                })
-                .sum(),
-        )
-    }
-}
-
-impl Drop for RunGroup {
-    /// Kills what is left and removes the groups once the killed processes have left them.
-    fn drop(&mut self) {
-        self.procs.clear();
-        for dir in self.dirs() {
-            if remove_tree(&dir).is_ok() {
-                live().remove(&dir);
-            }
-        }
-    }
-}
-
-/// `major:minor` of every whole disk (throttle rules take no partitions).
-fn block_devices() -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir("/sys/block") else { return Vec::new() };
-    rd.filter_map(|e| read(&e.ok()?.path().join("dev"))).collect()
 }
 
 /// `cgroup.<g>.cpu.throttled_periods_ms`: the wall time the throttled periods
@@ -955,6 +618,7 @@ fn read_controller(controller: &str, dir: &Path, v2: bool) -> Vec<(String, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn cpu_lists_round_trip() {
@@ -1031,25 +695,16 @@ mod tests {
         assert_eq!(name.as_deref(), Some("sleep"));
     }
 
-    #[test]
-    fn keyed_lines_are_found_exactly() {
-        let t = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
-        assert_eq!(keyed(t, "oom_kill").as_deref(), Some("3"));
-        assert_eq!(keyed("max 12\n", "max").as_deref(), Some("12"));
-        assert_eq!(keyed("throttled_usec 5\n", "throttled"), None);
-    }
-
     /// What runc leaves after an interrupted check is swept once it is old and
     /// empty; a group still running something, or made just now, stays.
     #[test]
     fn abandoned_runc_groups_are_swept_only_when_old_and_empty() {
         // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
+        if unsafe { libc::geteuid() } != 0 || cg::detect().writable.is_empty() {
             crate::testing::skip("cgroups are not writable here (needs root)");
             return;
         }
-        let v2 = detect().mode == Mode::V2;
-        let base = own_base("pids", v2).unwrap();
+        let base = cg::own_base("pids", cg::detect().mode == cg::Mode::V2).unwrap();
         let make = |age: Duration| {
             let dir = base.join(format!("{PREFIX}{:016x}", rand::random::<u64>()));
             std::fs::create_dir(&dir).unwrap();
@@ -1060,57 +715,23 @@ mod tests {
         let (old, fresh, busy) =
             (make(Duration::from_secs(3600)), make(Duration::ZERO), make(Duration::from_secs(3600)));
         let mut sleeper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
-        write(&busy.join("cgroup.procs"), &sleeper.id().to_string()).unwrap();
+        cg::write(&busy.join("cgroup.procs"), &sleeper.id().to_string()).unwrap();
         remove_abandoned_runc_groups(Duration::from_secs(600));
         let (old_gone, fresh_kept, busy_kept) = (!old.exists(), fresh.exists(), busy.exists());
         let _ = sleeper.kill();
         let _ = sleeper.wait();
         for d in [&old, &fresh, &busy] {
-            let _ = remove_tree(d);
+            let _ = cg::remove_tree(d);
         }
         assert!(old_gone, "an old, empty runc group was left");
         assert!(fresh_kept, "a group made just now was swept (a check may be starting it)");
         assert!(busy_kept, "a group with a live process was swept");
     }
 
-    /// A runner's group is known live by the lock it holds, not by its pid
-    /// (which another PID namespace cannot see); an old group nobody holds is stale.
-    #[test]
-    fn a_group_is_stale_only_when_no_runner_holds_it() {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
-            crate::testing::skip("cgroups are not writable here (needs root)");
-            return;
-        }
-        let base = own_base("pids", detect().mode == Mode::V2).unwrap();
-        let backdate = |dir: &Path| {
-            let then = std::time::SystemTime::now() - Duration::from_secs(3600);
-            std::fs::File::open(dir).unwrap().set_times(std::fs::FileTimes::new().set_modified(then)).unwrap();
-        };
-        // Named for a pid that no process has: the old rule called it stale at once.
-        let held = base.join(format!("{PREFIX}999999999-held{:08x}", rand::random::<u32>()));
-        make_owned(&held).unwrap();
-        backdate(&held);
-        let held_is_live = !abandoned(&held);
-        let dropped = base.join(format!("{PREFIX}999999999-dropped{:08x}", rand::random::<u32>()));
-        make_owned(&dropped).unwrap();
-        let fresh_is_live = !abandoned(&dropped);
-        live().remove(&dropped);
-        backdate(&dropped);
-        let dropped_is_stale = abandoned(&dropped);
-        for d in [&held, &dropped] {
-            live().remove(d);
-            let _ = remove_tree(d);
-        }
-        assert!(held_is_live, "a group its runner still holds was taken for stale");
-        assert!(fresh_is_live, "a group made just now was taken for stale");
-        assert!(dropped_is_stale, "an old group no runner holds was not taken for stale");
-    }
-
     #[test]
     fn a_group_is_made_watched_read_and_removed() {
         // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 || detect().writable.is_empty() {
+        if unsafe { libc::geteuid() } != 0 || cg::detect().writable.is_empty() {
             crate::testing::skip("cgroups are not writable here (needs root)");
             return;
         }

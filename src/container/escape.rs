@@ -32,7 +32,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::mountinfo::Mount;
-use crate::check::facts::Facts;
+use crate::evidence::Facts;
 
 /// A file only an escape reaches; removed on drop.
 pub(crate) struct Marker {

@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::mountinfo;
-use crate::check::facts::Facts;
+use crate::evidence::Facts;
 
 /// Capability names by bit number (capability.h), without the `CAP_` prefix.
 const CAPS: [&str; 41] = [

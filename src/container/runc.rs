@@ -23,6 +23,11 @@ impl StateRoot {
         Self(path)
     }
 
+    /// Where a check keeps runc's state: in its scratch directory.
+    pub(crate) fn dir_in(scratch: &Path) -> PathBuf {
+        scratch.join("runc")
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.0
     }

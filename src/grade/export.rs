@@ -28,15 +28,52 @@ pub(crate) fn write_all(
     Ok(())
 }
 
-/// One row per student, one column per lab, then total, maximum, late penalty and error.
+/// Longest explanation shown from a bundle (the student's side bounds it too;
+/// a bundle is hostile, so the grader bounds it again).
+const MAX_EXPLAIN: usize = 2000;
+
+/// The student's own text as a spreadsheet cell: bounded, and never read as
+/// a formula (a cell starting with `=`, `+`, `-` or `@` would be).
+fn text_cell(text: &str) -> String {
+    let text: String = text.chars().take(MAX_EXPLAIN).collect();
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text }
+}
+
+/// Explain answers a bundle may bring per lab: the manifest is the student's,
+/// and each one is a gradebook column.
+const MAX_EXPLAIN_PER_LAB: usize = 8;
+
+/// `(lab, question)` of every explain answer in the results, sorted: graded
+/// labs only, question ids as quizzes have them, a few per lab.
+fn explain_keys(results: &[SubmissionResult]) -> Vec<(String, String)> {
+    let plausible =
+        |q: &str| q.len() <= 64 && q.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let mut keys: Vec<(String, String)> = results
+        .iter()
+        .flat_map(|r| {
+            r.self_reported.iter().filter(|(lab, _)| r.labs.iter().any(|g| &g.lab == *lab)).flat_map(|(lab, s)| {
+                s.explain.keys().filter(|q| plausible(q)).take(MAX_EXPLAIN_PER_LAB).map(|q| (lab.clone(), q.clone()))
+            })
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// One row per student, one column per lab, then total, maximum, late
+/// penalty and error, then the text of each lab's "explain" answer (from the
+/// book's quizzes; the instructor judges it, it carries no points).
 pub(crate) fn gradebook(results: &[SubmissionResult]) -> anyhow::Result<String> {
     let mut labs: Vec<String> = results.iter().flat_map(|r| r.labs.iter().map(|l| l.lab.clone())).collect();
     labs.sort();
     labs.dedup();
+    let explain = explain_keys(results);
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["student".to_string()];
     header.extend(labs.iter().cloned());
     header.extend(["total", "max", "late_penalty_percent", "error"].map(String::from));
+    header.extend(explain.iter().map(|(lab, q)| format!("explain {lab}/{q}")));
     w.write_record(&header)?;
     for r in results {
         let mut row = vec![r.student.clone()];
@@ -49,6 +86,10 @@ pub(crate) fn gradebook(results: &[SubmissionResult]) -> anyhow::Result<String> 
             r.penalty_percent.to_string(),
             r.error.clone().unwrap_or_default(),
         ]);
+        for (lab, q) in &explain {
+            let answer = r.self_reported.get(lab).and_then(|s| s.explain.get(q));
+            row.push(answer.map(|a| text_cell(&a.answer)).unwrap_or_default());
+        }
         w.write_record(&row)?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
@@ -237,6 +278,87 @@ pub(crate) fn feedback(catalog: &Catalog, r: &SubmissionResult, policy: &Policy)
             }
             md.push('\n');
         }
+        let explained = r.self_reported.get(&lab.lab).map(|s| &s.explain);
+        for (q, a) in explained.into_iter().flatten().take(MAX_EXPLAIN_PER_LAB) {
+            let found = if a.keywords_found { "names the key ideas" } else { "misses some key ideas" };
+            let _ = writeln!(md, "- **{q}** (explain, judged by your instructor; the keyword check says it {found})");
+            let _ = writeln!(md, "  > {}", text_cell(&a.question).replace('\n', " "));
+            // Four-backtick fence: a student's ``` cannot close it.
+            let answer = text_cell(&a.answer).replace("````", "` ` ` `").replace('\n', "\n  ");
+            let _ = writeln!(md, "  ````text\n  {answer}\n  ````\n");
+        }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::grade::LabGrade;
+    use crate::state::{ExplainAnswer, LabState};
+
+    fn result(student: &str, answer: Option<&str>) -> SubmissionResult {
+        let mut self_reported = BTreeMap::new();
+        if let Some(text) = answer {
+            let a = ExplainAnswer {
+                question: "Which would a domU not have?".into(),
+                answer: text.into(),
+                keywords_found: true,
+                answered_at: 1,
+            };
+            let ls = LabState { explain: [("lab08-pirq".to_string(), a)].into(), ..Default::default() };
+            self_reported.insert("08-xen".to_string(), ls);
+        }
+        SubmissionResult {
+            student: student.into(),
+            bundle: PathBuf::from("b"),
+            bundle_hash: String::new(),
+            claimed_student: None,
+            submitted_at: 0,
+            labs: vec![LabGrade { lab: "08-xen".into(), report: None, error: None, points: 3, max_points: 5 }],
+            error: None,
+            protections: Vec::new(),
+            self_reported,
+            late_days: 0,
+            penalty_percent: 0.0,
+            score: 3.0,
+            max_score: 5.0,
+            grading_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn explain_answers_reach_the_gradebook_bounded_and_inert() {
+        let rs = [
+            result("ann", Some("xen-pirq: no physical devices")),
+            result("bob", None),
+            result("eve", Some("=HYPERLINK(\"x\")")),
+        ];
+        let csv = gradebook(&rs).unwrap();
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header.last().unwrap(), "explain 08-xen/lab08-pirq");
+        let rows: Vec<Vec<String>> = r.records().map(|x| x.unwrap().iter().map(String::from).collect()).collect();
+        assert_eq!(rows[0].last().unwrap(), "xen-pirq: no physical devices");
+        assert_eq!(rows[1].last().unwrap(), "");
+        assert_eq!(rows[2].last().unwrap(), "'=HYPERLINK(\"x\")", "never a formula");
+        assert_eq!(text_cell(&"x".repeat(10_000)).len(), MAX_EXPLAIN);
+        // A hostile manifest cannot add columns without bound, nor for labs not graded.
+        let mut flood = result("mal", None);
+        let a = ExplainAnswer { question: "q".into(), answer: "a".into(), keywords_found: false, answered_at: 0 };
+        let many = (0..100).map(|i| (format!("q{i}"), a.clone())).chain([("Bad Id".to_string(), a.clone())]);
+        flood.self_reported.insert("08-xen".into(), LabState { explain: many.collect(), ..Default::default() });
+        flood
+            .self_reported
+            .insert("99-other".into(), LabState { explain: [("q".to_string(), a)].into(), ..Default::default() });
+        let csv = gradebook(&[flood]).unwrap();
+        assert_eq!(csv.lines().next().unwrap().matches("explain ").count(), MAX_EXPLAIN_PER_LAB, "{csv}");
+        assert!(!csv.contains("99-other") && !csv.contains("Bad Id"), "{csv}");
+        // Without explain answers the gradebook keeps its columns.
+        let plain = gradebook(&[result("bob", None)]).unwrap();
+        assert!(!plain.contains("explain"), "{plain}");
+    }
 }

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cgroup::{self, CgroupError, Place};
+use crate::supervisor::{self, Registration};
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Limits {
     /// Processes and threads in the whole submission (a fork bomb stops here).
@@ -30,13 +33,16 @@ impl Default for Limits {
 /// exceeds its parent.
 #[derive(Debug)]
 pub(crate) struct Jail {
-    /// (controller, directory); on v2 one entry, named "".
-    dirs: Vec<(String, PathBuf)>,
-    v2: bool,
+    group: cgroup::Group,
+    /// Known to the supervisor (killed and removed on Ctrl-C) while the jail lives.
+    _registered: Registration,
 }
 
 /// The submission's subtree inside each jail directory.
 const DELEGATED: &str = "sandbox";
+
+/// Names of the jails: `vlab-grade-<grader pid>-<submission>`.
+const JAIL_PREFIX: &str = "vlab-grade-";
 
 impl Jail {
     /// Creates `vlab-grade-<name>` with the limits, or explains why it cannot.
@@ -44,128 +50,65 @@ impl Jail {
     /// own in (cpu, cpuset; runc's devices, freezer, ...). A devices group
     /// denies reading and writing every block device: whatever a lab may
     /// mknod, it cannot open a disk.
-    pub(crate) fn create(name: &str, limits: &Limits, delegate: &[&str]) -> Result<Jail, String> {
-        let root = Path::new("/sys/fs/cgroup");
-        let leaf = format!("vlab-grade-{name}");
-        let write =
-            |p: PathBuf, v: String| std::fs::write(&p, v).map_err(|e| format!("cannot write {}: {e}", p.display()));
-        let mkdir = |p: &Path| std::fs::create_dir(p).map_err(|e| format!("cannot create {}: {e}", p.display()));
+    pub(crate) fn create(name: &str, limits: &Limits, delegate: &[&str]) -> Result<Jail, CgroupError> {
         let controllers: Vec<&str> = ["pids", "memory"].iter().chain(delegate).copied().collect();
-        if crate::host::cgroup::detect().mode == crate::host::cgroup::Mode::V2 {
-            let ctl = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
-            for c in controllers.iter().filter(|c| ["pids", "memory", "cpu", "cpuset"].contains(c)) {
-                if !ctl.split_whitespace().any(|x| x == *c) {
-                    write(root.join("cgroup.subtree_control"), format!("+{c}"))?;
-                }
-            }
-            let dir = root.join(&leaf);
-            mkdir(&dir)?;
-            let jail = Jail { dirs: vec![(String::new(), dir.clone())], v2: true };
-            write(dir.join("pids.max"), limits.pids.to_string())?;
-            write(dir.join("memory.max"), limits.memory_bytes.to_string())?;
-            // v2 lets only a group without processes give controllers to
-            // children: the processes live in sandbox/init, and the
-            // submission's own groups get the controllers from sandbox/.
-            let inner = dir.join(DELEGATED);
-            for d in [&dir, &inner] {
-                if d == &inner {
-                    mkdir(&inner)?;
-                }
-                for c in &controllers {
-                    let _ = std::fs::write(d.join("cgroup.subtree_control"), format!("+{c}"));
-                }
-            }
-            mkdir(&inner.join("init"))?;
-            return Ok(jail);
+        let limits = cgroup::Limits {
+            pids: Some(limits.pids),
+            memory_bytes: Some(limits.memory_bytes),
+            deny_block_devices: true,
+        };
+        // From making the groups to registering them (see `supervisor::making`).
+        let making = supervisor::making();
+        let group = cgroup::Group::create(&format!("{JAIL_PREFIX}{name}"), &controllers, Place::Top, &limits)?;
+        let _registered = supervisor::cgroups(group.dirs().iter().map(|(_, d)| d.clone()).collect());
+        drop(making);
+        group.add_child(DELEGATED)?;
+        // v2 lets only a group without processes give controllers to
+        // children: the processes live in sandbox/init, and the
+        // submission's own groups get the controllers from sandbox/.
+        if group.is_v2() {
+            group.add_child(&format!("{DELEGATED}/init"))?;
         }
-        let mut jail = Jail { dirs: Vec::new(), v2: false };
-        for ctl in controllers {
-            if !root.join(ctl).is_dir() {
-                continue;
-            }
-            let dir = root.join(ctl).join(&leaf);
-            mkdir(&dir)?;
-            jail.dirs.push((ctl.to_string(), dir.clone()));
-            match ctl {
-                "pids" => write(dir.join("pids.max"), limits.pids.to_string())?,
-                "memory" => write(dir.join("memory.limit_in_bytes"), limits.memory_bytes.to_string())?,
-                "devices" => write(dir.join("devices.deny"), "b *:* rw".into())?,
-                _ => {}
-            }
-            let inner = dir.join(DELEGATED);
-            mkdir(&inner)?;
-            if ctl == "cpuset" {
-                // A v1 cpuset takes no tasks until it has CPUs and memory nodes: the parent's.
-                for d in [&dir, &inner] {
-                    for f in ["cpuset.cpus", "cpuset.mems"] {
-                        let parent = std::fs::read_to_string(d.parent().unwrap_or(root).join(f)).unwrap_or_default();
-                        write(d.join(f), parent.trim().to_string())?;
-                    }
-                }
-            }
-        }
-        Ok(jail)
+        Ok(Jail { group, _registered })
     }
 
     /// (controller, directory) of the submission's subtree in each hierarchy; on v2 one entry named "".
     pub(crate) fn delegated(&self) -> Vec<(String, PathBuf)> {
-        self.dirs.iter().map(|(c, d)| (c.clone(), d.join(DELEGATED))).collect()
+        self.group.dirs().iter().map(|(c, d)| (c.clone(), d.join(DELEGATED))).collect()
     }
 
     pub(crate) fn is_v2(&self) -> bool {
-        self.v2
+        self.group.is_v2()
     }
 
     /// The cgroup.procs files a process writes "0" into to join.
     pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
-        match self.v2 {
-            true => self.dirs.iter().map(|(_, d)| d.join(DELEGATED).join("init").join("cgroup.procs")).collect(),
-            false => self.dirs.iter().map(|(_, d)| d.join(DELEGATED).join("cgroup.procs")).collect(),
-        }
+        let inner = if self.is_v2() { Path::new(DELEGATED).join("init") } else { PathBuf::from(DELEGATED) };
+        self.group.dirs().iter().map(|(_, d)| d.join(&inner).join("cgroup.procs")).collect()
     }
 
     /// Did the pids limit stop a fork?
     pub(crate) fn pids_limit_hit(&self) -> bool {
-        self.dirs.iter().any(|(_, d)| {
-            std::fs::read_to_string(d.join("pids.events"))
-                .ok()
-                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("max ").map(|n| n.trim() != "0")))
+        self.group.dirs().iter().any(|(_, d)| {
+            cgroup::read(&d.join("pids.events"))
+                .and_then(|t| cgroup::keyed(&t, "max").map(|n| n != "0"))
                 .unwrap_or(false)
         })
-    }
-}
-
-impl Drop for Jail {
-    fn drop(&mut self) {
-        // The labs' cgroup teardown: kill everything inside, remove deepest first, retry while they exit.
-        for (_, dir) in self.dirs.iter().rev() {
-            let _ = crate::container::cgroup::remove_tree(dir);
-        }
     }
 }
 
 /// Removes `vlab-grade-<pid>-*` cgroups left by a grader that was killed
 /// (its pid no longer runs), with anything still inside them.
 pub(crate) fn remove_stale_jails() {
-    let roots = [
-        "/sys/fs/cgroup",
-        "/sys/fs/cgroup/pids",
-        "/sys/fs/cgroup/memory",
-        "/sys/fs/cgroup/cpu",
-        "/sys/fs/cgroup/cpuset",
-    ];
-    for root in roots {
-        let Ok(rd) = std::fs::read_dir(root) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) =
-                name.strip_prefix("vlab-grade-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if !crate::proc::alive(pid) {
-                drop(Jail { dirs: vec![(String::new(), e.path())], v2: false });
-            }
+    for dir in cgroup::top_groups(JAIL_PREFIX) {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let Some(pid) =
+            name.strip_prefix(JAIL_PREFIX).and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !crate::proc::alive(pid) {
+            let _ = cgroup::remove_tree(&dir);
         }
     }
 }

@@ -251,6 +251,10 @@ fn grade_here(inside: Inside) -> anyhow::Result<Graded> {
         anyhow::bail!("cannot shield the sandboxed grader from the submission: {}", std::io::Error::last_os_error());
     }
     check_capabilities(inside.capabilities)?;
+    if inside.capabilities & (1 << CAP_SYS_ADMIN) != 0 {
+        uncover_proc()?;
+        show_sysfs()?;
+    }
     let ws = crate::workspace::Workspace { root: WORKSPACE_IN.into() };
     std::fs::create_dir_all(ws.root.join(".tmp")).context("cannot create the sandbox's TMPDIR")?;
     let needs_kvm = inside.labs.iter().any(|l| {
@@ -264,12 +268,12 @@ fn grade_here(inside: Inside) -> anyhow::Result<Graded> {
     for mut lab in inside.labs {
         lab.dir = Path::new(STAGE_IN).join("labs").join(&lab.id);
         let dir = ws.lab_dir(&lab);
-        ws.copy_from(&lab, "starter", &dir)?;
+        ws.copy_from(&lab, "starter", &dir, |d| crate::prepare::prepare(&lab, d))?;
         let submitted = Path::new(SUBMITTED_IN).join(&lab.id);
         if submitted.is_dir() {
             crate::workspace::copy_tree(&submitted, &dir)?;
         }
-        reports.push(crate::check::check_lab(&lab, &dir, &caps, None)?);
+        reports.push(crate::tiers::check_lab(&lab, &dir, &caps, None)?);
     }
     Ok(Graded { reports, protections: inside.protections })
 }
@@ -447,11 +451,15 @@ impl Plan {
             }
         }
         for (ctl, dir) in &self.cgroup {
-            let at = if self.cgroup_v2 { "/sys/fs/cgroup".to_string() } else { format!("/sys/fs/cgroup/{ctl}") };
-            push(&[s("--bind"), dir.as_os_str(), OsStr::new(&at)]);
+            let at = crate::cgroup::mount_point(ctl, self.cgroup_v2);
+            push(&[s("--bind"), dir.as_os_str(), at.as_os_str()]);
         }
         if self.privileges.contains(&Privilege::Kvm) {
             push(&[s("--dev-bind-try"), s("/dev/kvm"), s("/dev/kvm")]);
+        }
+        if !self.unprivileged && self.privileges.contains(&Privilege::Runc) {
+            // Where the grader mounts a read-only sysfs (see `uncover_proc`).
+            push(&[s("--dir"), s(SYSFS_IN)]);
         }
         push(&[s("--remount-ro"), s("/")]);
         push(&[s("--clearenv")]);
@@ -499,11 +507,17 @@ const RUNC_CAPS: [(&str, u32); 16] = [
     ("CAP_NET_ADMIN", 12),
     ("CAP_SYS_CHROOT", 18),
     ("CAP_SYS_PTRACE", 19),
-    ("CAP_SYS_ADMIN", 21),
+    ("CAP_SYS_ADMIN", CAP_SYS_ADMIN),
     ("CAP_MKNOD", 27),
     ("CAP_AUDIT_WRITE", 29),
     ("CAP_SETFCAP", 31),
 ];
+
+/// Where a runc-privileged sandbox sees a read-only sysfs.
+const SYSFS_IN: &str = "/run/vlab-sysfs";
+
+/// linux/capability.h
+const CAP_SYS_ADMIN: u32 = 21;
 
 /// The capabilities a privileged lab keeps (all others are dropped).
 fn capabilities(privileges: &[Privilege]) -> Vec<&'static str> {
@@ -523,6 +537,51 @@ fn capability_mask(privileges: &[Privilege]) -> u64 {
 
 /// Refuses to grade if this process holds a capability beyond `allowed`:
 /// a sandbox that kept more than it was asked to is no sandbox.
+/// Removes the read-only bind mounts bubblewrap lays over parts of /proc
+/// (irq, bus, sys, sysrq-trigger) when it runs as root. While any part of
+/// the sandbox's /proc is covered, the kernel refuses a new procfs in a
+/// nested user namespace (`mnt_already_visible` in fs/namespace.c), so runc
+/// could not start a rootless container. Only a grader holding
+/// CAP_SYS_ADMIN (the runc privilege) does this: the submission runs with
+/// the same capabilities and could remove the covers itself, so they guard
+/// nothing there.
+fn uncover_proc() -> anyhow::Result<()> {
+    let mounts = crate::container::mountinfo::of("self");
+    let mut covers: Vec<&str> =
+        mounts.iter().map(|m| m.mount_point.as_str()).filter(|p| p.starts_with("/proc/")).collect();
+    // Deepest first, so a cover over a cover comes off before the one below it.
+    covers.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    covers.dedup();
+    for at in covers {
+        let path = std::ffi::CString::new(at).context("a mount point under /proc holds a NUL byte")?;
+        // SAFETY: umount2 takes a NUL-terminated path that outlives the call; the result is checked.
+        if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+            let e = std::io::Error::last_os_error();
+            anyhow::bail!("cannot remove bubblewrap's cover over {at} in the sandbox: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Mounts a read-only sysfs at SYSFS_IN. The kernel lets a user namespace
+/// mount sysfs (as runc does for a rootless container's /sys) only if a
+/// sysfs is already fully visible in its mount namespace, as it is on any
+/// host. Granted to the runc privilege only, whose grader, as the host's root
+/// with CAP_SYS_ADMIN, could mount it anyway.
+fn show_sysfs() -> anyhow::Result<()> {
+    let at = std::ffi::CString::new(SYSFS_IN).context("SYSFS_IN holds a NUL byte")?;
+    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call; the result is checked.
+    let r = unsafe { libc::mount(c"sysfs".as_ptr(), at.as_ptr(), c"sysfs".as_ptr(), flags, std::ptr::null()) };
+    if r != 0 {
+        anyhow::bail!(
+            "cannot mount a read-only sysfs at {SYSFS_IN} in the sandbox: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
 fn check_capabilities(allowed: u64) -> anyhow::Result<()> {
     let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
     for field in ["CapEff:", "CapPrm:", "CapAmb:"] {
@@ -757,6 +816,7 @@ mod tests {
         assert!(t.contains("--dev-bind-try /dev/kvm /dev/kvm"), "{t}");
         let t = text(&plan(vec![Privilege::Runc], false));
         assert!(t.contains("--cap-drop ALL --cap-add") && t.contains("--cap-add CAP_SYS_ADMIN"), "{t}");
+        assert!(t.contains("--dir /run/vlab-sysfs --remount-ro /"), "runc may mount sysfs in a user namespace: {t}");
         assert!(!t.contains("CAP_SYS_MODULE") && !t.contains("CAP_SYS_RAWIO") && !t.contains("RESOURCE"), "{t}");
         assert_eq!(capability_mask(&[Privilege::Runc]).count_ones(), 16);
         assert_eq!(capability_mask(&[Privilege::Runc]) & (1 << 16 | 1 << 17 | 1 << 24), 0);

@@ -117,7 +117,12 @@ impl Kernel {
     }
 
     pub fn module_path(&self, name: &str) -> PathBuf {
-        self.dir.join("modules").join(format!("{name}.ko"))
+        self.modules().module_path(name)
+    }
+
+    /// What the runner's initramfs takes from this kernel.
+    pub(crate) fn modules(&self) -> initramfs::KernelModules<'_> {
+        initramfs::KernelModules { sha256: &self.sha256, dir: &self.dir, groups: &self.groups }
     }
 }
 
@@ -176,7 +181,7 @@ fn assets(flavour: Flavour, refresh: bool) -> anyhow::Result<GuestAssets> {
         },
     };
     direct_boot(&mut kernel);
-    let (initrd, initrd_sha256) = initramfs::ensure(&cache.join("initramfs"), &kernel)?;
+    let (initrd, initrd_sha256) = initramfs::ensure(&cache.join("initramfs"), &kernel.modules())?;
     Ok(GuestAssets { kernel, initrd, initrd_sha256 })
 }
 

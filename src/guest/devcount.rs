@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::qmp::Monitor;
-use crate::check::facts::Facts;
+use crate::evidence::Facts;
 
 /// The marker port and the phases its bytes open (0xa0 closes).
 const MARK_PORT: u64 = 0x80;

@@ -1,7 +1,7 @@
 //! The software-emulation lab's observers. Each runs the student's command,
 //! then writes what the runner itself saw to $VLAB_RESULTS as `observed_*`
-//! lines (any the student wrote are dropped), for lab.toml rules to compare
-//! with the student's answers.
+//! lines (any the student wrote are dropped; check::wrap), for lab.toml
+//! rules to compare with the student's answers.
 //!
 //! `translate`: the workload is busybox `seq N` under qemu-x86_64 in an empty
 //! environment, N derived from the nonce; the runner counts, in its own run,
@@ -13,17 +13,15 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 use super::elf;
+use crate::check::wrap::{check_env, finish, run_student, write_observed};
 use crate::cleanup::Scratch;
 use crate::proc::{self, Cmd};
-
-/// How long the student's command may run inside the observer.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// The `seq` count for this nonce: 100..=999. Each step adds about 400
 /// executed blocks, so with the check's 0.1% margin a fixed answer matches
@@ -89,61 +87,9 @@ pub(crate) fn measure_tb(n: u64, scratch: &Path) -> anyhow::Result<TbCounts> {
     Ok(counts)
 }
 
-/// The check's environment: nonce, results file, scratch directory.
-pub(crate) struct CheckEnv {
-    pub(crate) nonce: String,
-    pub(crate) results: PathBuf,
-    pub(crate) scratch: PathBuf,
-}
-
-pub(crate) fn check_env() -> anyhow::Result<CheckEnv> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let nonce = var("VLAB_NONCE").unwrap_or_else(crate::check::fresh_nonce);
-    let results = var("VLAB_RESULTS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("results.txt"));
-    let scratch = var("VLAB_SCRATCH").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    Ok(CheckEnv { nonce, results, scratch })
-}
-
-/// Keeps the student's results except `observed_*` lines, then appends the
-/// runner's; only into a regular file (never a FIFO or a link someone serves).
-pub(crate) fn write_observed(results: &Path, observed: &BTreeMap<String, String>) -> anyhow::Result<()> {
-    crate::files::rewrite_regular(results, |old| {
-        let mut text: String =
-            old.lines().filter(|l| !l.trim_start().starts_with("observed_")).map(|l| format!("{l}\n")).collect();
-        for (k, v) in observed {
-            text.push_str(&format!("observed_{k}={v}\n"));
-        }
-        text
-    })
-    .context("$VLAB_RESULTS")
-}
-
-pub(crate) fn run_student(command: &[String], env: &[(&str, String)]) -> anyhow::Result<proc::Child> {
-    let mut cmd = Cmd::from_argv(command).timeout(COMMAND_TIMEOUT);
-    for (k, v) in env {
-        cmd = cmd.env(k, v);
-    }
-    Ok(cmd.spawn()?)
-}
-
-/// Waits for `child`, passing its output through; returns its exit code.
-pub(crate) fn finish(child: proc::Child) -> anyhow::Result<i32> {
-    let ended = child.wait_until(Instant::now() + COMMAND_TIMEOUT)?;
-    let (stdout, _) = child.read_stdout(64 * 1024);
-    let (stderr, _) = child.read_stderr(64 * 1024);
-    print!("{stdout}");
-    eprint!("{stderr}");
-    let timed_out = ended.is_none();
-    child.stop()?;
-    if timed_out {
-        bail!("the command did not finish within {}s and was stopped", COMMAND_TIMEOUT.as_secs());
-    }
-    Ok(ended.and_then(|e| e.code).unwrap_or(1))
-}
-
 /// `vlab emu translate -- COMMAND`.
 pub(crate) fn translate(command: &[String]) -> anyhow::Result<i32> {
-    let env = check_env()?;
+    let env = check_env();
     let n = seq_n(&env.nonce);
     let child = run_student(command, &[("VLAB_SEQ_N", n.to_string())])?;
     let code = finish(child)?;
@@ -215,7 +161,7 @@ fn look(pid: i32) -> Option<Seen> {
 
 /// `vlab emu cross -- COMMAND`.
 pub(crate) fn cross(command: &[String]) -> anyhow::Result<i32> {
-    let env = check_env()?;
+    let env = check_env();
     let child = run_student(command, &[])?;
     let mut seen: BTreeMap<i32, Seen> = BTreeMap::new();
     while child.wait_until(Instant::now() + Duration::from_millis(10))?.is_none() && !child.expired() {
@@ -258,15 +204,6 @@ mod tests {
         assert_eq!(seq_n("0000000000000000"), 100);
         assert_ne!(seq_n("0123456789abcdef"), seq_n("fedcba9876543210"));
         assert!((100..1000).contains(&seq_n("ffffffffffffffff")));
-    }
-
-    #[test]
-    fn observed_lines_replace_the_students() {
-        let dir = tempfile::tempdir().unwrap();
-        let results = dir.path().join("r");
-        std::fs::write(&results, "nonce=1\nobserved_x=forged\nmine=2\n").unwrap();
-        write_observed(&results, &BTreeMap::from([("x".to_string(), "real".to_string())])).unwrap();
-        assert_eq!(std::fs::read_to_string(&results).unwrap(), "nonce=1\nmine=2\nobserved_x=real\n");
     }
 
     #[test]

@@ -3,12 +3,12 @@
 //! Content-addressed: the file name is the hash of everything put in, so a
 //! second build with the same inputs costs a hash and nothing else.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use super::assets::Kernel;
 use super::cpio::{Entry, Writer};
 use crate::files::sha256_hex;
 
@@ -18,8 +18,24 @@ pub(crate) const PROBE_INIT: &str = include_str!("init.sh");
 /// Bumped when the layout below changes, so old cached images are not reused.
 const FORMAT: &str = "vlab-initramfs-2";
 
+/// What the image takes from a guest kernel (assets::Kernel::modules): its
+/// driver modules, by group in load order, from its cache directory.
+pub(crate) struct KernelModules<'a> {
+    /// The kernel's hash, which names its modules' versions.
+    pub(crate) sha256: &'a str,
+    /// The directory holding `modules/<name>.ko`.
+    pub(crate) dir: &'a Path,
+    pub(crate) groups: &'a BTreeMap<String, Vec<String>>,
+}
+
+impl KernelModules<'_> {
+    pub(crate) fn module_path(&self, name: &str) -> PathBuf {
+        self.dir.join("modules").join(format!("{name}.ko"))
+    }
+}
+
 /// Every member of the image, in order.
-pub(crate) fn entries(busybox: &[u8], applets: &[String], kernel: &Kernel) -> anyhow::Result<Vec<Entry>> {
+pub(crate) fn entries(busybox: &[u8], applets: &[String], kernel: &KernelModules) -> anyhow::Result<Vec<Entry>> {
     let dir = |p: &str| Entry::Dir { path: p.into(), mode: 0o755 };
     let mut out: Vec<Entry> =
         ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "etc"]
@@ -27,7 +43,7 @@ pub(crate) fn entries(busybox: &[u8], applets: &[String], kernel: &Kernel) -> an
             .map(dir)
             .collect();
     out.extend(busybox_entries(busybox, applets));
-    for (group, modules) in &kernel.groups {
+    for (group, modules) in kernel.groups {
         for m in modules {
             let data = std::fs::read(kernel.module_path(m)).with_context(|| {
                 format!("the cached module {m} is missing; remove {} and retry", kernel.dir.display())
@@ -94,7 +110,7 @@ pub(crate) fn applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
 
 /// The image for `kernel` in `dir`, built unless already there; returns its
 /// path and the sha256 of its bytes.
-pub(crate) fn ensure(dir: &Path, kernel: &Kernel) -> anyhow::Result<(PathBuf, String)> {
+pub(crate) fn ensure(dir: &Path, kernel: &KernelModules) -> anyhow::Result<(PathBuf, String)> {
     let busybox = crate::host::tools::static_busybox()?;
     // Hashing every input costs seconds in a debug build; a stamp keyed by the
     // inputs' identities (file metadata, kernel hash) remembers the image.
@@ -124,7 +140,7 @@ pub(crate) fn ensure(dir: &Path, kernel: &Kernel) -> anyhow::Result<(PathBuf, St
 
 /// Identity of the inputs without reading them: busybox's metadata, the
 /// kernel's recorded hash and modules, this runner's init and layout.
-fn fingerprint(busybox: &Path, kernel: &Kernel) -> anyhow::Result<String> {
+fn fingerprint(busybox: &Path, kernel: &KernelModules) -> anyhow::Result<String> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(busybox)?;
     let mut h = Sha256::new();
@@ -145,20 +161,11 @@ fn fingerprint(busybox: &Path, kernel: &Kernel) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
-    fn kernel_without_modules() -> Kernel {
-        Kernel {
-            format: 0,
-            source: "test".into(),
-            release: "0".into(),
-            sha256: String::new(),
-            drivers: BTreeMap::new(),
-            groups: BTreeMap::new(),
-            dir: PathBuf::new(),
-            vmlinux: None,
-            vmlinux_unavailable: None,
-        }
+    static NO_MODULES: BTreeMap<String, Vec<String>> = BTreeMap::new();
+
+    fn kernel_without_modules() -> KernelModules<'static> {
+        KernelModules { sha256: "", dir: Path::new(""), groups: &NO_MODULES }
     }
 
     #[test]
@@ -183,7 +190,7 @@ mod tests {
 
     #[test]
     fn the_probe_init_speaks_the_report_protocol() {
-        assert!(PROBE_INIT.contains(crate::check::boot::BEGIN) && PROBE_INIT.contains(crate::check::boot::END));
+        assert!(PROBE_INIT.contains(crate::guest::boot::BEGIN) && PROBE_INIT.contains(crate::guest::boot::END));
         assert!(PROBE_INIT.contains("vlab.nonce") && PROBE_INIT.contains("poweroff -f"));
     }
 }

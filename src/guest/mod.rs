@@ -1,8 +1,9 @@
 //! Full-system guests: the cached assets (kernel, initramfs with the probe
 //! init), and the launcher that boots them under QEMU and reads the probe's
-//! report from the serial console (the boot check protocol, check::boot).
+//! report from the serial console (the boot check protocol, `boot`).
 
 pub mod assets;
+pub mod boot;
 pub(crate) mod cpio;
 mod decompress;
 pub(crate) mod devcount;
@@ -12,15 +13,15 @@ pub(crate) mod initramfs;
 mod modules;
 pub(crate) mod qmp;
 pub(crate) mod vmlinux;
-pub(crate) mod vmm;
 pub mod xen;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::check::boot::{self, BootObservation};
+use crate::evidence::Freshness;
 use crate::proc::Cmd;
 pub use assets::GuestAssets;
+use boot::BootObservation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
@@ -149,13 +150,13 @@ impl Launch {
     /// sockets; waits for the report, a panic, QEMU's exit or the deadline,
     /// and kills QEMU on every path.
     pub fn boot(&self) -> anyhow::Result<Booted> {
-        let nonce = crate::check::fresh_nonce();
+        let nonce = crate::evidence::fresh_nonce();
         let channels = qmp::Channels::open()?;
         let mut argv = self.argv(&nonce);
         argv.extend(channels.qemu_args());
         let cmd = Cmd::from_argv(&argv).timeout(self.timeout).output_limit(4 * 1024 * 1024);
         let started = std::time::Instant::now();
-        let obs = boot::boot_with(&cmd, &nonce, channels)?;
+        let obs = boot::boot_with(&cmd, &nonce, channels, &[])?;
         let elapsed = started.elapsed();
         if let Some(log) = &self.log {
             std::fs::write(log, &obs.console)?;
@@ -175,7 +176,7 @@ impl Booted {
     /// True when a complete report carrying this boot's nonce came back,
     /// sealed with the key the runner handed this guest.
     pub fn verified(&self) -> bool {
-        self.fact("report.nonce") == Some("fresh") && self.fact("report.sealed") == Some("yes")
+        self.obs.report_nonce == Freshness::Fresh && self.fact("report.sealed") == Some("yes")
     }
 
     pub fn fact(&self, name: &str) -> Option<&str> {
@@ -263,7 +264,7 @@ pub(crate) fn describe_boot(booted: &Booted) -> String {
             (Some(end), _) => format!("QEMU {end} before the report"),
             (None, true) => "no report before the deadline; QEMU was stopped".to_string(),
             _ => match booted.fact("report.sealed") {
-                Some(sealed) if booted.fact("report.nonce") == Some("fresh") => {
+                Some(sealed) if booted.obs.report_nonce == Freshness::Fresh => {
                     format!("the report is not sealed ({sealed})")
                 }
                 _ => "no report carrying this boot's nonce".to_string(),
@@ -301,7 +302,7 @@ mod tests {
         assert!(append.contains("vlab.nonce=abc") && append.contains("panic=-1"), "{append}");
         assert!(append.ends_with("vlab.measure=cpu"));
         assert!(argv.contains(&"-no-reboot".to_string()));
-        let facts = crate::check::boot::qemu_facts(&argv);
+        let facts = boot::qemu_facts(&argv);
         assert_eq!(facts["vmm.asked.accel"], "tcg");
         assert!(!argv.contains(&"-bios".to_string()), "no firmware named: QEMU's default");
         l.firmware = Some("/fw/qboot.rom".into());

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::check::facts::Facts;
 use crate::cleanup::Scratch;
+use crate::evidence::Facts;
 use crate::proc;
 
 /// The environment variables naming the two sockets.
@@ -329,7 +329,7 @@ impl Channels {
             qmp,
             seal,
             real: RealQemu::find(),
-            key: crate::check::fresh_nonce() + &crate::check::fresh_nonce(),
+            key: crate::evidence::fresh_nonce() + &crate::evidence::fresh_nonce(),
             monitor: None,
             serial: None,
             key_sent: false,

@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod tools;
+pub(crate) mod topology;
 pub(crate) mod uml;
 
 use std::collections::BTreeMap;
@@ -145,10 +146,16 @@ fn detect_kvm() -> KvmInfo {
             info.reason = if info.fast {
                 format!("a tiny guest ran at {mips:.0} M instructions/s: hardware-assisted speed")
             } else {
+                // PVM runs PVM-enabled guests natively; what crawls is an unmodified
+                // guest, whose real-mode and ring-0 code it must emulate (issue 18).
+                let why = match info.module.as_deref() {
+                    Some("kvm_pvm") => " (module kvm_pvm: PVM runs PVM-enabled guests at native speed, but must emulate an unmodified guest's real-mode and ring-0 code)".to_string(),
+                    Some(m) => format!(" (module {m}: nested, or without hardware guest mode)"),
+                    None => " (nested, or without hardware guest mode)".to_string(),
+                };
                 format!(
-                    "a tiny guest ran at only {mips:.1} M instructions/s (hardware KVM does over {:.0} M): this /dev/kvm is nested or software-backed{}; full guests fall back to TCG",
+                    "a tiny unmodified guest ran at only {mips:.1} M instructions/s (hardware KVM does over {:.0} M){why}; full guests fall back to TCG",
                     kvm::FAST_RATE / 1e6,
-                    info.module.as_deref().map(|m| format!(" (module {m})")).unwrap_or_default()
                 )
             };
         }
@@ -193,6 +200,9 @@ impl Capabilities {
             Capability::UmlSeccomp => self.uml.lacks_seccomp(),
             Capability::Busybox => tool("busybox"),
             Capability::Nsenter => tool("nsenter"),
+            Capability::Cc => tool("cc").or_else(|| tool("libc-dev")),
+            Capability::TwoCpus => topology::lacks_two_cpus(),
+            Capability::Strace => tool("strace"),
         }
         .map(|why| format!("{}: {why}", cap.name()))
     }

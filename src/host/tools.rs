@@ -16,7 +16,8 @@ pub(crate) fn static_busybox() -> anyhow::Result<PathBuf> {
     })
 }
 
-/// A tool vlab uses: doctor's name, the binary, how to ask its version, the Debian package.
+/// A tool vlab uses: doctor's name, the binary (or, for a file that is no
+/// program, its absolute path), how to ask its version, the Debian package.
 /// (UML is not among them: a `linux` is only present if it boots; see host/uml.rs.)
 pub(crate) struct Tool {
     pub(crate) name: &'static str,
@@ -58,8 +59,21 @@ pub(crate) const TOOLS: &[Tool] = &[
         package: "util-linux",
         must_be_static: false,
     },
+    // Counts the UML kernel's host system calls (lab 07, src/container/uml_count.rs).
+    Tool { name: "strace", binary: "strace", version_args: &["-V"], package: "strace", must_be_static: false },
     // The grader's sandbox (src/grade/sandbox.rs): Flatpak's, kept by Debian.
     Tool { name: "bwrap", binary: "bwrap", version_args: &["--version"], package: "bubblewrap", must_be_static: false },
+    // The C compiler and the C library's headers (with the kernel's, <linux/kvm.h>,
+    // which libc6-dev pulls in): labs where the student writes the system calls
+    // (10-kvm's VMM) build their programs with `cc`.
+    Tool { name: "cc", binary: "cc", version_args: &["--version"], package: "gcc", must_be_static: false },
+    Tool {
+        name: "libc-dev",
+        binary: "/usr/include/stdio.h",
+        version_args: &[],
+        package: "libc6-dev",
+        must_be_static: false,
+    },
     Tool {
         name: "unshare",
         binary: "unshare",
@@ -110,9 +124,10 @@ pub(crate) fn is_static_elf(p: &Path) -> bool {
 }
 
 fn inspect(tool: &Tool) -> ToolInfo {
+    let file = tool.binary.starts_with('/');
     let mut info = ToolInfo {
         present: false,
-        path: which(tool.binary),
+        path: if file { Some(PathBuf::from(tool.binary)).filter(|p| p.is_file()) } else { which(tool.binary) },
         version: None,
         package: tool.package.into(),
         reason: None,
@@ -121,6 +136,11 @@ fn inspect(tool: &Tool) -> ToolInfo {
         info.reason = Some(format!("{} not found; install the Debian package {}", tool.binary, tool.package));
         return info;
     };
+    if file {
+        // A header has no version to ask for: being there is all.
+        info.present = true;
+        return info;
+    }
     if tool.must_be_static && !is_static_elf(&path) {
         info.reason = Some(format!(
             "{} is dynamically linked; install {} for a static one that runs in any root",
@@ -155,6 +175,21 @@ mod tests {
         // /bin/sh on Debian is dynamically linked (dash).
         assert!(!is_static_elf(Path::new("/bin/sh")));
         assert!(!is_static_elf(Path::new("/etc/hostname")));
+    }
+
+    #[test]
+    fn a_missing_file_names_its_package() {
+        let tool = Tool {
+            name: "x",
+            binary: "/nonexistent/vlab.h",
+            version_args: &[],
+            package: "libvlab-dev",
+            must_be_static: false,
+        };
+        let info = inspect(&tool);
+        assert!(!info.present && info.package == "libvlab-dev", "{info:?}");
+        let cc = TOOLS.iter().find(|t| t.name == "libc-dev").unwrap();
+        assert_eq!(inspect(cc).present, Path::new("/usr/include/stdio.h").is_file());
     }
 
     #[test]

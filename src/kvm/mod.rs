@@ -1,6 +1,11 @@
 //! A tiny VMM on /dev/kvm: one vCPU in real mode, a page of guest code, port
 //! I/O exits. `vlab doctor` times it to tell hardware-speed KVM from an
-//! emulated or nested one; the KVM lab drives it to show the run loop.
+//! emulated or nested one; the KVM lab drives it to show the run loop
+//! (`vlab kvm`, in `command`).
+
+pub(crate) mod command;
+
+pub(crate) mod watch;
 
 use std::time::{Duration, Instant};
 

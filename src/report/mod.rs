@@ -2,12 +2,13 @@
 
 pub(crate) mod chart;
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::catalog::{Catalog, Lab};
 use crate::check::{LabReport, Outcome, Verdict};
 use crate::host::Capabilities;
-use crate::state::State;
+use crate::state::{QuizScore, State};
 use crate::workspace::Workspace;
 
 /// Colour on a terminal unless NO_COLOR is set (https://no-color.org).
@@ -115,7 +116,22 @@ pub(crate) fn lab_list(cat: &Catalog, ws: &Workspace, s: &Style) -> String {
     out
 }
 
-pub(crate) fn status(cat: &Catalog, state: &State, s: &Style) -> String {
+/// `vlab status --json`: the stored progress, plus each chapter's quiz score.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct StatusModel<'a> {
+    #[serde(flatten)]
+    pub(crate) state: &'a State,
+    pub(crate) quiz_scores: BTreeMap<String, QuizScore>,
+}
+
+impl<'a> StatusModel<'a> {
+    pub(crate) fn new(state: &'a State, scores: &[(String, QuizScore)]) -> Self {
+        StatusModel { state, quiz_scores: scores.iter().cloned().collect() }
+    }
+}
+
+/// `scores`: each chapter's quiz score, in the book's order.
+pub(crate) fn status(cat: &Catalog, state: &State, scores: &[(String, QuizScore)], s: &Style) -> String {
     let mut out = String::new();
     let (mut got, mut max) = (0, 0);
     for lab in &cat.labs {
@@ -135,6 +151,19 @@ pub(crate) fn status(cat: &Catalog, state: &State, s: &Style) -> String {
         let _ = writeln!(out, "{:<22} {} {:>3}/{:<3} {}", lab.id, marks, points, lab_max, lab.title);
     }
     let _ = writeln!(out, "total {got}/{max}");
+    if !scores.is_empty() {
+        let _ = writeln!(out, "\nchapter quizzes (in the book; `vlab serve` records your answers)");
+    }
+    for (chapter, q) in scores {
+        let line = format!("quiz: {}/{} correct", q.correct, q.questions);
+        let line = match q.answered {
+            0 => s.dim(&format!("quiz: not taken ({} questions)", q.questions)),
+            n if n < q.questions => format!("{line}, {} unanswered", q.questions - n),
+            _ if q.correct == q.questions => s.green(&line),
+            _ => line,
+        };
+        let _ = writeln!(out, "{chapter:<22} {line}");
+    }
     out
 }
 

@@ -115,6 +115,17 @@ pub fn fixture_labs(
 
 pub use vlab::proc::alive;
 
+/// Supervises this test process as `main` supervises vlab: a child subreaper
+/// (the orphans of killed children come back here to be reaped, not to an
+/// init that may never reap them) with vlab's Ctrl-C handler. A test that
+/// starts children through the library, not through the binary, calls it
+/// first; it is idempotent.
+pub fn supervise() {
+    if let Err(e) = vlab::supervisor::Supervisor::install() {
+        panic!("{e}");
+    }
+}
+
 /// Step outcomes of a `vlab check --json` report.
 pub fn outcomes(report: &serde_json::Value) -> Vec<(String, String, String)> {
     report["steps"]

@@ -1,27 +1,41 @@
 #!/bin/sh
 # Bare-metal baseline: three micro-measurements of this machine.
-# Usage: sh measure.sh cpu|syscall|io|all
+# Usage: busybox sh measure.sh cpu|syscall|io|all
 #
 # Results go to "$VLAB_RESULTS" (./results.txt when run by hand) as
-# key=value lines, after a line nonce=$VLAB_NONCE. The same POSIX script
-# runs later inside containers, UML and guests, so keep it busybox-friendly.
+# key=value lines, after a line nonce=$VLAB_NONCE. `vlab check` runs it with
+# busybox sh, the shell (and dd) the containers and guests of later labs
+# use, so that the CPU loop is the same program everywhere: keep it POSIX.
 set -eu
 RESULTS=${VLAB_RESULTS:-results.txt}
 SCRATCH=${VLAB_SCRATCH:-.}
 
-now_ns() { date +%s%N; }
+# busybox's date has no %N, and busybox sh would run its own date for a bare
+# `date`: name the host's by its path.
+now_ns() { /bin/date +%s%N; }
 
 # Microseconds between two now_ns readings.
 elapsed_us() { echo $(( ($2 - $1) / 1000 )); }
 
 cpu() {
-    n=300000
-    t0=$(now_ns)
-    i=0
-    while [ "$i" -lt "$n" ]; do i=$((i + 1)); done
-    t1=$(now_ns)
+    # One untimed run to warm up, then the median of five timed runs: one
+    # run includes whatever else the machine was doing; min and max show
+    # the spread.
+    n=100000 runs=5 r=0 times=""
+    while [ "$r" -le "$runs" ]; do
+        t0=$(now_ns)
+        i=0
+        while [ "$i" -lt "$n" ]; do i=$((i + 1)); done
+        t1=$(now_ns)
+        [ "$r" -gt 0 ] && times="$times $(elapsed_us "$t0" "$t1")"
+        r=$((r + 1))
+    done
+    sorted=$(printf '%s\n' $times | sort -n)
     echo "cpu_iterations=$n" >> "$RESULTS"
-    echo "cpu_us=$(elapsed_us "$t0" "$t1")" >> "$RESULTS"
+    echo "cpu_runs=$runs" >> "$RESULTS"
+    echo "cpu_us=$(printf '%s\n' "$sorted" | sed -n "$(((runs + 1) / 2))p")" >> "$RESULTS"
+    echo "cpu_us_min=$(printf '%s\n' "$sorted" | head -n 1)" >> "$RESULTS"
+    echo "cpu_us_max=$(printf '%s\n' "$sorted" | tail -n 1)" >> "$RESULTS"
 }
 
 syscall() {
@@ -51,6 +65,6 @@ case "${1:-all}" in
     syscall) syscall ;;
     io) io ;;
     all) cpu; syscall; io ;;
-    *) echo "usage: sh measure.sh cpu|syscall|io|all" >&2; exit 2 ;;
+    *) echo "usage: busybox sh measure.sh cpu|syscall|io|all" >&2; exit 2 ;;
 esac
 cat "$RESULTS"

@@ -1,22 +1,27 @@
 #!/bin/sh
 # Bare-metal baseline: three micro-measurements of this machine.
-# Usage: sh measure.sh cpu|syscall|io|all
+# Usage: busybox sh measure.sh cpu|syscall|io|all
 #
 # Results go to "$VLAB_RESULTS" (./results.txt when run by hand) as
-# key=value lines, after a line nonce=$VLAB_NONCE. The same POSIX script
-# runs later inside containers, UML and guests, so keep it busybox-friendly.
+# key=value lines, after a line nonce=$VLAB_NONCE. `vlab check` runs it with
+# busybox sh, the shell (and dd) the containers and guests of later labs
+# use, so that the CPU loop is the same program everywhere: keep it POSIX.
 set -eu
 RESULTS=${VLAB_RESULTS:-results.txt}
 SCRATCH=${VLAB_SCRATCH:-.}
 
-now_ns() { date +%s%N; }
+# busybox's date has no %N, and busybox sh would run its own date for a bare
+# `date`: name the host's by its path.
+now_ns() { /bin/date +%s%N; }
 
 # Microseconds between two now_ns readings.
 elapsed_us() { echo $(( ($2 - $1) / 1000 )); }
 
 cpu() {
-    # TODO: time a shell loop of at least 100000 additions between two now_ns readings.
-    # Append cpu_iterations=N and cpu_us=MICROSECONDS to "$RESULTS".
+    # TODO: time a shell loop of at least 100000 additions between two now_ns
+    # readings, five times or more (after one untimed run to warm up).
+    # Append cpu_iterations=N, cpu_runs=RUNS, and the median, fastest and
+    # slowest run as cpu_us, cpu_us_min and cpu_us_max (microseconds) to "$RESULTS".
     echo "measure.sh: cpu is not written yet (see the lab's README)" >&2
     exit 1
 }
@@ -41,6 +46,6 @@ case "${1:-all}" in
     syscall) syscall ;;
     io) io ;;
     all) cpu; syscall; io ;;
-    *) echo "usage: sh measure.sh cpu|syscall|io|all" >&2; exit 2 ;;
+    *) echo "usage: busybox sh measure.sh cpu|syscall|io|all" >&2; exit 2 ;;
 esac
 cat "$RESULTS"

@@ -2,7 +2,8 @@
 # Hardware partitioning, the nearest thing on Linux: two slices of this
 # machine, each with its own CPU and its own memory, made of cpuset and
 # memory cgroups. Then measure that a busy neighbour does not slow the
-# workload in the other slice.
+# workload in the other slice, and what the same neighbour does when it
+# shares the workload's CPU.
 #
 # The runner makes an empty parent group per controller: VLAB_CGROUP_CPUSET
 # and VLAB_CGROUP_MEMORY (the same directory on cgroup v2); VLAB_CGROUP_MODE
@@ -22,10 +23,11 @@ slice() {
     fi
 }
 
-# Runs the rest of the arguments inside slice $1.
+# Runs the rest of the arguments inside slice $1, in place of the calling
+# (sub)shell: call it in $(...), ( ... ) or &.
 in_slice() {
     s=$1; shift
-    sh -c 'echo $$ > "$1/cgroup.procs"; echo $$ > "$2/cgroup.procs"; shift 2; exec "$@"' \
+    exec sh -c 'echo $$ > "$1/cgroup.procs"; echo $$ > "$2/cgroup.procs"; shift 2; exec "$@"' \
         sh "$VLAB_CGROUP_CPUSET/$s" "$VLAB_CGROUP_MEMORY/$s" "$@"
 }
 
@@ -35,18 +37,34 @@ work() {
                      t1=$(date +%s%N); echo $(( (t1 - t0) / 1000 ))'
 }
 
+# Times the workload while a busy loop runs in slice $1.
+next_to() {
+    (in_slice "$1" timeout 30 sh -c 'while :; do :; done' >/dev/null) &
+    neighbour=$!
+    sleep 0.2
+    work
+    kill "$neighbour" 2>/dev/null || true
+    wait "$neighbour" 2>/dev/null || true
+}
+
+# Real-time priority for everything below, so that the rest of the machine,
+# in no slice, cannot take the slices' CPUs (the README says why).
+chrt -r -p 1 $$ 2>/dev/null ||
+    echo "partition.sh: no real-time priority here (chrt needs CAP_SYS_NICE): the machine's load may decide the timings" >&2
+
 slice a 0
 slice b 1
+slice c 0
 alone=$(work)
-in_slice b timeout 30 sh -c 'while :; do :; done' &
-neighbour=$!
-sleep 0.2
-busy=$(work)
-kill "$neighbour" 2>/dev/null || true
-wait 2>/dev/null || true
+busy=$(next_to b)
+shared=$(next_to c)
+# CPU 1 among CPU 0's hyperthread siblings: one core, two slices.
+if grep -qE "(^|[,-])1([,-]|$)" /sys/devices/system/cpu/cpu0/topology/thread_siblings_list; then smt=1; else smt=0; fi
 {
     echo "nonce=${VLAB_NONCE:-none}"
     echo "alone_us=$alone"
     echo "neighbour_us=$busy"
+    echo "shared_us=$shared"
+    echo "smt_siblings=$smt"
 } > "$RESULTS"
 cat "$RESULTS"

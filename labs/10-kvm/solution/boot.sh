@@ -23,4 +23,4 @@ exec qemu-system-x86_64 \
     -no-reboot \
     -kernel assets/vmlinuz \
     -initrd assets/initrd.img \
-    -append "console=ttyS0 panic=-1 quiet vlab.nonce=$NONCE vlab.measure=cpu"
+    -append "console=ttyS0 panic=-1 quiet no_timer_check vlab.nonce=$NONCE vlab.measure=cpu"

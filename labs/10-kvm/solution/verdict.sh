@@ -19,7 +19,9 @@ cpu_virt=no
 grep -qw -e vmx -e svm /proc/cpuinfo && cpu_virt=yes
 
 # Hardware guest mode needs the CPU's extension and the module that drives it;
-# anything else behind /dev/kvm (kvm_pvm) emulates guest mode in software.
+# anything else behind /dev/kvm (kvm_pvm: PVM runs the guest deprivileged,
+# with shadow paging, and emulates an unmodified guest's real-mode and kernel
+# code) is not hardware guest mode.
 fast=no
 case "$present/$cpu_virt/$module" in
     yes/yes/kvm_intel | yes/yes/kvm_amd) fast=yes ;;

@@ -380,7 +380,7 @@ pub(crate) fn run(config: &Path, timeout: Duration) -> anyhow::Result<i32> {
         )
     })?;
     let assets = ensure()?;
-    let nonce = std::env::var("VLAB_NONCE").ok().filter(|n| !n.is_empty()).unwrap_or_else(crate::check::fresh_nonce);
+    let nonce = std::env::var("VLAB_NONCE").ok().filter(|n| !n.is_empty()).unwrap_or_else(crate::evidence::fresh_nonce);
     let own;
     let dir = match std::env::var_os("VLAB_SCRATCH").map(PathBuf::from).filter(|d| d.is_dir()) {
         Some(d) => d,
@@ -466,7 +466,7 @@ mod tests {
         assert!(
             initrd.starts_with("/c/vmlinuz ") && initrd.ends_with(",/s/dom0.img") && initrd.contains("vlab.nonce=abc")
         );
-        let facts = crate::check::boot::qemu_facts(&argv);
+        let facts = crate::guest::boot::qemu_facts(&argv);
         assert_eq!(facts["vmm.asked.accel"], "tcg");
     }
 

@@ -6,9 +6,9 @@ RESULTS=${VLAB_RESULTS:-results.txt}
 SCRATCH=${VLAB_SCRATCH:-.}
 echo "nonce=$VLAB_NONCE" > "$RESULTS"
 case "$1" in
-    io) t0=$(date +%s%N)
+    io) t0=$(/bin/date +%s%N)
         dd if=/dev/zero of="$SCRATCH/io.test" bs=1048576 count=32 2>/dev/null
-        t1=$(date +%s%N)
+        t1=$(/bin/date +%s%N)
         rm -f "$SCRATCH/io.test"
         echo "io_bytes=33554432" >> "$RESULTS"
         echo "io_us=$(( (t1 - t0) / 1000 ))" >> "$RESULTS" ;;

@@ -1,5 +1,5 @@
-//! The KVM lab's guest runner: student-written real-mode code on vlab's tiny
-//! VMM (crate::kvm). The runner places 8 nonce bytes in guest memory at
+//! `vlab kvm`: the KVM lab's guest runner, student-written real-mode code on
+//! vlab's tiny VMM (`super`), and `vlab kvm verdict`. The runner places 8 nonce bytes in guest memory at
 //! `DATA_ADDR`; the guest must send them, in order, to port `PORT` with OUT
 //! instructions, then HLT. Every exit is recorded as the VMM saw it.
 
@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::kvm::{self, Exit, TinyVm};
+use super::{Exit, TinyVm};
+use crate::check::wrap;
 
-/// Guest-physical address of the nonce bytes (the code is loaded at kvm::LOAD_ADDR).
+/// Guest-physical address of the nonce bytes (the code is loaded at super::LOAD_ADDR).
 pub(crate) const DATA_ADDR: u64 = 0x1800;
 pub(crate) const PORT: u16 = 0x10;
 /// The guest gets this many exits; a correct one needs 9.
@@ -40,7 +41,7 @@ impl VmmRun {
         let mut s = format!(
             "guest code: {} bytes at {:#x}; nonce {} placed at {DATA_ADDR:#x}\nexits seen by the VMM:\n",
             self.code_bytes,
-            kvm::LOAD_ADDR,
+            super::LOAD_ADDR,
             self.nonce
         );
         for e in &self.exits {
@@ -84,7 +85,7 @@ fn nonce_bytes(nonce: &str) -> anyhow::Result<Vec<u8>> {
 /// Runs `code` with `nonce` at `DATA_ADDR` and records the exits.
 pub(crate) fn run(code: &[u8], nonce: &str) -> anyhow::Result<VmmRun> {
     let data = nonce_bytes(nonce)?;
-    let data_off = (DATA_ADDR - kvm::LOAD_ADDR) as usize;
+    let data_off = (DATA_ADDR - super::LOAD_ADDR) as usize;
     if code.is_empty() {
         bail!("the guest code is empty");
     }
@@ -145,7 +146,7 @@ pub(crate) fn run_file(file: &Path, nonce: Option<String>) -> anyhow::Result<Vmm
     let code = parse_hex(&text).with_context(|| format!("{}", file.display()))?;
     let nonce = nonce
         .or_else(|| std::env::var("VLAB_NONCE").ok().filter(|n| !n.is_empty()))
-        .unwrap_or_else(crate::check::fresh_nonce);
+        .unwrap_or_else(crate::evidence::fresh_nonce);
     std::thread::spawn(|| {
         std::thread::sleep(WATCHDOG);
         eprintln!(
@@ -161,7 +162,7 @@ pub(crate) fn run_file(file: &Path, nonce: Option<String>) -> anyhow::Result<Vmm
             ("exits".to_string(), run.exits.len().to_string()),
             ("halted".to_string(), if run.halted { "yes" } else { "no" }.to_string()),
         ]);
-        super::emu::write_observed(Path::new(&results), &observed)?;
+        wrap::write_observed(Path::new(&results), &observed)?;
     }
     Ok(run)
 }
@@ -184,12 +185,11 @@ pub(crate) fn kvm_facts(kvm: &crate::host::KvmInfo) -> BTreeMap<String, String> 
 /// machine's KVM; the runner measures it (as doctor does) and writes
 /// `observed_*` lines, including `observed_mismatch` (`none` or the keys that differ).
 pub(crate) fn verdict(command: &[String]) -> anyhow::Result<i32> {
-    use super::emu;
-    let env = emu::check_env()?;
-    let code = emu::finish(emu::run_student(command, &[])?)?;
+    let env = wrap::check_env();
+    let code = wrap::finish(wrap::run_student(command, &[])?)?;
     let caps = crate::host::detect();
     let truth = kvm_facts(&caps.kvm);
-    let answers = crate::check::facts::parse_results(&crate::files::read_regular(&env.results)?);
+    let answers = crate::evidence::parse_results(&crate::files::read_regular(&env.results)?);
     let wrong: Vec<String> = VERDICT_KEYS
         .iter()
         .filter(|k| answers.get(&format!("result.{k}")).map(|v| v.trim()) != truth.get(**k).map(String::as_str))
@@ -200,7 +200,7 @@ pub(crate) fn verdict(command: &[String]) -> anyhow::Result<i32> {
         .collect();
     let mut observed = truth.clone();
     observed.insert("mismatch".into(), if wrong.is_empty() { "none".into() } else { wrong.join("; ") });
-    emu::write_observed(&env.results, &observed)?;
+    wrap::write_observed(&env.results, &observed)?;
     println!("runner's measurement: {}", caps.kvm.reason);
     Ok(code)
 }

@@ -16,9 +16,87 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::facts::Facts;
-use crate::guest::qmp::{Channels, RealQemu, Report};
+use super::qmp::{Channels, RealQemu, Report};
+use crate::check::{CheckError, Ctx, Observer, Ran, Watch};
+use crate::evidence::{Facts, Freshness};
 use crate::proc::{self, Cmd, ProcError};
+
+/// The boot observer (`kind = "boot"`): the command boots a guest whose
+/// console is its stdout; the check needs the probe's fresh report there.
+/// Its readers add what else the console says (a hypervisor's own lines).
+pub(crate) struct ConsoleReport {
+    readers: &'static [&'static dyn ConsoleReader],
+}
+
+impl ConsoleReport {
+    pub(crate) fn reading(readers: &'static [&'static dyn ConsoleReader]) -> Self {
+        ConsoleReport { readers }
+    }
+}
+
+/// What a guest's console says beside the probe's report: a hypervisor's
+/// own lines (Xen's: guest::xen::console). Registered with the boot
+/// observer in src/tiers.rs.
+pub(crate) trait ConsoleReader: Send + Sync {
+    /// How the machine ended for good, if `lines` say it did ("Xen: …").
+    fn ended(&self, lines: &str) -> Option<String>;
+    /// Facts read from the whole console.
+    fn facts(&self, console: &str) -> Facts;
+}
+
+impl Observer for ConsoleReport {
+    fn kind(&self) -> Option<&'static str> {
+        Some("boot")
+    }
+
+    fn describe(&self) -> &'static str {
+        "boots, and reads the probe's report from the console of,"
+    }
+
+    fn arm(&self, ctx: &Ctx) -> Result<Option<Box<dyn Watch>>, CheckError> {
+        let mut channels = Channels::open()
+            .map_err(CheckError::io("open the runner's QMP and seal sockets (in the temp dir)".to_string()))?;
+        // The runner counts the verified QEMU's device accesses itself when a rule asks (guest::devcount).
+        if ctx.check.expect.facts.iter().any(|r| r.fact.starts_with("devcount.")) {
+            channels.count_devices();
+        }
+        Ok(Some(Box::new(BootWatch { channels: Some(channels), readers: self.readers })))
+    }
+}
+
+struct BootWatch {
+    channels: Option<Channels>,
+    readers: &'static [&'static dyn ConsoleReader],
+}
+
+impl Watch for BootWatch {
+    fn env(&self) -> Vec<(String, std::ffi::OsString)> {
+        self.channels.iter().flat_map(|c| c.env()).map(|(k, v)| (k.into(), v.into())).collect()
+    }
+
+    fn run(&mut self, cmd: &Cmd, ctx: &Ctx) -> Result<Ran, CheckError> {
+        let channels = self.channels.take().ok_or(CheckError::RanTwice("boot"))?;
+        let obs = boot_with(cmd, ctx.nonce, channels, self.readers)?;
+        let shown = ctx.shown;
+        let ran = Ran::new(obs.facts, obs.console, obs.stderr);
+        if let Some(panic) = &obs.panic {
+            return Ok(ran.fail_showing_output(format!("the guest kernel panicked: {panic}")));
+        }
+        if !obs.report_found {
+            let why = match (&obs.ended_early, obs.timed_out) {
+                (Some(end), _) => format!("`{shown}` {end} before the probe's report appeared on the console"),
+                (None, _) => format!("no probe report on the console within {}s of `{shown}`", ctx.check.timeout_secs),
+            };
+            return Ok(ran.fail_showing_output(why));
+        }
+        if obs.report_nonce != Freshness::Fresh {
+            return Ok(ran.fail(
+                "the report does not carry this run's nonce: pass vlab.nonce=$VLAB_NONCE on the kernel command line",
+            ));
+        }
+        Ok(ran)
+    }
+}
 
 pub(crate) const BEGIN: &str = "VLAB-REPORT-BEGIN";
 pub(crate) const END: &str = "VLAB-REPORT-END";
@@ -37,6 +115,10 @@ pub struct BootObservation {
     pub(crate) stderr: String,
     /// The kernel panic line, if the guest panicked.
     pub panic: Option<String>,
+    /// Whether a complete report came (fact `boot.report`).
+    pub(crate) report_found: bool,
+    /// Whether it carries this run's nonce (fact `report.nonce`).
+    pub(crate) report_nonce: Freshness,
     pub(crate) ended_early: Option<String>,
     pub timed_out: bool,
 }
@@ -92,28 +174,25 @@ const INSPECT_EVERY: Duration = Duration::from_millis(50);
 /// Starts `cmd` with `$VLAB_QMP` and `$VLAB_SEAL` naming the runner's
 /// sockets, and waits for a complete report, a panic, its exit or its deadline.
 pub fn boot(cmd: &Cmd, nonce: &str) -> Result<BootObservation, ProcError> {
-    boot_counting(cmd, nonce, false)
-}
-
-/// Like `boot`; with `count_devices` the runner also counts the verified
-/// QEMU's device accesses itself (`devcount.*`, see guest::devcount).
-pub(crate) fn boot_counting(cmd: &Cmd, nonce: &str, count_devices: bool) -> Result<BootObservation, ProcError> {
-    let mut channels = Channels::open().map_err(|source| ProcError::Io {
+    let channels = Channels::open().map_err(|source| ProcError::Io {
         program: "the runner's QMP and seal sockets (in the temp dir)".into(),
         source,
     })?;
-    if count_devices {
-        channels.count_devices();
-    }
     let mut cmd = cmd.clone();
     for (k, v) in channels.env() {
         cmd = cmd.env(k, v);
     }
-    boot_with(&cmd, nonce, channels)
+    boot_with(&cmd, nonce, channels, &[])
 }
 
 /// Like `boot`, for a command that already connects QEMU to `channels`.
-pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Result<BootObservation, ProcError> {
+/// `readers` read the console beside the report.
+pub(crate) fn boot_with(
+    cmd: &Cmd,
+    nonce: &str,
+    mut channels: Channels,
+    readers: &[&dyn ConsoleReader],
+) -> Result<BootObservation, ProcError> {
     let uml = crate::host::uml::known().working_exes();
     let real = RealQemu::find();
     let child = cmd.spawn()?;
@@ -145,9 +224,9 @@ pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Resul
             std::thread::sleep(Duration::from_millis(300));
             break;
         }
-        if let Some(line) = crate::guest::xen::dom0_ended(&lines) {
-            // Xen stops its CPUs when dom0 ends, but QEMU runs on: nothing more will come.
-            ended_early = Some(format!("ended (Xen: \"{line}\")"));
+        if let Some(line) = readers.iter().find_map(|r| r.ended(&lines)) {
+            // A hypervisor that stops its CPUs (Xen, when dom0 ends) leaves QEMU running: nothing more will come.
+            ended_early = Some(format!("ended ({line})"));
             break;
         }
         if let Some(ended) = child.wait_until(Instant::now() + POLL)? {
@@ -186,12 +265,9 @@ pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Resul
     let (report, lines) = report_lines(&console).unzip();
     facts.insert("report.sealed".into(), channels.seal_of(lines.as_ref()));
     facts.insert("boot.report".into(), if report.is_some() { "found" } else { "missing" }.into());
-    let freshness = match report.as_ref().and_then(|r| r.get("guest.nonce")) {
-        Some(n) if n == nonce => "fresh",
-        Some(_) => "stale",
-        None => "missing",
-    };
-    facts.insert("report.nonce".into(), freshness.into());
+    let report_found = report.is_some();
+    let report_nonce = Freshness::of(report.as_ref().and_then(|r| r.get("guest.nonce")).map(String::as_str), nonce);
+    facts.insert("report.nonce".into(), report_nonce.name().into());
     if let Some(at) = report_at {
         facts.insert("boot.ms".into(), format!("{:.0}", at.as_secs_f64() * 1000.0));
     }
@@ -206,10 +282,10 @@ pub(crate) fn boot_with(cmd: &Cmd, nonce: &str, mut channels: Channels) -> Resul
     }
     facts.extend(report.unwrap_or_default());
     facts.extend(crate::guest::devcount::ratios(&facts));
-    facts.extend(crate::guest::xen::console_facts(&console));
+    facts.extend(readers.iter().flat_map(|r| r.facts(&console)));
     let panic = panic_line(&console);
     facts.insert("boot.panic".into(), if panic.is_some() { "yes" } else { "no" }.into());
-    Ok(BootObservation { facts, console, stderr, panic, ended_early, timed_out })
+    Ok(BootObservation { facts, console, stderr, panic, report_found, report_nonce, ended_early, timed_out })
 }
 
 /// Facts about the first VMM among `root` and its descendants, recognised by
@@ -340,6 +416,29 @@ mod tests {
         assert!(obs.stderr.contains("invalid option"), "{}", obs.stderr);
         assert!(obs.ended_early.is_some() && !obs.timed_out);
         assert_eq!(obs.facts["boot.report"], "missing");
+    }
+
+    struct Halts;
+
+    impl ConsoleReader for Halts {
+        fn ended(&self, lines: &str) -> Option<String> {
+            lines.lines().find(|l| l.starts_with("HALT")).map(str::to_string)
+        }
+
+        fn facts(&self, console: &str) -> Facts {
+            Facts::from([("halts.lines".into(), console.lines().count().to_string())])
+        }
+    }
+
+    #[test]
+    fn a_console_reader_ends_the_boot_and_adds_its_facts() {
+        let cmd = Cmd::new("sh").args(["-c", "echo booting; echo HALT now; sleep 30"]).timeout(Duration::from_secs(20));
+        let started = Instant::now();
+        let obs = boot_with(&cmd, "n", Channels::open().unwrap(), &[&Halts]).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10), "the reader's end stops the wait");
+        assert_eq!(obs.ended_early.as_deref(), Some("ended (HALT now)"));
+        assert_eq!(obs.facts["halts.lines"], "2");
+        assert!(!obs.report_found && !obs.timed_out);
     }
 
     #[test]
