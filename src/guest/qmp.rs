@@ -112,7 +112,7 @@ fn refuse(pid: i32, root: i32, real: &RealQemu) -> Option<String> {
 }
 
 /// A verified QMP connection.
-pub(super) struct Monitor {
+struct Monitor {
     pid: i32,
     reader: BufReader<UnixStream>,
     writer: UnixStream,
@@ -187,12 +187,8 @@ impl Monitor {
         }
     }
 
-    pub(super) fn pid(&self) -> i32 {
-        self.pid
-    }
-
     /// Hands QEMU `fd` under `name` (QMP `getfd`).
-    pub(super) fn pass_fd(&mut self, name: &str, fd: RawFd) -> Result<(), String> {
+    fn pass_fd(&mut self, name: &str, fd: RawFd) -> Result<(), String> {
         let msg = json!({ "execute": "getfd", "arguments": { "fdname": name } });
         send_with_fd(&self.writer, format!("{msg}\n").as_bytes(), fd)
             .map_err(|e| format!("cannot hand QEMU (pid {}) a file descriptor: {e}", self.pid))?;
@@ -202,7 +198,7 @@ impl Monitor {
         }
     }
 
-    pub(super) fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, String> {
+    fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, String> {
         let mut msg = json!({ "execute": command });
         if !arguments.is_null() {
             msg["arguments"] = arguments;
@@ -241,6 +237,20 @@ impl Monitor {
             ("vmm.block.rd_bytes".into(), sum("rd_bytes").to_string()),
             ("vmm.block.wr_bytes".into(), sum("wr_bytes").to_string()),
         ]))
+    }
+}
+
+impl super::devcount::Qmp for Monitor {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn pass_fd(&mut self, name: &str, fd: RawFd) -> Result<(), String> {
+        Monitor::pass_fd(self, name, fd)
+    }
+
+    fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, String> {
+        Monitor::execute(self, command, arguments)
     }
 }
 
