@@ -96,8 +96,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Uml { action: crate::cli::UmlAction::Count { mode, command } } => {
             crate::container::uml_count::count(&mode, &command)
         }
-        Command::Xen { action: crate::cli::XenAction::Domu { config, timeout } } => {
-            crate::guest::xen::domu::run(&config, Duration::from_secs(timeout))
+        Command::Xen { action: crate::cli::XenAction::Domu { config, dom0_script, timeout } } => {
+            crate::guest::xen::domu::run(&config, dom0_script.as_deref(), Duration::from_secs(timeout))
         }
         Command::Serve { port } => serve_book(&ctx, port),
         Command::Book { action } => book(&ctx, action),

@@ -199,6 +199,10 @@ pub(crate) enum XenAction {
     Domu {
         /// The domU's xl config (xl.cfg(5)); inside dom0 it is /etc/xen/domu.cfg
         config: PathBuf,
+        /// A shell script dom0 runs while the domU is up and connected; its
+        /// key=value lines go into the report as answer.* (lab 08, steps 4 and 5)
+        #[arg(long, value_name = "SCRIPT")]
+        dom0_script: Option<PathBuf>,
         /// Stop QEMU after this many seconds
         #[arg(long, default_value_t = 240)]
         timeout: u64,

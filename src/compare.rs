@@ -229,6 +229,17 @@ const METRICS: &[Metric] = &[
                 formula: Formula::Value("containers.density.container_kib", 1.0),
             },
             Source { tier: "User-Mode-Linux", lab: "06-density", formula: Formula::Value("uml.density.uml_kib", 1.0) },
+            // A QEMU process's proportional memory (PSS), alone and beside an identical guest KSM merged.
+            Source {
+                tier: "software emulation (TCG guest)",
+                lab: "06-density",
+                formula: Formula::Value("ksm.density.vm_kib", 1.0),
+            },
+            Source {
+                tier: "software emulation (TCG + KSM)",
+                lab: "06-density",
+                formula: Formula::Value("ksm.density.vm_ksm_kib", 1.0),
+            },
         ],
     },
     Metric {

@@ -20,6 +20,7 @@ pub(crate) fn registry() -> Registry {
         Box::new(check::run::RunToCompletion),
         Box::new(container::observe::Probe),
         Box::new(guest::boot::ConsoleReport::reading(CONSOLE_READERS)),
+        Box::new(guest::memory::VmMemory),
         // Around every check that asks for them.
         Box::new(container::observe::RuncState),
         Box::new(container::observe::Cgroups),

@@ -669,3 +669,45 @@ fn a_privileged_lab_gets_its_own_cgroup_subtree_and_nothing_more() {
     let left: Vec<String> = vlab_cgroups().into_iter().filter(|c| c.contains(&format!("-{pid}-"))).collect();
     assert!(left.is_empty(), "grading cgroups were left behind: {left:?}");
 }
+
+/// The real container labs' solutions, graded in the sandbox, score what they
+/// score on the host: lab 03 nests user namespaces and mounts its own /proc,
+/// and lab 05's rootless step has runc mount /proc and /sys in a user
+/// namespace and stat /sys/fs/cgroup as a mapped root.
+#[test]
+fn the_container_labs_solutions_grade_fully_in_the_sandbox() {
+    supervise();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip("grading runc labs in the sandbox needs root");
+    }
+    let ws = workspace();
+    let out = workspace();
+    let bundle = ws.path().join("honest.tar.gz");
+    for lab in ["03-namespaces", "05-oci"] {
+        vlab(ws.path()).args(["start", lab]).assert().success();
+        overlay(&labs().join(lab).join("solution"), &ws.path().join(lab));
+    }
+    vlab(ws.path())
+        .args(["submit", "--student", "honest", "03-namespaces", "05-oci", "-o"])
+        .arg(&bundle)
+        .assert()
+        .success();
+    vlab(ws.path()).args(["grade", "--out"]).arg(out.path()).arg(&bundle).assert().success();
+    let graded = result(out.path(), "honest");
+    for lab in ["03-namespaces", "05-oci"] {
+        let report = graded["labs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["report"]["lab"] == lab)
+            .unwrap_or_else(|| panic!("{lab} not graded: {graded:#}"));
+        let steps = report["report"]["steps"].as_array().unwrap();
+        let lost: Vec<_> = steps
+            .iter()
+            .filter(|s| s["outcome"] != "pass" && s["outcome"] != "skipped")
+            .map(|s| (&s["step"], &s["message"]))
+            .collect();
+        assert!(lost.is_empty(), "{lab}'s solution lost points in the sandbox: {lost:#?}");
+    }
+}

@@ -450,6 +450,13 @@ impl Plan {
                 push(&[s("--bind"), file.as_os_str(), to.as_os_str()]);
             }
         }
+        if !self.cgroup.is_empty() {
+            // bubblewrap makes a bind's missing parents 0700; runc's init, as a
+            // user namespace's mapped root, must still stat /sys/fs/cgroup.
+            for dir in ["/sys", "/sys/fs", "/sys/fs/cgroup"] {
+                push(&[s("--perms"), s("0755"), s("--dir"), s(dir)]);
+            }
+        }
         for (ctl, dir) in &self.cgroup {
             let at = crate::cgroup::mount_point(ctl, self.cgroup_v2);
             push(&[s("--bind"), dir.as_os_str(), at.as_os_str()]);

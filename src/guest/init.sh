@@ -5,12 +5,14 @@
 # so it uses shell builtins wherever it can.
 mount -t proc proc /proc
 read -r up0 _ < /proc/uptime
+# MemTotal before any driver loads: a balloon inflating at its probe lowers it at once.
+while read -r k v _; do [ "$k" = MemTotal: ] && { mem0_kib=$v; break; }; done < /proc/meminfo
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
 read -r cmdline < /proc/cmdline
 nonce=missing measure="" cpu_iterations=20000 ata=0
-sink="" source="" disk_mib=8 net_kib=1024
+sink="" source="" disk_mib=8 net_kib=1024 hold=0 balloon_secs=30
 for w in $cmdline; do
     case "$w" in
         vlab.nonce=*) nonce=${w#vlab.nonce=} ;;
@@ -21,6 +23,8 @@ for w in $cmdline; do
         vlab.source=*) source=${w#vlab.source=} ;;
         vlab.disk_mib=*) disk_mib=${w#vlab.disk_mib=} ;;
         vlab.net_kib=*) net_kib=${w#vlab.net_kib=} ;;
+        vlab.hold=*) hold=${w#vlab.hold=} ;;
+        vlab.balloon_secs=*) balloon_secs=${w#vlab.balloon_secs=} ;;
     esac
 done
 # The disk measurement is about the emulated IDE disk when there is one.
@@ -246,6 +250,27 @@ measure_tty() {
     stty -F /dev/ttyS1 raw -echo 2>/dev/null
     send tty
 }
+# Ballooning (vlab.measure=balloon): wait, at most vlab.balloon_secs, until
+# the host inflates the balloon and MemTotal has fallen and held still for a
+# second (virtio_balloon without deflate-on-oom takes the pages it gives the
+# host out of the kernel's managed total).
+mem_total() { while read -r k v _; do [ "$k" = MemTotal: ] && { echo "$v"; return; }; done < /proc/meminfo; }
+measure_balloon() {
+    [ -d /sys/bus/virtio/drivers/virtio_balloon ] || { echo "measure.balloon=no-driver"; return; }
+    t0=$(now_ns) last=$mem0_kib still=0 i=0
+    while [ $i -lt $((balloon_secs * 10)) ] && [ $still -lt 10 ]; do
+        sleep 0.1
+        i=$((i + 1))
+        cur=$(mem_total)
+        if [ "$cur" -lt "$mem0_kib" ] && [ "$cur" = "$last" ]; then still=$((still + 1)); else still=0; fi
+        last=$cur
+    done
+    if [ $still -ge 10 ]; then echo "measure.balloon=ok"; else echo "measure.balloon=timeout"; fi
+    echo "measure.balloon_before_kib=$mem0_kib"
+    echo "measure.balloon_after_kib=$last"
+    echo "measure.balloon_taken_kib=$((mem0_kib - last))"
+    echo "measure.balloon_ms=$((($(now_ns) - t0) / 1000000))"
+}
 # A hypervisor detector (/detect.sh, from an extra initramfs the boot appends):
 # its key=value lines become detect.* facts, beside the DMI vendor read here.
 detect() {
@@ -298,6 +323,7 @@ for m in $(echo "$measure" | tr ',' ' '); do
         disk) measure_disk ;;
         net) measure_net ;;
         tty) measure_tty ;;
+        balloon) measure_balloon ;;
         *) echo "measure.$m=unknown" ;;
     esac
 done
@@ -335,4 +361,6 @@ esac
 # The runner asks QEMU for its own counters when the report is complete:
 # wait (at most 5 s) until it says it has them, before the machine is gone.
 [ -n "$key" ] && read -t 5 -r _ <&3
+# vlab.hold=SECS keeps the guest (and its memory) alive after the report, for a host watching it.
+[ "$hold" -gt 0 ] 2>/dev/null && sleep "$hold"
 poweroff -f

@@ -10,6 +10,7 @@ pub(crate) mod devcount;
 pub mod elf;
 pub(crate) mod emu;
 pub(crate) mod initramfs;
+pub(crate) mod memory;
 mod modules;
 pub(crate) mod qmp;
 pub(crate) mod vmlinux;

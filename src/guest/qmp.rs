@@ -238,6 +238,19 @@ impl Monitor {
             ("vmm.block.wr_bytes".into(), sum("wr_bytes").to_string()),
         ]))
     }
+
+    /// `vmm.balloon.*` where the machine has a balloon device: the memory QEMU
+    /// says the guest kept (`query-balloon`), the RAM it was given, and what
+    /// the balloon took back. An error (no balloon) says nothing.
+    fn balloon_facts(&mut self) -> Result<Facts, String> {
+        let actual = self.execute("query-balloon", Value::Null)?["actual"].as_u64().unwrap_or(0);
+        let ram = self.execute("query-memory-size-summary", Value::Null)?["base-memory"].as_u64().unwrap_or(0);
+        Ok(Facts::from([
+            ("vmm.balloon.actual_kib".into(), (actual / 1024).to_string()),
+            ("vmm.ram_kib".into(), (ram / 1024).to_string()),
+            ("vmm.balloon.taken_kib".into(), (ram.saturating_sub(actual) / 1024).to_string()),
+        ]))
+    }
 }
 
 impl super::devcount::Qmp for Monitor {
@@ -461,6 +474,9 @@ impl Channels {
             Some(Ok(f)) => facts.extend(f),
             Some(Err(e)) => self.refused.push(e),
             None => {}
+        }
+        if let Some(Ok(f)) = self.monitor.as_mut().map(Monitor::balloon_facts) {
+            facts.extend(f);
         }
         let qmp = match (&self.monitor, self.refused.first()) {
             (Some(_), _) => "connected".to_string(),

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Density: how many instances fit, and what does each one cost?
-# Usage: sh density.sh containers|uml
+# Usage: sh density.sh containers|uml|ksm|balloon
 #
 # Every instance runs in its own memory cgroup, container-N or uml-N, under
 # $VLAB_CGROUP_MEMORY (made and removed by the runner, which reads the peak
@@ -24,8 +24,26 @@ uml() {
     echo "no guests yet" >&2
 }
 
+ksm() {
+    # Step 3: boot two identical TCG guests that stay up (vlab.hold=300),
+    # wait for both reports, then start KSM (/sys/kernel/mm/ksm) and wait
+    # until it merged their pages. Put the host's KSM settings back at the end.
+    echo "no guests yet" >&2
+    exit 1
+}
+
+balloon() {
+    # Step 4: boot a guest with -device virtio-balloon-pci and
+    # vlab.measure=balloon, and inflate its balloon through a QMP monitor of
+    # your own.
+    echo "no balloon yet" >&2
+    exit 1
+}
+
 case "${1:-}" in
     containers) containers ;;
     uml) uml ;;
-    *) echo "usage: sh density.sh containers|uml" >&2; exit 2 ;;
+    ksm) ksm ;;
+    balloon) balloon ;;
+    *) echo "usage: sh density.sh containers|uml|ksm|balloon" >&2; exit 2 ;;
 esac

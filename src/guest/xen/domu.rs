@@ -29,8 +29,14 @@ const VIF_SCRIPT: &str = include_str!("vif-vlab");
 const BLOCK_SCRIPT: &str = include_str!("block-vlab");
 
 /// Bumped when the image layout changes (3: modules unpacked from .ko.xz,
-/// the toolstack of the hypervisor's version).
-const FORMAT: &str = "vlab-xen-dom0-3";
+/// the toolstack of the hypervisor's version; 4: random domids).
+const FORMAT: &str = "vlab-xen-dom0-4";
+
+/// Appended to Debian's xl.conf: xl picks each new domain's id at random
+/// (xl.conf(5)), so the XenStore paths of a domU differ from boot to boot
+/// and a script cannot print last run's handshake as this one's.
+const XL_CONF_EXTRA: &str =
+    "\n# vlab: a random domid for every domain, so paths differ per boot\ndomid_policy = \"random\"\n";
 
 /// Packages of the toolstack, among everything it depends on: xl and the
 /// daemons, the xenstore client, and Xen's own libraries (the host has the C
@@ -278,7 +284,9 @@ fn dom0_image(root: &Path, dom0: &GuestAssets, domu: &GuestAssets) -> anyhow::Re
     let order = add_modules(&mut e, root, &dom0.kernel.release, DOM0_MODULES)?;
     e.push(Entry::File { path: "lib/modules/dom0.order".into(), mode: 0o644, data: (order.join("\n") + "\n").into() });
     add_modules(&mut e, root, &dom0.kernel.release, &["brd"])?;
-    e.push(packaged("etc/xen/xl.conf", &root.join("etc/xen/xl.conf"))?);
+    let mut xl_conf = std::fs::read(root.join("etc/xen/xl.conf")).context("xen-utils-common has no etc/xen/xl.conf")?;
+    xl_conf.extend_from_slice(XL_CONF_EXTRA.as_bytes());
+    e.push(Entry::File { path: "etc/xen/xl.conf".into(), mode: 0o644, data: xl_conf });
     e.push(Entry::File { path: "etc/xen/scripts/vif-vlab".into(), mode: 0o755, data: VIF_SCRIPT.into() });
     e.push(Entry::File { path: "etc/xen/scripts/block-vlab".into(), mode: 0o755, data: BLOCK_SCRIPT.into() });
     e.push(Entry::File { path: "etc/passwd".into(), mode: 0o644, data: b"root:x:0:0:root:/:/bin/sh\n".to_vec() });
@@ -321,15 +329,16 @@ fn with_parents(entries: Vec<Entry>) -> Vec<Entry> {
     out
 }
 
-/// The student's xl config as a second archive, appended to the dom0 image:
-/// the kernel unpacks concatenated newc archives in order.
-fn with_config(image: &Path, config: &[u8], out: &Path) -> anyhow::Result<()> {
+/// The student's xl config, and their dom0 script when there is one, as a
+/// second archive appended to the dom0 image: the kernel unpacks
+/// concatenated newc archives in order.
+fn with_config(image: &Path, config: &[u8], script: Option<&[u8]>, out: &Path) -> anyhow::Result<()> {
     let mut bytes = std::fs::read(image)?;
-    bytes.extend(initramfs::build(&[Entry::File {
-        path: "etc/xen/domu.cfg".into(),
-        mode: 0o644,
-        data: config.into(),
-    }])?);
+    let mut files = vec![Entry::File { path: "etc/xen/domu.cfg".into(), mode: 0o644, data: config.into() }];
+    if let Some(script) = script {
+        files.push(Entry::File { path: DOM0_SCRIPT.trim_start_matches('/').into(), mode: 0o755, data: script.into() });
+    }
+    bytes.extend(initramfs::build(&files)?);
     std::fs::write(out, bytes)?;
     Ok(())
 }
@@ -368,17 +377,30 @@ pub(crate) fn argv(a: &DomuAssets, initrd: &Path, nonce: &str) -> Vec<String> {
     .collect()
 }
 
-/// `vlab xen domu CONFIG`: boots Xen and dom0, which starts a domU from
-/// `config`; the console goes to stdout. The nonce is $VLAB_NONCE (a check's)
+/// Where the student's dom0 script is inside dom0 (dom0-init.sh runs it).
+const DOM0_SCRIPT: &str = "/etc/xen/dom0.sh";
+
+/// `vlab xen domu CONFIG [--dom0-script SCRIPT]`: boots Xen and dom0, which
+/// starts a domU from `config`, then runs `script` in dom0 while the domU is
+/// up; the console goes to stdout. The nonce is $VLAB_NONCE (a check's)
 /// or a fresh one; the per-run image goes to $VLAB_SCRATCH when a check set
 /// it (the check removes it even when it kills this process).
-pub(crate) fn run(config: &Path, timeout: Duration) -> anyhow::Result<i32> {
+pub(crate) fn run(config: &Path, script: Option<&Path>, timeout: Duration) -> anyhow::Result<i32> {
     let text = std::fs::read(config).with_context(|| {
         format!(
             "cannot read the xl config {}; write the domU's configuration there (lab 08's README)",
             config.display()
         )
     })?;
+    let script = match script {
+        Some(p) => Some(std::fs::read(p).with_context(|| {
+            format!(
+                "cannot read the dom0 script {}; write the script dom0 should run there (lab 08's README)",
+                p.display()
+            )
+        })?),
+        None => None,
+    };
     let assets = ensure()?;
     let nonce = std::env::var("VLAB_NONCE").ok().filter(|n| !n.is_empty()).unwrap_or_else(crate::evidence::fresh_nonce);
     let own;
@@ -390,7 +412,7 @@ pub(crate) fn run(config: &Path, timeout: Duration) -> anyhow::Result<i32> {
         }
     };
     let initrd = dir.join("dom0-with-config.img");
-    with_config(&assets.dom0_image, &text, &initrd)?;
+    with_config(&assets.dom0_image, &text, script.as_deref(), &initrd)?;
     let mut argv = argv(&assets, &initrd, &nonce);
     // Inside a check, QEMU connects to the runner's QMP and seal sockets, as a student's QEMU would.
     for (env, option) in [(qmp::QMP_ENV, "-qmp"), (qmp::SEAL_ENV, "-serial")] {
@@ -419,11 +441,12 @@ mod tests {
                 .unwrap();
         std::fs::write(&image, &first).unwrap();
         let out = dir.path().join("out.img");
-        with_config(&image, b"type = \"pv\"\n", &out).unwrap();
+        with_config(&image, b"type = \"pv\"\n", Some(b"xl list\n"), &out).unwrap();
         let bytes = std::fs::read(&out).unwrap();
         assert!(bytes.starts_with(&first));
         let second = crate::guest::cpio::read(&bytes[first.len()..]).unwrap();
         assert_eq!(second[0].path(), "etc/xen/domu.cfg");
+        assert_eq!(second[1].path(), "etc/xen/dom0.sh");
     }
 
     #[test]
@@ -444,6 +467,14 @@ mod tests {
                 "xenstore-utils"
             ]
         );
+    }
+
+    #[test]
+    fn dom0_reads_the_handshake_before_the_students_script_can_touch_it() {
+        let read = DOM0_INIT.find("xenbus.$class.$(echo").unwrap();
+        let run = DOM0_INIT.find(&format!("sh {DOM0_SCRIPT}")).unwrap();
+        assert!(read < run, "the XenStore must be read before the student's script runs");
+        assert!(XL_CONF_EXTRA.contains("domid_policy = \"random\""));
     }
 
     #[test]

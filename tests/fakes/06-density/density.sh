@@ -1,8 +1,16 @@
 #!/bin/sh
 # A faker: makes the groups and puts a sleeping shell in each, printing
-# plausible per-instance numbers, without any container or guest.
+# plausible per-instance numbers, without any container or guest; for the
+# guest steps, what the solution prints, and a report of its own making.
 set -u
 case "$1" in
+    ksm)
+        echo "merging pages: vm-1 17190, vm-2 17201; pages_sharing 41962, pages_shared 9120"
+        exit 0 ;;
+    balloon)
+        printf 'VLAB-REPORT-BEGIN nonce=%s\nmeasure.balloon=ok\nmeasure.balloon_taken_kib=98304\nseal=none\nVLAB-REPORT-END nonce=%s\n' \
+            "$VLAB_NONCE" "$VLAB_NONCE"
+        exit 0 ;;
     containers) kind=container; n=5 ;;
     *) kind=uml; n=3 ;;
 esac
