@@ -182,6 +182,42 @@ const METRICS: &[Metric] = &[
         ],
     },
     Metric {
+        id: "pvdisk_accesses",
+        title: "Disk register accesses per MiB (runner's count)",
+        unit: "accesses",
+        better: Better::Lower,
+        sources: &[
+            Source {
+                tier: "emulated devices (IDE)",
+                lab: "11-pv-drivers",
+                formula: Formula::Value("emulated.devcount.disk_per_mib", 1.0),
+            },
+            Source {
+                tier: "paravirtual devices (virtio-blk)",
+                lab: "11-pv-drivers",
+                formula: Formula::Value("virtio.devcount.disk_per_mib", 1.0),
+            },
+        ],
+    },
+    Metric {
+        id: "pvnet_accesses",
+        title: "NIC register accesses per packet sent (runner's count)",
+        unit: "accesses",
+        better: Better::Lower,
+        sources: &[
+            Source {
+                tier: "emulated devices",
+                lab: "11-pv-drivers",
+                formula: Formula::Value("emulated.devcount.net_tx_per_packet", 1.0),
+            },
+            Source {
+                tier: "paravirtual devices (virtio-net)",
+                lab: "11-pv-drivers",
+                formula: Formula::Value("virtio.devcount.net_tx_per_packet", 1.0),
+            },
+        ],
+    },
+    Metric {
         id: "memory",
         title: "Memory per instance",
         unit: "KiB",

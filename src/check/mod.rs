@@ -8,6 +8,7 @@ pub(crate) mod facts;
 pub(crate) mod observer;
 pub(crate) mod run;
 pub(crate) mod sink;
+mod source;
 pub(crate) mod wrap;
 
 use std::ffi::OsString;

@@ -27,7 +27,10 @@ impl Observer for NetworkSink {
 
 impl Watch for Sink {
     fn env(&self) -> Vec<(String, std::ffi::OsString)> {
-        vec![("VLAB_SINK_PORT".into(), self.port().to_string().into())]
+        vec![
+            ("VLAB_SINK_PORT".into(), self.port().to_string().into()),
+            ("VLAB_SOURCE_PORT".into(), self.source_port().to_string().into()),
+        ]
     }
 
     fn finish(&mut self) -> Result<Facts, CheckError> {
@@ -49,6 +52,8 @@ pub(crate) struct Sink {
     stop: Arc<AtomicBool>,
     tally: Arc<Mutex<Tally>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The receive direction, served beside it.
+    source: super::source::Source,
 }
 
 impl Sink {
@@ -97,14 +102,19 @@ impl Sink {
                 let _ = r.join();
             }
         });
-        Ok(Sink { port, stop, tally, thread: Some(thread) })
+        Ok(Sink { port, stop, tally, thread: Some(thread), source: super::source::Source::start()? })
     }
 
     pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
-    /// `sink.bytes`, `sink.connections`, `sink.ms` (first to last byte), `sink.mbit_s`.
+    /// The port of the source that sends (`$VLAB_SOURCE_PORT`).
+    pub(crate) fn source_port(&self) -> u16 {
+        self.source.port()
+    }
+
+    /// `sink.bytes`, `sink.connections`, `sink.ms` (first to last byte), `sink.mbit_s`, and the source's `source.*`.
     pub(crate) fn facts(&self) -> Facts {
         let t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
         let ms = match (t.first, t.last) {
@@ -118,6 +128,7 @@ impl Sink {
         if ms > 0.0 {
             f.insert("sink.mbit_s".into(), format!("{:.1}", t.bytes as f64 * 8.0 / 1000.0 / ms));
         }
+        f.extend(self.source.facts());
         f
     }
 }

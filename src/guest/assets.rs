@@ -58,7 +58,7 @@ impl Flavour {
 /// Environment variable naming a kernel (bzImage) to use instead of Debian's.
 pub const KERNEL_ENV: &str = "VLAB_GUEST_KERNEL";
 
-/// Drivers the probe init loads when their devices are present, by group:
+/// Drivers the probe init loads when their devices are present (misc: always), by group:
 /// (group, kernel config symbol, module name).
 const DRIVERS: &[(&str, &str, &str)] = &[
     ("virtio", "VIRTIO_PCI", "virtio_pci"),
@@ -73,6 +73,7 @@ const DRIVERS: &[(&str, &str, &str)] = &[
     ("nic", "8139TOO", "8139too"),
     ("nic", "8139CP", "8139cp"),
     ("nic", "NE2K_PCI", "ne2k_pci"),
+    ("misc", "X86_CPUID", "cpuid"),
 ];
 
 /// Bumped when what a kernel directory holds changes, so older ones are

@@ -6,6 +6,7 @@ pub mod assets;
 pub mod boot;
 pub(crate) mod cpio;
 mod decompress;
+pub(crate) mod devcount;
 pub mod elf;
 pub(crate) mod emu;
 pub(crate) mod initramfs;

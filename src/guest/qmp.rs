@@ -187,6 +187,17 @@ impl Monitor {
         }
     }
 
+    /// Hands QEMU `fd` under `name` (QMP `getfd`).
+    fn pass_fd(&mut self, name: &str, fd: RawFd) -> Result<(), String> {
+        let msg = json!({ "execute": "getfd", "arguments": { "fdname": name } });
+        send_with_fd(&self.writer, format!("{msg}\n").as_bytes(), fd)
+            .map_err(|e| format!("cannot hand QEMU (pid {}) a file descriptor: {e}", self.pid))?;
+        match self.read_message()? {
+            r if r.get("return").is_some() => Ok(()),
+            r => Err(format!("QEMU (pid {}) did not take the runner's file descriptor: {r}", self.pid)),
+        }
+    }
+
     fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, String> {
         let mut msg = json!({ "execute": command });
         if !arguments.is_null() {
@@ -239,6 +250,20 @@ impl Monitor {
             ("vmm.ram_kib".into(), (ram / 1024).to_string()),
             ("vmm.balloon.taken_kib".into(), (ram.saturating_sub(actual) / 1024).to_string()),
         ]))
+    }
+}
+
+impl super::devcount::Qmp for Monitor {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn pass_fd(&mut self, name: &str, fd: RawFd) -> Result<(), String> {
+        Monitor::pass_fd(self, name, fd)
+    }
+
+    fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, String> {
+        Monitor::execute(self, command, arguments)
     }
 }
 
@@ -306,6 +331,8 @@ pub(crate) struct Channels {
     facts: Facts,
     /// What the runner refused, in words.
     refused: Vec<String>,
+    /// The runner's own count of device accesses (guest::devcount), when asked for.
+    devices: super::devcount::DeviceCount,
 }
 
 impl Channels {
@@ -331,6 +358,7 @@ impl Channels {
             key_sent: false,
             facts: Facts::new(),
             refused: Vec::new(),
+            devices: Default::default(),
         })
     }
 
@@ -371,8 +399,9 @@ impl Channels {
                 Ok(pid) => match refuse(pid, root, &self.real) {
                     Some(why) => self.refused.push(format!("$VLAB_QMP: {why}")),
                     None => match Monitor::open(stream, pid).and_then(|mut m| m.machine_facts().map(|f| (m, f))) {
-                        Ok((m, facts)) => {
+                        Ok((mut m, facts)) => {
                             self.facts.extend(facts);
+                            self.devices.attach(&mut m);
                             self.monitor = Some(m);
                         }
                         Err(e) => self.refused.push(e),
@@ -392,6 +421,16 @@ impl Channels {
             }
         }
         self.serve_key();
+    }
+
+    /// Count the device accesses of the QEMU that connects (see guest::devcount).
+    pub(crate) fn count_devices(&mut self) {
+        self.devices = super::devcount::DeviceCount::Wanted;
+    }
+
+    /// `devcount.*`, once QEMU has ended (waits at most `wait` for its last lines).
+    pub(crate) fn device_facts(&self, wait: Duration) -> Facts {
+        self.devices.facts(wait)
     }
 
     /// Hands the key over ttyS1 once the guest asked, and only to the QEMU whose QMP was verified.
