@@ -261,13 +261,27 @@ fn a_killed_grader_resumes_without_losing_or_duplicating_grades() {
     }
     grader.kill().unwrap();
     grader.wait().unwrap();
+    // The kernel drops the dead grader's lock on OUT/.lock once every
+    // descriptor of it is closed; a child caught between fork and exec holds
+    // one for a moment. It must not outlive the grader for long.
+    let lock = std::fs::File::open(out.path().join(".lock")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // SAFETY: flock on a descriptor this test owns; the result is checked.
+    while unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        assert!(Instant::now() < deadline, "the killed grader's lock on OUT/.lock outlived it by 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(lock);
     let before = count();
     assert!(before < 6, "the grader finished before it could be killed");
 
     let (code, summary) = {
         let o =
             vlab_g(ws.path()).args(["--json", "grade", "--out"]).arg(out.path()).arg(class.path()).output().unwrap();
-        (o.status.code(), serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap())
+        let summary = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_else(|e| {
+            panic!("the resumed grader printed no summary ({e}); it said: {}", String::from_utf8_lossy(&o.stderr))
+        });
+        (o.status.code(), summary)
     };
     assert_eq!(code, Some(0));
     assert_eq!(summary["resumed"].as_u64().unwrap() as usize, before, "finished results must not be regraded");
