@@ -84,6 +84,7 @@ fn assert_nothing_left(ws: &Path, lab: &str) {
 fn a_decoy_named_qemu_beside_a_printed_report_fails_every_boot_lab() {
     let decoy = format!(
         "#!/bin/sh\n# Fake: a decoy that calls itself QEMU, beside a report printed with this run's nonce.\n\
+         echo \"nonce=$VLAB_NONCE\" > \"$VLAB_RESULTS\"\n\
          bash -c 'exec -a qemu-system-x86_64 sleep 60' &\n{FORGED_REPORT}wait\n"
     );
     for (lab, step) in [
