@@ -159,10 +159,11 @@ struct Guest {
 }
 
 impl Guest {
-    fn add(&mut self, s: Sample) {
+    /// `ksm_on`: ksmd was running when the sample was taken.
+    fn add(&mut self, s: Sample, ksm_on: bool) {
         self.rss_peak_kib = self.rss_peak_kib.max(s.rss_kib);
         self.cpu_ms = self.cpu_ms.max(s.cpu_ms);
-        if s.merging_pages == 0 {
+        if s.merging_pages == 0 && !ksm_on {
             self.pss_unmerged_kib = self.pss_unmerged_kib.max(s.pss_kib);
         }
         if s.merging_pages > 0 && s.merging_pages >= self.merging_peak {
@@ -204,17 +205,22 @@ impl Watch for VmWatch {
             let qemus: Vec<i32> =
                 proc::descendants(child.pid()).into_iter().filter(|pid| self.real.runs(*pid)).collect();
             most_at_once = most_at_once.max(qemus.len());
-            for pid in qemus {
-                if let Some(s) = Sample::of(pid) {
-                    guests.entry(pid).or_default().add(s);
-                }
-            }
+            // Read before the guests: a sample counts as unmerged only while
+            // ksmd is stopped, so a script that starts it before the guests
+            // boot never shows their cost alone, however slowly ksmd scans.
+            let mut ksm_on = false;
             if let Some(k) = &self.ksm {
                 let read = |name: &str| -> u64 {
                     std::fs::read_to_string(k.dir.join(name)).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
                 };
-                ksm_ran |= read("run") == 1;
+                ksm_on = read("run") == 1;
+                ksm_ran |= ksm_on;
                 sharing_peak = sharing_peak.max(read("pages_sharing"));
+            }
+            for pid in qemus {
+                if let Some(s) = Sample::of(pid) {
+                    guests.entry(pid).or_default().add(s, ksm_on);
+                }
             }
             if let Some(ended) = child.wait_until(Instant::now() + SAMPLE_EVERY)? {
                 break Some(ended);
@@ -223,6 +229,10 @@ impl Watch for VmWatch {
                 break None;
             }
         };
+        // One last look: a script may turn ksmd on and end between two samples.
+        if let Some(k) = &self.ksm {
+            ksm_ran |= std::fs::read_to_string(k.dir.join("run")).is_ok_and(|v| v.trim() == "1");
+        }
         let (stdout, _) = child.read_stdout(OUTPUT_LIMIT);
         let (stderr, _) = child.read_stderr(OUTPUT_LIMIT);
         child.stop()?;
@@ -272,14 +282,26 @@ mod tests {
     fn a_guest_costs_its_unmerged_peak_alone_and_its_pss_at_the_merge_peak_shared() {
         let mut g = Guest::default();
         for (pss, merging) in [(40_000, 0), (120_000, 0), (100_000, 3000), (80_000, 9000), (90_000, 5000)] {
-            g.add(Sample { rss_kib: pss + 10_000, pss_kib: pss, merging_pages: merging, cpu_ms: 2000 });
+            g.add(Sample { rss_kib: pss + 10_000, pss_kib: pss, merging_pages: merging, cpu_ms: 2000 }, merging > 0);
         }
+        // ksmd running but not yet at these pages: not the guest's cost alone.
+        g.add(Sample { rss_kib: 200_000, pss_kib: 190_000, merging_pages: 0, cpu_ms: 2000 }, true);
         assert_eq!((g.pss_unmerged_kib, g.pss_merged_kib, g.merging_peak), (120_000, 80_000, 9000));
         let f = guest_facts(&[g, Guest { merging_peak: 2000, ..g }], 2);
         assert_eq!(f["density.vm_kib"], "120000");
         assert_eq!(f["ksm.saved_kib"], "40000");
         assert_eq!(f["ksm.merging_pages_min"], "2000", "the least merged guest counts");
         assert_eq!(guest_facts(&[], 0)["vms.count"], "0");
+    }
+
+    #[test]
+    fn with_ksmd_on_from_the_start_no_sample_is_the_cost_alone() {
+        let mut g = Guest::default();
+        for (pss, merging) in [(40_000, 0), (150_000, 0), (120_000, 4000)] {
+            g.add(Sample { rss_kib: 160_000, pss_kib: pss, merging_pages: merging, cpu_ms: 2000 }, true);
+        }
+        assert_eq!(g.pss_unmerged_kib, 0);
+        assert_eq!(guest_facts(&[g], 1)["density.vm_kib"], "0");
     }
 
     #[test]
