@@ -126,9 +126,7 @@ fn cpu_ms(stat: &str) -> u64 {
     // The fields after the command name, which may hold spaces, start at field 3 (state).
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let field = |n: usize| rest.split_whitespace().nth(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    (field(14) + field(15)) * 1000 / hz
+    (field(14) + field(15)) * 1000 / crate::procfs::clock_ticks()
 }
 
 /// `Rss:` and `Pss:` of a smaps_rollup.
@@ -307,9 +305,7 @@ mod tests {
     #[test]
     fn cpu_time_is_read_past_a_command_name_with_spaces() {
         let stat = "4242 (qemu (x) y) S 1 4242 4242 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 5 0 1000 0 0";
-        // SAFETY: sysconf only reads a configuration value.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-        assert_eq!(cpu_ms(stat), 300 * 1000 / hz);
+        assert_eq!(cpu_ms(stat), 300 * 1000 / crate::procfs::clock_ticks());
     }
 
     /// The check fails (the script exits 1 after turning KSM on); the watch still puts the settings back.
